@@ -1,0 +1,92 @@
+package outbox
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Sentinel errors. Every error the package returns that belongs to one of these
+// classes wraps the sentinel, so callers test with errors.Is.
+var (
+	// ErrInvalidTopic reports a topic that is empty, longer than 100
+	// characters, or not dot-separated segments of [A-Za-z0-9_-].
+	ErrInvalidTopic = errors.New("outbox: invalid topic")
+	// ErrInvalidPattern reports a subscription pattern that breaks the topic
+	// syntax (segments may also be * or #).
+	ErrInvalidPattern = errors.New("outbox: invalid pattern")
+	// ErrInvalidPayload reports a payload that does not marshal to JSON, or
+	// raw bytes that are not valid JSON.
+	ErrInvalidPayload = errors.New("outbox: invalid payload")
+	// ErrPayloadTooLarge reports a payload over Config.MaxPayloadBytes.
+	ErrPayloadTooLarge = errors.New("outbox: payload too large")
+	// ErrInvalidConfig reports a Config, DispatcherConfig or option value that
+	// cannot be used.
+	ErrInvalidConfig = errors.New("outbox: invalid configuration")
+	// ErrInvalidSubscription reports a subscription that fails validation.
+	ErrInvalidSubscription = errors.New("outbox: invalid subscription")
+	// ErrSubscriptionNotFound reports that no subscription has the given name.
+	ErrSubscriptionNotFound = errors.New("outbox: subscription not found")
+	// ErrSubscriptionBusy reports a Delete refused because the subscription
+	// still has PENDING or PROCESSING rows and the caller did not ask to
+	// discard them.
+	ErrSubscriptionBusy = errors.New("outbox: subscription has undelivered rows")
+	// ErrLeaseLost reports that a row's lease passed to another claim before
+	// its outcome could be written; the row will be delivered again.
+	ErrLeaseLost = errors.New("outbox: lease lost")
+	// ErrNotFound reports that a queue row or record does not exist.
+	ErrNotFound = errors.New("outbox: not found")
+)
+
+// ValidationError describes one rejected input value. It wraps the sentinel of
+// its class (ErrInvalidTopic, ErrInvalidSubscription, ...), so both
+// errors.Is(err, ErrInvalidTopic) and errors.As(err, &*ValidationError) work.
+type ValidationError struct {
+	Field  string // the input that was rejected, such as "topic" or "webhook_url"
+	Reason string // why, in a few words
+	Err    error  // the sentinel class
+}
+
+func (e *ValidationError) Error() string {
+	return fmt.Sprintf("%v: %s: %s", e.Err, e.Field, e.Reason)
+}
+
+// Unwrap returns the sentinel class.
+func (e *ValidationError) Unwrap() error { return e.Err }
+
+func invalid(class error, field, format string, args ...any) error {
+	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...), Err: class}
+}
+
+// permanentError marks a handler error that must not be retried.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return "permanent: " + errString(e.err) }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent wraps err so that the dispatcher fails the row at once (status
+// FAILED) instead of retrying it. A nil err still fails the row.
+func Permanent(err error) error { return &permanentError{err: err} }
+
+// retryAfterError asks for the next attempt after a given delay.
+type retryAfterError struct {
+	delay time.Duration
+	err   error
+}
+
+func (e *retryAfterError) Error() string {
+	return fmt.Sprintf("retry after %s: %s", e.delay, errString(e.err))
+}
+func (e *retryAfterError) Unwrap() error { return e.err }
+
+// RetryAfter wraps err so that the next attempt of the row happens after d
+// instead of the subscription's backoff. The attempt still counts against
+// max_retries.
+func RetryAfter(d time.Duration, err error) error { return &retryAfterError{delay: d, err: err} }
+
+func errString(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	return err.Error()
+}

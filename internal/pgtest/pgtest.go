@@ -1,0 +1,93 @@
+// Package pgtest gives each test an isolated PostgreSQL schema on the
+// database at DATABASE_URL (default: the local server, database test).
+//
+// With go test -short, database tests are skipped (Go's convention). Without
+// it, an unreachable database fails the test with a message that says how to
+// start one: a database test never skips silently.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/lib/pq" // the driver under test
+)
+
+// DefaultURL is used when DATABASE_URL is not set.
+const DefaultURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+// URL returns the database URL tests use.
+func URL() string {
+	if u := os.Getenv("DATABASE_URL"); u != "" {
+		return u
+	}
+	return DefaultURL
+}
+
+var (
+	once    sync.Once
+	shared  *sql.DB
+	openErr error
+)
+
+// DB returns the package-wide pool on URL(), or ends the test: skipped
+// under -short, failed when the database cannot be reached.
+func DB(t testing.TB) *sql.DB {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("database test skipped in -short mode")
+	}
+	once.Do(func() {
+		db, err := sql.Open("postgres", URL())
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err = db.PingContext(ctx)
+			cancel()
+		}
+		if err != nil {
+			openErr = err
+			return
+		}
+		db.SetMaxOpenConns(40)
+		db.SetMaxIdleConns(40)
+		shared = db
+	})
+	if openErr != nil {
+		t.Fatalf("PostgreSQL is not reachable at %s: %v\n"+
+			"Start a local server (on Debian: pg_ctlcluster --skip-systemctl-redirect <version> main start),\n"+
+			"or point DATABASE_URL at one; run go test -short to skip database tests.", URL(), openErr)
+	}
+	return shared
+}
+
+// Schema returns a fresh schema name for t (not yet created) and drops the
+// schema, with everything in it, when the test ends.
+func Schema(t testing.TB) string {
+	t.Helper()
+	db := DB(t)
+	name := NewName()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := db.ExecContext(ctx, `DROP SCHEMA IF EXISTS "`+name+`" CASCADE`); err != nil {
+			t.Errorf("pgtest: drop schema %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+// NewName returns a random schema name.
+func NewName() string {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("pgtest: %v", err))
+	}
+	return "t_" + hex.EncodeToString(b[:])
+}

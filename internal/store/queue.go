@@ -1,0 +1,165 @@
+package store
+
+// Queue statements. $now parameters are NULL when the handle has no clock,
+// and the statement then uses the database's now().
+const (
+	// EnqueueOne inserts one event and fans it out to every active
+	// subscription whose pattern matches, in one statement. %s is the final
+	// SELECT's extra column: a pg_notify call, or NULL.
+	// $1 event id, $2 topic, $3 payload, $4 metadata, $5 now, $6 max retries,
+	// $7 run at, $8 delay in microseconds.
+	EnqueueOne = `WITH ev AS (
+	INSERT INTO {s}.system_event (id, event_type, payload, metadata, occurred_at)
+	VALUES ($1, $2::text, $3::jsonb, $4::jsonb, COALESCE($5::timestamptz, now()))
+	RETURNING id, occurred_at
+), q AS (
+	INSERT INTO {s}.event_queue (event_id, subscription_id, topic, payload, max_retries, next_retry_at, created_at)
+	SELECT ev.id, s.id, $2::text, $3::jsonb,
+		COALESCE($6::int, (s.subscription_config->>'max_retries')::int, CASE WHEN s.webhook_url IS NULL THEN 3 ELSE 9 END),
+		COALESCE($7::timestamptz, ev.occurred_at + $8::bigint * interval '1 microsecond'),
+		ev.occurred_at
+	FROM ev, {s}.event_subscription s
+	WHERE s.is_active AND ('.' || $2::text) ~ s.pattern_regex
+	RETURNING 1
+)
+SELECT (SELECT count(*) FROM q), %s`
+
+	// EnqueueBatch is EnqueueOne over arrays: $1 ids, $2 topics, $3 payloads,
+	// $4 metadata, $5 now, $6 max retries, $7 run at, $8 delays (µs).
+	// It returns one row per event that fanned out: (event id, row count).
+	EnqueueBatch = `WITH input AS (
+	SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[], $6::int[], $7::timestamptz[], $8::bigint[])
+		AS i(id, topic, payload, metadata, max_retries, run_at, delay_us)
+), ev AS (
+	INSERT INTO {s}.system_event (id, event_type, payload, metadata, occurred_at)
+	SELECT id, topic, payload, metadata, COALESCE($5::timestamptz, now()) FROM input
+	RETURNING id
+), q AS (
+	INSERT INTO {s}.event_queue (event_id, subscription_id, topic, payload, max_retries, next_retry_at, created_at)
+	SELECT i.id, s.id, i.topic, i.payload,
+		COALESCE(i.max_retries, (s.subscription_config->>'max_retries')::int, CASE WHEN s.webhook_url IS NULL THEN 3 ELSE 9 END),
+		COALESCE(i.run_at, COALESCE($5::timestamptz, now()) + i.delay_us * interval '1 microsecond'),
+		COALESCE($5::timestamptz, now())
+	FROM input i JOIN {s}.event_subscription s ON s.is_active AND ('.' || i.topic) ~ s.pattern_regex
+	RETURNING event_id
+)
+SELECT event_id, count(*), %s FROM q GROUP BY event_id`
+
+	// Claim moves up to $4 claimable rows of the served subscriptions to
+	// PROCESSING under claim token $5 with a lease of $6 µs.
+	// $1 now, $2 callback methods served, $3 whether webhooks are served.
+	Claim = `WITH c AS (
+	SELECT q.id FROM {s}.event_queue q
+	WHERE q.status = 'PENDING'
+		AND COALESCE(q.next_retry_at, q.created_at) <= COALESCE($1::timestamptz, now())
+		AND q.subscription_id IN (
+			SELECT s.id FROM {s}.event_subscription s
+			WHERE s.is_active AND (s.callback_method = ANY($2::text[]) OR ($3::bool AND s.webhook_url IS NOT NULL)))
+	ORDER BY COALESCE(q.next_retry_at, q.created_at)
+	LIMIT $4
+	FOR UPDATE OF q SKIP LOCKED
+)
+UPDATE {s}.event_queue q
+SET status = 'PROCESSING', locked_by = $5,
+	locked_until = COALESCE($1::timestamptz, now()) + $6::bigint * interval '1 microsecond'
+FROM c, {s}.event_subscription s, {s}.system_event e
+WHERE q.id = c.id AND s.id = q.subscription_id AND e.id = q.event_id
+RETURNING q.id, q.event_id, q.subscription_id, s.subscriber_name, COALESCE(s.callback_method, ''),
+	COALESCE(s.webhook_url, ''), COALESCE(s.subscription_config::text, ''), s.updated_at,
+	q.topic, q.payload::text, COALESCE(e.metadata::text, ''), q.retry_count, q.max_retries, q.created_at`
+
+	// Heartbeat extends the leases of rows still held: $1 now, $2 ids,
+	// $3 their claim tokens, $4 lease in µs.
+	Heartbeat = `UPDATE {s}.event_queue q
+SET locked_until = COALESCE($1::timestamptz, now()) + $4::bigint * interval '1 microsecond'
+FROM unnest($2::uuid[], $3::text[]) AS h(id, token)
+WHERE q.id = h.id AND q.locked_by = h.token AND q.status = 'PROCESSING'`
+
+	// Outcomes writes a batch of outcomes, each fenced on its claim token.
+	// $1 now, $2 ids, $3 tokens, $4 statuses, $5 retry-count increments,
+	// $6 delays before the next attempt (µs), $7 failure reasons.
+	Outcomes = `UPDATE {s}.event_queue q
+SET status = u.status::{s}.event_status,
+	retry_count = q.retry_count + u.inc,
+	next_retry_at = CASE WHEN u.status = 'PENDING'
+		THEN COALESCE($1::timestamptz, now()) + u.delay_us * interval '1 microsecond'
+		ELSE q.next_retry_at END,
+	failure_reason = COALESCE(u.reason, q.failure_reason),
+	processed_at = CASE WHEN u.status IN ('COMPLETED', 'FAILED') THEN COALESCE($1::timestamptz, now()) END,
+	locked_by = NULL, locked_until = NULL
+FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::text[])
+	AS u(id, token, status, inc, delay_us, reason)
+WHERE q.id = u.id AND q.locked_by = u.token AND q.status = 'PROCESSING'
+RETURNING q.id`
+
+	// CompleteOne marks one held row COMPLETED (used inside HandleTx's
+	// transaction): $1 now, $2 id, $3 token.
+	CompleteOne = `UPDATE {s}.event_queue
+SET status = 'COMPLETED', processed_at = COALESCE($1::timestamptz, now()), locked_by = NULL, locked_until = NULL
+WHERE id = $2 AND locked_by = $3 AND status = 'PROCESSING'`
+
+	// Rescue returns up to $2 rows whose lease expired to PENDING (or FAILED
+	// when their retries are spent), counting the lost attempt.
+	Rescue = `WITH r AS (
+	SELECT id FROM {s}.event_queue
+	WHERE status = 'PROCESSING' AND locked_until < COALESCE($1::timestamptz, now())
+	ORDER BY locked_until
+	LIMIT $2
+	FOR UPDATE SKIP LOCKED
+)
+UPDATE {s}.event_queue q
+SET status = CASE WHEN q.retry_count + 1 > q.max_retries THEN 'FAILED' ELSE 'PENDING' END::{s}.event_status,
+	retry_count = q.retry_count + 1,
+	next_retry_at = COALESCE($1::timestamptz, now()),
+	failure_reason = 'lease expired: dispatcher ' || COALESCE(q.locked_by, '?') || ' stopped renewing it',
+	processed_at = CASE WHEN q.retry_count + 1 > q.max_retries THEN COALESCE($1::timestamptz, now()) END,
+	locked_by = NULL, locked_until = NULL
+FROM r WHERE q.id = r.id`
+
+	// DeleteFinished deletes up to $3 rows of status $2 finished before $1.
+	DeleteFinished = `DELETE FROM {s}.event_queue WHERE id IN (
+	SELECT id FROM {s}.event_queue
+	WHERE status = $2::{s}.event_status AND processed_at < $1::timestamptz
+	LIMIT $3 FOR UPDATE SKIP LOCKED)`
+
+	// DeleteEvents deletes up to $2 events older than $1 that no queue row
+	// refers to any more.
+	DeleteEvents = `DELETE FROM {s}.system_event WHERE id IN (
+	SELECT e.id FROM {s}.system_event e
+	WHERE e.occurred_at < $1::timestamptz
+		AND NOT EXISTS (SELECT 1 FROM {s}.event_queue q WHERE q.event_id = e.id)
+	LIMIT $2 FOR UPDATE SKIP LOCKED)`
+
+	// StatsByStatus counts rows per subscription and status.
+	StatsByStatus = `SELECT COALESCE(s.subscriber_name, ''), q.status::text, count(*)
+FROM {s}.event_queue q LEFT JOIN {s}.event_subscription s ON s.id = q.subscription_id
+GROUP BY 1, 2 ORDER BY 1, 2`
+
+	// OldestClaimable returns the due time of the oldest claimable row.
+	OldestClaimable = `SELECT min(COALESCE(next_retry_at, created_at)) FROM {s}.event_queue
+WHERE status = 'PENDING' AND COALESCE(next_retry_at, created_at) <= COALESCE($1::timestamptz, now())`
+
+	// ListFailed pages through FAILED rows, newest id first after $2.
+	// $1 subscriber name or '', $2 id to start after or NULL, $3 limit.
+	ListFailed = `SELECT q.id, q.event_id, COALESCE(s.subscriber_name, ''), q.topic, q.payload::text,
+	q.retry_count, q.max_retries, COALESCE(q.failure_reason, ''), q.created_at, q.processed_at
+FROM {s}.event_queue q LEFT JOIN {s}.event_subscription s ON s.id = q.subscription_id
+WHERE q.status = 'FAILED' AND ($1 = '' OR s.subscriber_name = $1) AND ($2::uuid IS NULL OR q.id < $2::uuid)
+ORDER BY q.id DESC LIMIT $3`
+
+	// RetryFailed puts FAILED rows back to PENDING with a fresh retry budget:
+	// $1 now, $2 ids (NULL for all of the subscription), $3 subscriber name or ''.
+	RetryFailed = `UPDATE {s}.event_queue q
+SET status = 'PENDING', retry_count = 0, next_retry_at = COALESCE($1::timestamptz, now()), processed_at = NULL
+FROM {s}.event_subscription s
+WHERE s.id = q.subscription_id AND q.status = 'FAILED'
+	AND ($2::uuid[] IS NULL OR q.id = ANY($2::uuid[]))
+	AND ($3 = '' OR s.subscriber_name = $3)`
+
+	// DiscardFailed deletes FAILED rows: $1 ids (NULL for all of the
+	// subscription), $2 subscriber name or ''.
+	DiscardFailed = `DELETE FROM {s}.event_queue q
+WHERE q.status = 'FAILED'
+	AND ($1::uuid[] IS NULL OR q.id = ANY($1::uuid[]))
+	AND ($2 = '' OR q.subscription_id = (SELECT id FROM {s}.event_subscription WHERE subscriber_name = $2))`
+)

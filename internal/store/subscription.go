@@ -1,0 +1,44 @@
+package store
+
+// Subscription statements.
+const (
+	subscriptionColumns = `id, subscriber_name, event_pattern, COALESCE(webhook_url, ''), COALESCE(callback_method, ''),
+	is_active, COALESCE(subscription_config::text, ''), created_at, updated_at`
+
+	SubscriptionUpsert = `INSERT INTO {s}.event_subscription
+	(subscriber_name, event_pattern, webhook_url, callback_method, subscription_config, created_at, updated_at)
+VALUES ($1, $2, NULLIF($3, ''), NULLIF($4, ''), $5::jsonb, COALESCE($6::timestamptz, now()), COALESCE($6::timestamptz, now()))
+ON CONFLICT (subscriber_name) DO UPDATE SET
+	event_pattern = EXCLUDED.event_pattern,
+	webhook_url = EXCLUDED.webhook_url,
+	callback_method = EXCLUDED.callback_method,
+	subscription_config = EXCLUDED.subscription_config,
+	updated_at = EXCLUDED.updated_at
+RETURNING ` + subscriptionColumns
+
+	SubscriptionGet = `SELECT ` + subscriptionColumns + ` FROM {s}.event_subscription WHERE subscriber_name = $1`
+
+	SubscriptionList = `SELECT ` + subscriptionColumns + ` FROM {s}.event_subscription ORDER BY subscriber_name`
+
+	SubscriptionSetActive = `UPDATE {s}.event_subscription
+SET is_active = $2, updated_at = COALESCE($3::timestamptz, now())
+WHERE subscriber_name = $1
+RETURNING ` + subscriptionColumns
+
+	SubscriptionSetConfig = `UPDATE {s}.event_subscription
+SET subscription_config = $2::jsonb, updated_at = COALESCE($3::timestamptz, now())
+WHERE subscriber_name = $1
+RETURNING ` + subscriptionColumns
+
+	// SubscriptionLockForDelete locks the row and counts its undelivered rows.
+	SubscriptionLockForDelete = `SELECT s.id,
+	(SELECT count(*) FROM {s}.event_queue q WHERE q.subscription_id = s.id AND q.status IN ('PENDING', 'PROCESSING'))
+FROM {s}.event_subscription s WHERE s.subscriber_name = $1 FOR UPDATE`
+
+	SubscriptionFailUndelivered = `UPDATE {s}.event_queue
+SET status = 'FAILED', failure_reason = $2, processed_at = COALESCE($3::timestamptz, now()),
+	locked_by = NULL, locked_until = NULL
+WHERE subscription_id = $1 AND status IN ('PENDING', 'PROCESSING')`
+
+	SubscriptionDelete = `DELETE FROM {s}.event_subscription WHERE id = $1`
+)

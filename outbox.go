@@ -1,0 +1,206 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang-migrate/migrate/v4"
+	"github.com/golang-migrate/migrate/v4/database/postgres"
+	"github.com/golang-migrate/migrate/v4/source/iofs"
+
+	"github.com/outboxkit/outbox/internal/store"
+	"github.com/outboxkit/outbox/schema"
+)
+
+// Defaults for Config fields left at their zero value.
+const (
+	// SchemaDefault is the PostgreSQL schema that holds outboxkit's tables.
+	SchemaDefault = "outbox"
+	// MaxPayloadBytesDefault is the largest payload Enqueue accepts (1 MiB).
+	MaxPayloadBytesDefault = 1 << 20
+	// NotifyCooldownDefault is the shortest gap between two NOTIFYs sent by
+	// one handle's Enqueue calls.
+	NotifyCooldownDefault = 2 * time.Millisecond
+	// MigrationsTable is the golang-migrate history table, created in the
+	// configured schema, so it never collides with an application's own.
+	MigrationsTable = "outboxkit_schema_migrations"
+)
+
+// Querier is what Enqueue and the recorders write through: *sql.Tx, *sql.DB,
+// *sql.Conn, *sqlx.Tx and *sqlx.DB all satisfy it. Pass the caller's
+// transaction to make a write part of the business transaction.
+type Querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Config configures a handle made by New. The zero value means defaults.
+type Config struct {
+	// Schema is the PostgreSQL schema of the tables: a lower-case identifier.
+	// Default SchemaDefault ("outbox").
+	Schema string
+	// Logger receives structured logs. Default: Warn and above to stderr.
+	Logger *slog.Logger
+	// Clock, when set, supplies the current time for every time comparison
+	// and timestamp the library writes (tests use it to move time forward).
+	// When nil, the database's now() is used, one clock for every process.
+	Clock func() time.Time
+	// MaxPayloadBytes caps the JSON size of a payload. Default
+	// MaxPayloadBytesDefault (1 MiB).
+	MaxPayloadBytes int
+	// NotifyCooldown is the shortest gap between two NOTIFYs sent by
+	// Enqueue on this handle: an event enqueued within the cooldown of the
+	// previous notify sends none, and dispatchers catch it with a trailing
+	// fetch one cooldown after the notify they saw. Default
+	// NotifyCooldownDefault; a negative value disables NOTIFY from Enqueue
+	// (dispatchers then rely on polling).
+	NotifyCooldown time.Duration
+}
+
+// Outbox is a handle on outboxkit's tables in one schema. It is safe for
+// concurrent use; make one per schema and share it.
+type Outbox struct {
+	db         *sql.DB
+	cfg        Config
+	log        *slog.Logger
+	channel    string
+	q          queueSQL
+	sub        subscriptionSQL
+	lastNotify atomic.Int64 // unix nanoseconds of the last NOTIFY sent by Enqueue
+}
+
+// New returns a handle on the tables in cfg.Schema of db. It sends no SQL:
+// call Migrate once at start-up to create or upgrade the schema.
+func New(db *sql.DB, cfg Config) (*Outbox, error) {
+	if db == nil {
+		return nil, fmt.Errorf("%w: db is nil", ErrInvalidConfig)
+	}
+	if cfg.Schema == "" {
+		cfg.Schema = SchemaDefault
+	}
+	if !store.ValidSchema(cfg.Schema) {
+		return nil, fmt.Errorf("%w: schema %q is not a lower-case identifier of at most 63 bytes", ErrInvalidConfig, cfg.Schema)
+	}
+	if cfg.MaxPayloadBytes < 0 {
+		return nil, fmt.Errorf("%w: MaxPayloadBytes is negative", ErrInvalidConfig)
+	}
+	if cfg.MaxPayloadBytes == 0 {
+		cfg.MaxPayloadBytes = MaxPayloadBytesDefault
+	}
+	if cfg.NotifyCooldown == 0 {
+		cfg.NotifyCooldown = NotifyCooldownDefault
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	o := &Outbox{db: db, cfg: cfg, log: log, channel: store.Channel(cfg.Schema)}
+	o.q = newQueueSQL(cfg.Schema)
+	o.sub = newSubscriptionSQL(cfg.Schema)
+	return o, nil
+}
+
+// DB returns the database handle the Outbox was made with.
+func (o *Outbox) DB() *sql.DB { return o.db }
+
+// Schema returns the PostgreSQL schema of the tables.
+func (o *Outbox) Schema() string { return o.cfg.Schema }
+
+// Migrate creates the schema and applies every migration not yet applied. It
+// is idempotent, and safe when several processes call it at once (they queue
+// on an advisory lock).
+func (o *Outbox) Migrate(ctx context.Context) error {
+	return o.migrate(ctx, func(m *migrate.Migrate) error { return m.Up() })
+}
+
+// MigrateDown reverts every migration, removing all tables, types and
+// functions the library created in the schema. The schema itself and the
+// migrations table stay.
+func (o *Outbox) MigrateDown(ctx context.Context) error {
+	return o.migrate(ctx, func(m *migrate.Migrate) error { return m.Down() })
+}
+
+func (o *Outbox) migrate(ctx context.Context, step func(*migrate.Migrate) error) (err error) {
+	conn, err := o.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("outbox: migrate: %w", err)
+	}
+	clean := false
+	defer func() {
+		if !clean {
+			// The session may hold a lock or a search_path: never reuse it.
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+		_ = conn.Close()
+	}()
+	lockID := advisoryKey("outboxkit.migrate." + o.cfg.Schema)
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, lockID); err != nil {
+		return fmt.Errorf("outbox: migrate: lock: %w", err)
+	}
+	q := store.QuoteIdent(o.cfg.Schema)
+	if _, err := conn.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS `+q); err != nil {
+		return fmt.Errorf("outbox: migrate: create schema: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, `SET search_path TO `+q); err != nil {
+		return fmt.Errorf("outbox: migrate: %w", err)
+	}
+	src, err := iofs.New(schema.FS, ".")
+	if err != nil {
+		return fmt.Errorf("outbox: migrate: source: %w", err)
+	}
+	drv, err := postgres.WithConnection(ctx, conn, &postgres.Config{
+		MigrationsTable: MigrationsTable,
+		SchemaName:      o.cfg.Schema,
+	})
+	if err != nil {
+		return fmt.Errorf("outbox: migrate: driver: %w", err)
+	}
+	m, err := migrate.NewWithInstance("iofs", src, "postgres", drv)
+	if err != nil {
+		return fmt.Errorf("outbox: migrate: %w", err)
+	}
+	if err := step(m); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+		return fmt.Errorf("outbox: migrate: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, `RESET search_path`); err != nil {
+		return fmt.Errorf("outbox: migrate: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, lockID); err != nil {
+		return fmt.Errorf("outbox: migrate: unlock: %w", err)
+	}
+	clean = true
+	return nil
+}
+
+// advisoryKey maps a name to a bigint advisory-lock key.
+func advisoryKey(name string) int64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(name))
+	return int64(h.Sum64())
+}
+
+// nowArg is the time parameter runtime SQL compares against: the configured
+// clock's time, or nil so that the statement uses the database's now().
+func (o *Outbox) nowArg() any {
+	if o.cfg.Clock == nil {
+		return nil
+	}
+	return o.cfg.Clock().UTC()
+}
+
+// now is the handle's notion of the current time, for values computed in Go.
+func (o *Outbox) now() time.Time {
+	if o.cfg.Clock == nil {
+		return time.Now()
+	}
+	return o.cfg.Clock()
+}

@@ -1,0 +1,439 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/lib/pq"
+
+	"github.com/outboxkit/outbox/internal/store"
+)
+
+// Status is the delivery state of a queue row.
+type Status string
+
+// The states of a queue row (the event_status enum).
+const (
+	StatusPending    Status = "PENDING"
+	StatusProcessing Status = "PROCESSING"
+	StatusCompleted  Status = "COMPLETED"
+	StatusFailed     Status = "FAILED"
+)
+
+// MaxRetriesLimit is the largest max_retries an option or config accepts.
+const MaxRetriesLimit = 1000
+
+// EnqueueResult describes an enqueued event.
+type EnqueueResult struct {
+	// EventID identifies the event (system_event.id). Handlers and webhook
+	// receivers see the same id on every attempt.
+	EventID uuid.UUID
+	// Deliveries is the number of subscriptions the event fanned out to.
+	Deliveries int
+}
+
+// EnqueueOption tunes one Enqueue call.
+type EnqueueOption func(*enqueueOptions) error
+
+type enqueueOptions struct {
+	delay      time.Duration
+	hasDelay   bool
+	runAt      time.Time
+	maxRetries *int
+	metadata   map[string]string
+}
+
+// WithDelay makes the event's rows claimable only after d.
+func WithDelay(d time.Duration) EnqueueOption {
+	return func(o *enqueueOptions) error {
+		if d < 0 {
+			return invalid(ErrInvalidConfig, "delay", "must not be negative, got %s", d)
+		}
+		o.delay, o.hasDelay, o.runAt = d, true, time.Time{}
+		return nil
+	}
+}
+
+// WithRunAt makes the event's rows claimable only from t on.
+func WithRunAt(t time.Time) EnqueueOption {
+	return func(o *enqueueOptions) error {
+		if t.IsZero() {
+			return invalid(ErrInvalidConfig, "run_at", "is the zero time")
+		}
+		o.runAt, o.hasDelay = t, false
+		return nil
+	}
+}
+
+// WithMaxRetries overrides the subscriptions' max_retries for this event:
+// each of its rows gets at most n+1 attempts.
+func WithMaxRetries(n int) EnqueueOption {
+	return func(o *enqueueOptions) error {
+		if n < 0 || n > MaxRetriesLimit {
+			return invalid(ErrInvalidConfig, "max_retries", "must be between 0 and %d, got %d", MaxRetriesLimit, n)
+		}
+		o.maxRetries = &n
+		return nil
+	}
+}
+
+// WithMetadata attaches string metadata (trace context, correlation ids) to
+// the event; handlers read it from Delivery.Metadata.
+func WithMetadata(md map[string]string) EnqueueOption {
+	return func(o *enqueueOptions) error {
+		o.metadata = md
+		return nil
+	}
+}
+
+// Event is one event of an EnqueueBatch call.
+type Event struct {
+	Topic   string
+	Payload any
+	Options []EnqueueOption
+}
+
+// Enqueue records an event on topic with payload through tx, the caller's
+// transaction: the event exists if and only if tx commits. It inserts the
+// event and one queue row per active subscription whose pattern matches, in
+// a single statement. payload is marshalled to JSON ([]byte and
+// json.RawMessage are taken as JSON text).
+//
+// Every input is validated before any SQL is sent, so an ErrInvalidTopic,
+// ErrInvalidPayload, ErrPayloadTooLarge or ErrInvalidConfig leaves tx usable.
+func (o *Outbox) Enqueue(ctx context.Context, tx Querier, topic string, payload any, opts ...EnqueueOption) (EnqueueResult, error) {
+	ev, err := o.prepareEvent(topic, payload, opts)
+	if err != nil {
+		return EnqueueResult{}, err
+	}
+	stmt := o.q.enqueueOne
+	if o.takeNotify() {
+		stmt = o.q.enqueueOneNotify
+	}
+	var n int
+	var notified sql.NullString
+	err = tx.QueryRowContext(ctx, stmt, ev.id, ev.topic, ev.payload, ev.metadata, o.nowArg(), ev.maxRetries, ev.runAt, ev.delayUS).
+		Scan(&n, &notified)
+	if err != nil {
+		return EnqueueResult{}, fmt.Errorf("outbox: enqueue %s: %w", topic, err)
+	}
+	return EnqueueResult{EventID: ev.id, Deliveries: n}, nil
+}
+
+// EnqueueBatch enqueues many events through tx in one statement and one
+// round trip, with Enqueue's guarantees. Results are in the order of events.
+// If any event is invalid, nothing is sent and the error names its index.
+func (o *Outbox) EnqueueBatch(ctx context.Context, tx Querier, events []Event) ([]EnqueueResult, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	var (
+		ids        = make([]string, len(events))
+		topics     = make([]string, len(events))
+		payloads   = make([]string, len(events))
+		metadata   = make([]sql.NullString, len(events))
+		maxRetries = make([]sql.NullInt64, len(events))
+		runAt      = make([]sql.NullString, len(events))
+		delays     = make([]sql.NullInt64, len(events))
+		results    = make([]EnqueueResult, len(events))
+		index      = make(map[uuid.UUID]int, len(events))
+	)
+	for i, e := range events {
+		ev, err := o.prepareEvent(e.Topic, e.Payload, e.Options)
+		if err != nil {
+			return nil, fmt.Errorf("event %d: %w", i, err)
+		}
+		ids[i], topics[i], payloads[i] = ev.id.String(), ev.topic, string(ev.payload)
+		if ev.metadata != nil {
+			metadata[i] = sql.NullString{String: string(ev.metadata), Valid: true}
+		}
+		if ev.maxRetries != nil {
+			maxRetries[i] = sql.NullInt64{Int64: int64(*ev.maxRetries), Valid: true}
+		}
+		if t, ok := ev.runAt.(time.Time); ok {
+			runAt[i] = sql.NullString{String: t.UTC().Format(time.RFC3339Nano), Valid: true}
+		}
+		if d, ok := ev.delayUS.(int64); ok {
+			delays[i] = sql.NullInt64{Int64: d, Valid: true}
+		}
+		results[i].EventID = ev.id
+		index[ev.id] = i
+	}
+	stmt := o.q.enqueueBatch
+	if o.takeNotify() {
+		stmt = o.q.enqueueBatchNotify
+	}
+	rows, err := tx.QueryContext(ctx, stmt, pq.Array(ids), pq.Array(topics), pq.Array(payloads),
+		pq.Array(metadata), o.nowArg(), pq.Array(maxRetries), pq.Array(runAt), pq.Array(delays))
+	if err != nil {
+		return nil, fmt.Errorf("outbox: enqueue batch: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id uuid.UUID
+		var n int
+		var notified sql.NullString
+		if err := rows.Scan(&id, &n, &notified); err != nil {
+			return nil, fmt.Errorf("outbox: enqueue batch: %w", err)
+		}
+		results[index[id]].Deliveries = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("outbox: enqueue batch: %w", err)
+	}
+	return results, nil
+}
+
+// preparedEvent is an event validated and encoded for SQL.
+type preparedEvent struct {
+	id         uuid.UUID
+	topic      string
+	payload    []byte
+	metadata   []byte // nil for none
+	maxRetries *int
+	runAt      any // time.Time or nil
+	delayUS    any // int64 or nil
+}
+
+func (o *Outbox) prepareEvent(topic string, payload any, opts []EnqueueOption) (preparedEvent, error) {
+	if why := checkTopic(topic, false); why != "" {
+		return preparedEvent{}, &ValidationError{Field: "topic", Reason: why, Err: ErrInvalidTopic}
+	}
+	var eo enqueueOptions
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		if err := opt(&eo); err != nil {
+			return preparedEvent{}, err
+		}
+	}
+	body, err := encodeJSON(payload, "payload", o.cfg.MaxPayloadBytes)
+	if err != nil {
+		return preparedEvent{}, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return preparedEvent{}, fmt.Errorf("outbox: event id: %w", err)
+	}
+	ev := preparedEvent{id: id, topic: topic, payload: body, maxRetries: eo.maxRetries}
+	if eo.metadata != nil {
+		if ev.metadata, err = encodeJSON(eo.metadata, "metadata", o.cfg.MaxPayloadBytes); err != nil {
+			return preparedEvent{}, err
+		}
+	}
+	switch {
+	case !eo.runAt.IsZero():
+		ev.runAt = eo.runAt.UTC()
+	case eo.hasDelay && o.cfg.Clock != nil:
+		ev.runAt = o.cfg.Clock().Add(eo.delay).UTC()
+	case eo.hasDelay:
+		ev.delayUS = eo.delay.Microseconds()
+	}
+	return ev, nil
+}
+
+// takeNotify reports whether this Enqueue should send a NOTIFY: at most one
+// per NotifyCooldown per handle (DESIGN §4).
+func (o *Outbox) takeNotify() bool {
+	if o.cfg.NotifyCooldown < 0 {
+		return false
+	}
+	now := time.Now().UnixNano()
+	last := o.lastNotify.Load()
+	if now-last < int64(o.cfg.NotifyCooldown) {
+		return false
+	}
+	return o.lastNotify.CompareAndSwap(last, now)
+}
+
+// Stats is a snapshot of the queue.
+type Stats struct {
+	// ByStatus counts rows per status.
+	ByStatus map[Status]int64
+	// BySubscription counts rows per subscriber name and status; rows of
+	// deleted subscriptions are under "".
+	BySubscription map[string]map[Status]int64
+	// OldestClaimableAge is how long the oldest claimable PENDING row has
+	// been due (0 when none is).
+	OldestClaimableAge time.Duration
+}
+
+// Stats counts the queue's rows. It reads the whole table: call it from
+// dashboards and alerts, not per event.
+func (o *Outbox) Stats(ctx context.Context) (Stats, error) {
+	st := Stats{ByStatus: map[Status]int64{}, BySubscription: map[string]map[Status]int64{}}
+	rows, err := o.db.QueryContext(ctx, o.q.statsByStatus)
+	if err != nil {
+		return Stats{}, fmt.Errorf("outbox: stats: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var status Status
+		var n int64
+		if err := rows.Scan(&name, &status, &n); err != nil {
+			return Stats{}, fmt.Errorf("outbox: stats: %w", err)
+		}
+		st.ByStatus[status] += n
+		if st.BySubscription[name] == nil {
+			st.BySubscription[name] = map[Status]int64{}
+		}
+		st.BySubscription[name][status] = n
+	}
+	if err := rows.Err(); err != nil {
+		return Stats{}, fmt.Errorf("outbox: stats: %w", err)
+	}
+	var oldest sql.NullTime
+	if err := o.db.QueryRowContext(ctx, o.q.oldestClaimable, o.nowArg()).Scan(&oldest); err != nil {
+		return Stats{}, fmt.Errorf("outbox: stats: %w", err)
+	}
+	if oldest.Valid {
+		st.OldestClaimableAge = max(o.now().Sub(oldest.Time), 0)
+	}
+	return st, nil
+}
+
+// FailedRow is a dead-lettered queue row.
+type FailedRow struct {
+	ID            uuid.UUID
+	EventID       uuid.UUID
+	Subscription  string // "" when the subscription was deleted
+	Topic         string
+	Payload       []byte
+	RetryCount    int
+	MaxRetries    int
+	FailureReason string
+	CreatedAt     time.Time
+	ProcessedAt   time.Time
+}
+
+// FailedFilter selects FAILED rows for ListFailed. The zero value lists the
+// newest 100 of every subscription.
+type FailedFilter struct {
+	Subscription string    // only this subscriber's rows, if set
+	After        uuid.UUID // continue after this row id (keyset pagination)
+	Limit        int       // at most this many rows (default 100, at most 1000)
+}
+
+// ListFailed lists FAILED rows, newest first, with their failure reasons.
+func (o *Outbox) ListFailed(ctx context.Context, f FailedFilter) ([]FailedRow, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, 1000)
+	var after any
+	if f.After != uuid.Nil {
+		after = f.After
+	}
+	rows, err := o.db.QueryContext(ctx, o.q.listFailed, f.Subscription, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: list failed: %w", err)
+	}
+	defer rows.Close()
+	var out []FailedRow
+	for rows.Next() {
+		var r FailedRow
+		var payload string
+		var processed sql.NullTime
+		if err := rows.Scan(&r.ID, &r.EventID, &r.Subscription, &r.Topic, &payload, &r.RetryCount, &r.MaxRetries,
+			&r.FailureReason, &r.CreatedAt, &processed); err != nil {
+			return nil, fmt.Errorf("outbox: list failed: %w", err)
+		}
+		r.Payload, r.ProcessedAt = []byte(payload), processed.Time
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("outbox: list failed: %w", err)
+	}
+	return out, nil
+}
+
+// RetryFailed puts the given FAILED rows back to PENDING with their retry
+// count reset, due at once. Rows that are not FAILED, or whose subscription
+// was deleted, are left alone. It returns how many rows it re-queued.
+func (o *Outbox) RetryFailed(ctx context.Context, ids ...uuid.UUID) (int64, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	return o.execCount(ctx, "retry failed", o.q.retryFailed, o.nowArg(), pq.Array(uuidStrings(ids)), "")
+}
+
+// RetrySubscription re-queues every FAILED row of a subscription (bulk
+// re-drive of its dead letters).
+func (o *Outbox) RetrySubscription(ctx context.Context, name string) (int64, error) {
+	if name == "" {
+		return 0, invalid(ErrInvalidSubscription, "subscriber_name", "is empty")
+	}
+	return o.execCount(ctx, "retry subscription", o.q.retryFailed, o.nowArg(), nil, name)
+}
+
+// DiscardFailed deletes the given FAILED rows; other rows are left alone.
+func (o *Outbox) DiscardFailed(ctx context.Context, ids ...uuid.UUID) (int64, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	return o.execCount(ctx, "discard failed", o.q.discardFailed, pq.Array(uuidStrings(ids)), "")
+}
+
+// DiscardSubscriptionFailed deletes every FAILED row of a subscription.
+func (o *Outbox) DiscardSubscriptionFailed(ctx context.Context, name string) (int64, error) {
+	if name == "" {
+		return 0, invalid(ErrInvalidSubscription, "subscriber_name", "is empty")
+	}
+	return o.execCount(ctx, "discard failed", o.q.discardFailed, nil, name)
+}
+
+func (o *Outbox) execCount(ctx context.Context, op, stmt string, args ...any) (int64, error) {
+	res, err := o.db.ExecContext(ctx, stmt, args...)
+	if err != nil {
+		return 0, fmt.Errorf("outbox: %s: %w", op, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("outbox: %s: %w", op, err)
+	}
+	return n, nil
+}
+
+func uuidStrings(ids []uuid.UUID) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = id.String()
+	}
+	return out
+}
+
+type queueSQL struct {
+	enqueueOne, enqueueOneNotify, enqueueBatch, enqueueBatchNotify string
+	claim, heartbeat, outcomes, completeOne, rescue               string
+	deleteFinished, deleteEvents                                  string
+	statsByStatus, oldestClaimable, listFailed                    string
+	retryFailed, discardFailed                                    string
+}
+
+func newQueueSQL(schema string) queueSQL {
+	notify := fmt.Sprintf("pg_notify('%s', '')::text", store.Channel(schema))
+	q := queueSQL{
+		enqueueOne:         fmt.Sprintf(store.EnqueueOne, "NULL::text"),
+		enqueueOneNotify:   fmt.Sprintf(store.EnqueueOne, notify),
+		enqueueBatch:       fmt.Sprintf(store.EnqueueBatch, "NULL::text"),
+		enqueueBatchNotify: fmt.Sprintf(store.EnqueueBatch, "min("+notify+")"),
+		claim:              store.Claim, heartbeat: store.Heartbeat, outcomes: store.Outcomes,
+		completeOne: store.CompleteOne, rescue: store.Rescue,
+		deleteFinished: store.DeleteFinished, deleteEvents: store.DeleteEvents,
+		statsByStatus: store.StatsByStatus, oldestClaimable: store.OldestClaimable, listFailed: store.ListFailed,
+		retryFailed: store.RetryFailed, discardFailed: store.DiscardFailed,
+	}
+	store.RenderAll(schema, &q.enqueueOne, &q.enqueueOneNotify, &q.enqueueBatch, &q.enqueueBatchNotify,
+		&q.claim, &q.heartbeat, &q.outcomes, &q.completeOne, &q.rescue, &q.deleteFinished, &q.deleteEvents,
+		&q.statsByStatus, &q.oldestClaimable, &q.listFailed, &q.retryFailed, &q.discardFailed)
+	return q
+}
+
+var _ = errors.New
