@@ -1,0 +1,79 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+	"testing"
+
+	"github.com/outboxkit/outbox/internal/pgtest"
+)
+
+func TestMigrateIdempotentAndConcurrent(t *testing.T) {
+	t.Parallel()
+	db := pgtest.DB(t)
+	schema := pgtest.Schema(t)
+	ob, err := New(db, Config{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- ob.Migrate(ctx)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent Migrate: %v", err)
+		}
+	}
+	if err := ob.Migrate(ctx); err != nil {
+		t.Fatalf("second Migrate: %v", err)
+	}
+	var version int
+	var dirty bool
+	if err := db.QueryRowContext(ctx, `SELECT version, dirty FROM "`+schema+`".`+MigrationsTable).Scan(&version, &dirty); err != nil {
+		t.Fatal(err)
+	}
+	if version < 1 || dirty {
+		t.Fatalf("migrations table: version %d dirty %v", version, dirty)
+	}
+	for _, table := range []string{"system_event", "event_queue", "event_subscription", "integration_log", "security_event"} {
+		if n := countRows(t, db, `SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2`, schema, table); n != 1 {
+			t.Errorf("table %s.%s missing", schema, table)
+		}
+	}
+	// Down removes everything but the migrations table.
+	if err := ob.MigrateDown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	left := countRows(t, db, `SELECT
+		(SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname <> $2 AND c.relname NOT LIKE $2 || '%')
+		+ (SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = $1 AND t.typtype = 'e')
+		+ (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1)`, schema, MigrationsTable)
+	if left != 0 {
+		t.Fatalf("after MigrateDown %d objects remain in %s", left, schema)
+	}
+	// And up again works.
+	if err := ob.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func countRows(t testing.TB, db interface {
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+}, q string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := db.QueryRowContext(context.Background(), q, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}

@@ -1,0 +1,60 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"testing"
+	"time"
+
+	"github.com/outboxkit/outbox/internal/pgtest"
+)
+
+// bundle is what setup gives a test: a migrated handle in a schema of its own.
+type bundle struct {
+	db     *sql.DB
+	ob     *Outbox
+	schema string
+	clock  *testClock
+}
+
+// setup migrates a fresh schema and returns a handle on it. cfg may be nil.
+func setup(t testing.TB, cfg *Config) *bundle {
+	t.Helper()
+	db := pgtest.DB(t)
+	schema := pgtest.Schema(t)
+	c := Config{}
+	if cfg != nil {
+		c = *cfg
+	}
+	c.Schema = schema
+	ob, err := New(db, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := ob.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return &bundle{db: db, ob: ob, schema: schema}
+}
+
+// setupClock is setup with a test clock that only moves when told.
+func setupClock(t testing.TB, cfg *Config) *bundle {
+	t.Helper()
+	clk := newTestClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	c := Config{}
+	if cfg != nil {
+		c = *cfg
+	}
+	c.Clock = clk.Now
+	b := setup(t, &c)
+	b.clock = clk
+	return b
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
