@@ -271,6 +271,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		wake:     make(chan struct{}, 1),
 		notified: make(chan time.Time, 1),
 		freed:    make(chan struct{}, 1),
+		due:      make(chan time.Time, 16),
 		outcomes: make(chan outcome, d.cfg.Workers+d.cfg.BatchSize),
 		inflight: map[uuid.UUID]string{},
 	}
@@ -327,6 +328,7 @@ type run struct {
 	wake     chan struct{}  // a fetch is wanted now (reconnect)
 	notified chan time.Time // a NOTIFY arrived at this time
 	freed    chan struct{}  // a worker finished
+	due      chan time.Time // a retry this dispatcher scheduled becomes due
 	outcomes chan outcome
 
 	busy    atomic.Int32
@@ -361,18 +363,22 @@ func (r *run) fetchLoop(ctx, bgCtx, handlerCtx context.Context) {
 	cfg := r.d.cfg
 	poll := time.NewTimer(0)
 	defer poll.Stop()
-	trailing := time.NewTimer(time.Hour)
-	trailing.Stop()
-	defer trailing.Stop()
-	trailingArmed := false
+	wakes := newWakeups()
+	defer wakes.timer.Stop()
 	backlog := false // the last claim was full: more rows are likely due
 	errDelay := 100 * time.Millisecond
+	skip := false // wake-up without a reason to claim
+	var free, threshold int
 	for {
 		if ctx.Err() != nil {
 			return
 		}
-		free := cfg.Workers - int(r.busy.Load())
-		threshold := 1
+		if skip {
+			skip = false
+			goto wait
+		}
+		free = cfg.Workers - int(r.busy.Load())
+		threshold = 1
 		if backlog {
 			// Claim in batches when rows are waiting: a claim per freed slot
 			// would cost a statement per row.
@@ -397,6 +403,7 @@ func (r *run) fetchLoop(ctx, bgCtx, handlerCtx context.Context) {
 				continue
 			}
 		}
+	wait:
 		select {
 		case <-ctx.Done():
 			return
@@ -407,20 +414,75 @@ func (r *run) fetchLoop(ctx, bgCtx, handlerCtx context.Context) {
 			// Trailing fetch: an event whose own NOTIFY was suppressed by
 			// the enqueuer's cooldown commits within one cooldown of the
 			// notify we saw.
-			if !trailingArmed && r.o.cfg.NotifyCooldown > 0 {
-				trailing.Reset(max(time.Until(t.Add(r.o.cfg.NotifyCooldown)), 0))
-				trailingArmed = true
+			if r.o.cfg.NotifyCooldown > 0 {
+				wakes.add(t.Add(r.o.cfg.NotifyCooldown))
 			}
-		case <-trailing.C:
-			trailingArmed = false
+		case <-wakes.timer.C:
+			wakes.fired()
+		case at := <-r.due:
+			// A retry scheduled here falls due before the next poll: look
+			// again then rather than a whole poll interval later.
+			if time.Until(at) < cfg.PollInterval {
+				wakes.add(at)
+			}
 		case <-r.freed:
+			// A worker finished: claim again only if rows were waiting
+			// when we last looked; otherwise wait for a reason to look.
 			if !backlog {
-				// Nothing was waiting when we last looked: wait for a
-				// reason to look again rather than claiming per slot.
-				continue
+				skip = true
 			}
 		}
 	}
+}
+
+// wakeups is a set of future times at which the fetch loop looks again,
+// served by one timer set to the earliest.
+type wakeups struct {
+	timer *time.Timer
+	at    []time.Time
+}
+
+func newWakeups() *wakeups {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &wakeups{timer: t}
+}
+
+func (w *wakeups) add(t time.Time) {
+	for _, x := range w.at {
+		if x.Sub(t).Abs() < time.Millisecond {
+			return // close enough to one already set
+		}
+	}
+	w.at = append(w.at, t)
+	w.arm()
+}
+
+// fired drops the times that have passed and arms the timer for the next.
+func (w *wakeups) fired() {
+	now := time.Now()
+	keep := w.at[:0]
+	for _, x := range w.at {
+		if x.After(now) {
+			keep = append(keep, x)
+		}
+	}
+	w.at = keep
+	w.arm()
+}
+
+func (w *wakeups) arm() {
+	if len(w.at) == 0 {
+		w.timer.Stop()
+		return
+	}
+	next := w.at[0]
+	for _, x := range w.at[1:] {
+		if x.Before(next) {
+			next = x
+		}
+	}
+	w.timer.Reset(max(time.Until(next), 0))
 }
 
 // claim claims up to limit rows and starts a worker for each. It runs on
@@ -527,11 +589,19 @@ func (r *run) process(handlerCtx, bgCtx context.Context, c *claimedRow) {
 		log.WarnContext(bgCtx, "delivery failed for good", slog.Any("error", err))
 	default:
 		log.InfoContext(bgCtx, "delivery failed; will retry", slog.Any("error", err), slog.Duration("retry_in", oc.delay))
+		select {
+		case r.due <- time.Now().Add(oc.delay + dueSlack):
+		default:
+		}
 	}
 	r.submit(oc)
 }
 
 func (r *run) submit(oc outcome) { r.outcomes <- oc }
+
+// dueSlack is added to a retry's delay before looking for it: the outcome,
+// and so next_retry_at, is written a little after the handler returns.
+const dueSlack = 20 * time.Millisecond
 
 // runTx runs a HandleTx handler and, if it succeeds, completes the row in
 // the same transaction. completed reports that the row is COMPLETED.

@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -64,6 +65,11 @@ type Config struct {
 	// NotifyCooldownDefault; a negative value disables NOTIFY from Enqueue
 	// (dispatchers then rely on polling).
 	NotifyCooldown time.Duration
+	// NoPreparedStatements sends Enqueue's statement unprepared. Set it
+	// behind PgBouncer in transaction mode older than 1.21, which cannot
+	// keep prepared statements. Unprepared, lib/pq needs two round trips per
+	// statement with parameters unless the DSN sets binary_parameters=yes.
+	NoPreparedStatements bool
 }
 
 // Outbox is a handle on outboxkit's tables in one schema. It is safe for
@@ -76,6 +82,9 @@ type Outbox struct {
 	q          queueSQL
 	sub        subscriptionSQL
 	lastNotify atomic.Int64 // unix nanoseconds of the last NOTIFY sent by Enqueue
+
+	stmtMu sync.Mutex
+	stmts  map[string]*sql.Stmt // statements prepared on db, by text
 }
 
 // New returns a handle on the tables in cfg.Schema of db. It sends no SQL:

@@ -3,11 +3,11 @@ package outbox
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
 	"github.com/outboxkit/outbox/internal/store"
@@ -116,8 +116,12 @@ func (o *Outbox) Enqueue(ctx context.Context, tx Querier, topic string, payload 
 	}
 	var n int
 	var notified sql.NullString
-	err = tx.QueryRowContext(ctx, stmt, ev.id, ev.topic, ev.payload, ev.metadata, o.nowArg(), ev.maxRetries, ev.runAt, ev.delayUS).
-		Scan(&n, &notified)
+	args := []any{ev.id, ev.topic, ev.payload, ev.metadata, o.nowArg(), ev.maxRetries, ev.runAt, ev.delayUS}
+	err = o.queryRow(ctx, tx, stmt, args...).Scan(&n, &notified)
+	if err != nil && err.Error() == errDifferentDB {
+		// tx belongs to another pool: send the statement unprepared.
+		err = tx.QueryRowContext(ctx, stmt, args...).Scan(&n, &notified)
+	}
 	if err != nil {
 		return EnqueueResult{}, fmt.Errorf("outbox: enqueue %s: %w", topic, err)
 	}
@@ -436,4 +440,46 @@ func newQueueSQL(schema string) queueSQL {
 	return q
 }
 
-var _ = errors.New
+// errDifferentDB is database/sql's error for a statement prepared on
+// another pool than the transaction's; it is returned before any SQL is sent.
+const errDifferentDB = "sql: Tx.Stmt: statement from different database used"
+
+// queryRow runs query through q, as a prepared statement when q is a
+// transaction (*sql.Tx or *sqlx.Tx): one round trip instead of lib/pq's two
+// for an unnamed statement with parameters.
+func (o *Outbox) queryRow(ctx context.Context, q Querier, query string, args ...any) *sql.Row {
+	if tx := sqlTx(q); tx != nil && !o.cfg.NoPreparedStatements {
+		if st, err := o.prepared(ctx, query); err == nil {
+			return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+		}
+	}
+	return q.QueryRowContext(ctx, query, args...)
+}
+
+func sqlTx(q Querier) *sql.Tx {
+	switch v := q.(type) {
+	case *sql.Tx:
+		return v
+	case *sqlx.Tx:
+		return v.Tx
+	}
+	return nil
+}
+
+// prepared returns query prepared on the handle's pool, preparing it once.
+func (o *Outbox) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	o.stmtMu.Lock()
+	defer o.stmtMu.Unlock()
+	if st, ok := o.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := o.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if o.stmts == nil {
+		o.stmts = map[string]*sql.Stmt{}
+	}
+	o.stmts[query] = st
+	return st, nil
+}
