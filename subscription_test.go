@@ -1,0 +1,176 @@
+package outbox
+
+import (
+	"errors"
+	"github.com/google/uuid"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSubscriptionLifecycle(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := ctxT(t)
+	retries := 5
+	s, err := b.ob.Subscribe(ctx, Subscription{
+		Name: "mailer", Pattern: "order.*", CallbackMethod: "send_mail",
+		Config: SubscriptionConfig{MaxRetries: &retries, BackoffInitial: Duration(time.Second)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Active || s.ID.Version() != 7 || s.CreatedAt.IsZero() || *s.Config.MaxRetries != 5 {
+		t.Fatalf("created = %+v", s)
+	}
+	// Same name: an update, not a second subscription.
+	s2, err := b.ob.Subscribe(ctx, Subscription{Name: "mailer", Pattern: "order.#", WebhookURL: "https://example.com/hook"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2.ID != s.ID || s2.Pattern != "order.#" || s2.CallbackMethod != "" || s2.WebhookURL != "https://example.com/hook" ||
+		s2.Config.MaxRetries != nil || s2.UpdatedAt.Before(s.UpdatedAt) {
+		t.Fatalf("updated = %+v", s2)
+	}
+	if _, err := b.ob.Pause(ctx, "mailer"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.ob.Subscription(ctx, "mailer")
+	if err != nil || got.Active {
+		t.Fatalf("after pause: %+v, %v", got, err)
+	}
+	// Paused subscriptions get no rows; resumed ones do.
+	if res := b.enqueue(t, "order.x", 1); res.Deliveries != 0 {
+		t.Fatal("paused subscription received a row")
+	}
+	if _, err := b.ob.Resume(ctx, "mailer"); err != nil {
+		t.Fatal(err)
+	}
+	if res := b.enqueue(t, "order.x", 1); res.Deliveries != 1 {
+		t.Fatal("resumed subscription received no row")
+	}
+	up, err := b.ob.UpdateConfig(ctx, "mailer", SubscriptionConfig{Timeout: Duration(3 * time.Second), Headers: map[string]string{"X-Env": "test"}})
+	if err != nil || time.Duration(up.Config.Timeout) != 3*time.Second || up.Config.Headers["X-Env"] != "test" {
+		t.Fatalf("UpdateConfig = %+v, %v", up, err)
+	}
+	b.subscribe(t, "audit", "#", "audit")
+	all, err := b.ob.Subscriptions(ctx)
+	if err != nil || len(all) != 2 || all[0].Name != "audit" || all[1].Name != "mailer" {
+		t.Fatalf("Subscriptions = %+v, %v", all, err)
+	}
+	if _, err := b.ob.Subscription(ctx, "nobody"); !errors.Is(err, ErrSubscriptionNotFound) {
+		t.Fatalf("missing subscription: %v", err)
+	}
+	if _, err := b.ob.Pause(ctx, "nobody"); !errors.Is(err, ErrSubscriptionNotFound) {
+		t.Fatalf("pause missing subscription: %v", err)
+	}
+}
+
+func TestSubscriptionDelete(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := ctxT(t)
+	b.subscribe(t, "busy", "#", "busy")
+	b.subscribe(t, "idle", "nothing", "idle")
+	b.enqueue(t, "x", 1)
+	b.enqueue(t, "y", 2)
+	if err := b.ob.Delete(ctx, "busy", nil); !errors.Is(err, ErrSubscriptionBusy) || !strings.Contains(err.Error(), "2 PENDING") {
+		t.Fatalf("Delete busy = %v, want ErrSubscriptionBusy naming 2 rows", err)
+	}
+	if n := b.count(t, "status = 'PENDING'"); n != 2 {
+		t.Fatalf("refused Delete touched rows: %d pending", n)
+	}
+	if err := b.ob.Delete(ctx, "busy", &DeleteOptions{DiscardUndelivered: true}); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.count(t, "status = 'FAILED' AND subscription_id IS NULL AND failure_reason = 'subscription busy deleted' AND processed_at IS NOT NULL"); n != 2 {
+		t.Fatalf("discarded rows = %d, want 2 FAILED with reason", n)
+	}
+	if err := b.ob.Delete(ctx, "idle", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ob.Delete(ctx, "idle", nil); !errors.Is(err, ErrSubscriptionNotFound) {
+		t.Fatalf("second Delete = %v", err)
+	}
+	// Rows of a deleted subscription are no longer retried, but can be discarded.
+	if n, err := b.ob.DiscardFailed(ctx, failedIDs(t, b)...); err != nil || n != 2 {
+		t.Fatalf("DiscardFailed = %d, %v", n, err)
+	}
+}
+
+func failedIDs(t *testing.T, b *bundle) []uuid.UUID {
+	rows, err := b.ob.ListFailed(ctxT(t), FailedFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []uuid.UUID
+	for _, r := range rows {
+		ids = append(ids, r.ID)
+	}
+	return ids
+}
+
+func TestSubscriptionValidation(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := ctxT(t)
+	ok := Subscription{Name: "n", Pattern: "a.*", CallbackMethod: "m"}
+	cases := []struct {
+		name  string
+		edit  func(*Subscription)
+		field string
+		class error
+	}{
+		{"empty name", func(s *Subscription) { s.Name = "" }, "subscriber_name", ErrInvalidSubscription},
+		{"long name", func(s *Subscription) { s.Name = strings.Repeat("é", 101) }, "subscriber_name", ErrInvalidSubscription},
+		{"control in name", func(s *Subscription) { s.Name = "a\nb" }, "subscriber_name", ErrInvalidSubscription},
+		{"bad pattern", func(s *Subscription) { s.Pattern = "a.b*" }, "event_pattern", ErrInvalidPattern},
+		{"empty pattern", func(s *Subscription) { s.Pattern = "" }, "event_pattern", ErrInvalidPattern},
+		{"no target", func(s *Subscription) { s.CallbackMethod = "" }, "webhook_url", ErrInvalidSubscription},
+		{"two targets", func(s *Subscription) { s.WebhookURL = "https://x.example" }, "webhook_url", ErrInvalidSubscription},
+		{"ftp url", func(s *Subscription) { s.CallbackMethod, s.WebhookURL = "", "ftp://x.example/" }, "webhook_url", ErrInvalidSubscription},
+		{"no host", func(s *Subscription) { s.CallbackMethod, s.WebhookURL = "", "https:///path" }, "webhook_url", ErrInvalidSubscription},
+		{"long url", func(s *Subscription) {
+			s.CallbackMethod, s.WebhookURL = "", "https://x.example/"+strings.Repeat("a", 500)
+		}, "webhook_url", ErrInvalidSubscription},
+		{"negative retries", func(s *Subscription) { n := -1; s.Config.MaxRetries = &n }, "subscription_config.max_retries", ErrInvalidSubscription},
+		{"bad secret", func(s *Subscription) { s.Config.Secrets = []string{"whsec_???"} }, "subscription_config.secrets", ErrInvalidSubscription},
+		{"bad header", func(s *Subscription) { s.Config.Headers = map[string]string{"Bad Name": "v"} }, "subscription_config.headers", ErrInvalidSubscription},
+	}
+	for _, c := range cases {
+		s := ok
+		c.edit(&s)
+		_, err := b.ob.Subscribe(ctx, s)
+		var ve *ValidationError
+		if !errors.Is(err, c.class) || !errors.As(err, &ve) || ve.Field != c.field {
+			t.Errorf("%s: err = %v, want %v on %s", c.name, err, c.class, c.field)
+		}
+	}
+	if subs, err := b.ob.Subscriptions(ctx); err != nil || len(subs) != 0 {
+		t.Fatalf("rejected subscriptions were stored: %v %v", subs, err)
+	}
+}
+
+func TestParseSubscriptionConfig(t *testing.T) {
+	t.Parallel()
+	c, err := ParseSubscriptionConfig([]byte(`{"max_retries": 4, "backoff_initial": "250ms", "timeout": 2000000000, "headers": {"X-A": "b"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *c.MaxRetries != 4 || time.Duration(c.BackoffInitial) != 250*time.Millisecond || time.Duration(c.Timeout) != 2*time.Second {
+		t.Fatalf("parsed = %+v", c)
+	}
+	_, err = ParseSubscriptionConfig([]byte(`{"max_retries": 4, "retries": 5}`))
+	var ve *ValidationError
+	if !errors.As(err, &ve) || !strings.Contains(err.Error(), `"retries"`) || !errors.Is(err, ErrInvalidSubscription) {
+		t.Fatalf("unknown key: %v", err)
+	}
+	for _, bad := range []string{`{"backoff_initial": "soon"}`, `{"backoff_multiplier": 0.5}`, `[1]`, `{"max_retries": 1} {}`} {
+		if _, err := ParseSubscriptionConfig([]byte(bad)); !errors.Is(err, ErrInvalidSubscription) {
+			t.Errorf("%s: err = %v", bad, err)
+		}
+	}
+	if c, err := ParseSubscriptionConfig(nil); err != nil || c.MaxRetries != nil {
+		t.Fatalf("empty config: %+v %v", c, err)
+	}
+}
