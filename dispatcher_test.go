@@ -2,15 +2,13 @@ package outbox
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/outboxkit/outbox/internal/pgtest"
 )
@@ -137,7 +135,9 @@ func TestDispatcherDeliversAndRetries(t *testing.T) {
 	if second.Attempt != 2 || second.EventID != res.EventID {
 		t.Fatalf("second delivery = %+v", second)
 	}
-	waitFor(t, "completion", func() bool { return b.count(t, "status = 'COMPLETED' AND processed_at IS NOT NULL AND locked_by IS NULL") == 1 })
+	waitFor(t, "completion", func() bool {
+		return b.count(t, "status = 'COMPLETED' AND processed_at IS NOT NULL AND locked_by IS NULL") == 1
+	})
 }
 
 func recv[T any](t testing.TB, ch <-chan T) T {
@@ -185,7 +185,7 @@ func TestDispatcherFailures(t *testing.T) {
 	})
 	waitFor(t, "retry-after", func() bool { return b.count(t, "topic = 'later' AND status = 'PENDING' AND retry_count = 1") == 1 })
 	var next time.Time
-	if err := b.db.QueryRow(`SELECT next_retry_at FROM "`+b.schema+`".event_queue WHERE topic = 'later'`).Scan(&next); err != nil {
+	if err := b.db.QueryRow(`SELECT next_retry_at FROM "` + b.schema + `".event_queue WHERE topic = 'later'`).Scan(&next); err != nil {
 		t.Fatal(err)
 	}
 	if !next.Equal(b.clock.Now().Add(90 * time.Second)) {
@@ -195,7 +195,9 @@ func TestDispatcherFailures(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		waitFor(t, fmt.Sprintf("attempt %d", i), func() bool { return exhaustCalls.Load() >= int32(i) })
 		if i < 3 {
-			waitFor(t, "retry scheduled", func() bool { return b.count(t, "topic = 'exhaust' AND status = 'PENDING' AND retry_count = $1", i) == 1 })
+			waitFor(t, "retry scheduled", func() bool {
+				return b.count(t, "topic = 'exhaust' AND status = 'PENDING' AND retry_count = $1", i) == 1
+			})
 			b.clock.Advance(time.Hour)
 		}
 	}
@@ -210,7 +212,305 @@ func TestDispatcherFailures(t *testing.T) {
 	if len(failed) != 3 {
 		t.Fatalf("ListFailed = %d rows, want 3", len(failed))
 	}
-	_ = uuid.Nil
-	_ = strings.Contains
-	_ = pgtest.URL
+}
+
+func TestHandleTxExactlyOnceEffects(t *testing.T) {
+	t.Parallel()
+	b := setupClock(t, nil)
+	ctx := ctxT(t)
+	if _, err := b.db.ExecContext(ctx, `CREATE TABLE "`+b.schema+`".ledger (event_id uuid PRIMARY KEY, amount int)`); err != nil {
+		t.Fatal(err)
+	}
+	b.subscribe(t, "ledger", "payment.*", "ledger")
+	d, err := b.ob.NewDispatcher(fastConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	type payment struct {
+		Amount int `json:"amount"`
+	}
+	d.HandleTx("ledger", TypedTx(func(ctx context.Context, tx *sql.Tx, dl *Delivery, p payment) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO "`+b.schema+`".ledger VALUES ($1, $2)`, dl.EventID, p.Amount); err != nil {
+			return err
+		}
+		if calls.Add(1) == 1 {
+			return errors.New("fail after writing: the write must roll back")
+		}
+		return nil
+	}))
+	res := b.enqueue(t, "payment.received", payment{Amount: 42})
+	startDispatcher(t, d)
+	waitFor(t, "first attempt rolled back", func() bool { return b.count(t, "status = 'PENDING' AND retry_count = 1") == 1 })
+	if n := countRows(t, b.db, `SELECT count(*) FROM "`+b.schema+`".ledger`); n != 0 {
+		t.Fatalf("failed attempt left %d ledger rows", n)
+	}
+	b.clock.Advance(time.Minute)
+	waitFor(t, "completion", func() bool { return b.count(t, "status = 'COMPLETED'") == 1 })
+	if n := countRows(t, b.db, `SELECT count(*) FROM "`+b.schema+`".ledger WHERE event_id = $1 AND amount = 42`, res.EventID); n != 1 {
+		t.Fatalf("ledger rows = %d, want 1", n)
+	}
+}
+
+func TestTypedDecodeFailureIsPermanent(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	b.subscribe(t, "typed", "#", "typed")
+	d, err := b.ob.NewDispatcher(fastConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Handle("typed", Typed(func(context.Context, *Delivery, struct{ N int }) error { return nil }))
+	b.enqueue(t, "x", "not an object")
+	startDispatcher(t, d)
+	waitFor(t, "permanent failure", func() bool {
+		return b.count(t, "status = 'FAILED' AND retry_count = 1 AND failure_reason LIKE '%decode x payload%'") == 1
+	})
+}
+
+func TestDispatcherClaimsOnlyItsHandlers(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	b.subscribe(t, "a", "#", "a")
+	b.subscribe(t, "b", "#", "b")
+	for range 20 {
+		b.enqueue(t, "x", 1)
+	}
+	seen := make(chan string, 100)
+	da, _ := b.ob.NewDispatcher(fastConfig())
+	da.Handle("a", func(_ context.Context, dl *Delivery) error { seen <- "a:" + dl.Subscription; return nil })
+	startDispatcher(t, da)
+	waitFor(t, "a's rows", func() bool { return b.count(t, "status = 'COMPLETED'") == 20 })
+	if n := b.count(t, "status = 'PENDING'"); n != 20 {
+		t.Fatalf("b's rows touched by a's dispatcher: %d pending", n)
+	}
+	db, _ := b.ob.NewDispatcher(fastConfig())
+	db.Handle("b", func(_ context.Context, dl *Delivery) error { seen <- "b:" + dl.Subscription; return nil })
+	startDispatcher(t, db)
+	waitFor(t, "b's rows", func() bool { return b.count(t, "status = 'COMPLETED'") == 40 })
+	close(seen)
+	for s := range seen {
+		if s != "a:a" && s != "b:b" {
+			t.Fatalf("handler got another subscription's row: %s", s)
+		}
+	}
+}
+
+func TestHeartbeatKeepsLongHandlerLease(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	b.subscribe(t, "slow", "#", "slow")
+	cfg := fastConfig()
+	cfg.LeaseDuration = 600 * time.Millisecond
+	cfg.HeartbeatInterval = 100 * time.Millisecond
+	cfg.RescueInterval = 50 * time.Millisecond
+	d, err := b.ob.NewDispatcher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	d.Handle("slow", func(ctx context.Context, _ *Delivery) error {
+		calls.Add(1)
+		started <- struct{}{}
+		<-release
+		return nil
+	})
+	b.enqueue(t, "x", 1)
+	startDispatcher(t, d)
+	recv(t, started)
+	// Hold the handler for several lease lengths: the lease must keep moving.
+	var first time.Time
+	if err := b.db.QueryRow(`SELECT locked_until FROM "` + b.schema + `".event_queue`).Scan(&first); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "lease renewed past three lease lengths", func() bool {
+		return b.count(t, "status = 'PROCESSING' AND locked_until > $1", first.Add(1800*time.Millisecond)) == 1
+	})
+	close(release)
+	waitFor(t, "completion", func() bool { return b.count(t, "status = 'COMPLETED' AND retry_count = 0") == 1 })
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("handler ran %d times, want 1 (rescued from under itself)", n)
+	}
+}
+
+func TestRescueExpiredLease(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := ctxT(t)
+	b.subscribe(t, "a", "#", "a")
+	b.enqueue(t, "x", 1)
+	lastTry := b.enqueue(t, "y", 1, WithMaxRetries(0))
+	// A dispatcher that died holding both rows.
+	if _, err := b.db.ExecContext(ctx, `UPDATE "`+b.schema+`".event_queue SET status = 'PROCESSING',
+		locked_by = 'dead/1', locked_until = now() - interval '1 second'`); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fastConfig()
+	cfg.RescueInterval = 50 * time.Millisecond
+	d, _ := b.ob.NewDispatcher(cfg)
+	got := make(chan *Delivery, 2)
+	d.Handle("a", func(_ context.Context, dl *Delivery) error { got <- dl; return nil })
+	startDispatcher(t, d)
+	dl := recv(t, got)
+	if dl.Attempt != 2 || dl.Topic != "x" {
+		t.Fatalf("rescued delivery = %+v, want attempt 2 of x", dl)
+	}
+	waitFor(t, "rescued row completed", func() bool { return b.count(t, "topic = 'x' AND status = 'COMPLETED' AND retry_count = 1") == 1 })
+	if n := b.count(t, "event_id = $1 AND status = 'FAILED' AND failure_reason LIKE 'lease expired%dead/1%'", lastTry.EventID); n != 1 {
+		t.Fatal("row with no retries left was not failed by the rescue")
+	}
+}
+
+func TestShutdown(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	b.subscribe(t, "soft", "soft", "soft")
+	b.subscribe(t, "hard", "hard", "hard")
+	cfg := fastConfig()
+	cfg.ShutdownTimeout = 300 * time.Millisecond
+	d, _ := b.ob.NewDispatcher(cfg)
+	started := make(chan string, 2)
+	finish := make(chan struct{})
+	d.Handle("soft", func(ctx context.Context, _ *Delivery) error {
+		started <- "soft"
+		<-finish // finishes after Run's context ends, within the timeout
+		return nil
+	})
+	d.Handle("hard", func(ctx context.Context, _ *Delivery) error {
+		started <- "hard"
+		<-ctx.Done() // never finishes on its own
+		return ctx.Err()
+	})
+	b.enqueue(t, "soft", 1)
+	b.enqueue(t, "hard", 1)
+	stop := startDispatcher(t, d)
+	recv(t, started)
+	recv(t, started)
+	go func() { time.Sleep(50 * time.Millisecond); close(finish) }()
+	begin := time.Now()
+	stop()
+	if took := time.Since(begin); took > 5*time.Second {
+		t.Fatalf("Run took %s to return", took)
+	}
+	if n := b.count(t, "topic = 'soft' AND status = 'COMPLETED'"); n != 1 {
+		t.Fatal("in-flight handler's success was not written at shutdown")
+	}
+	if n := b.count(t, "topic = 'hard' AND status = 'PENDING' AND retry_count = 0 AND locked_by IS NULL AND failure_reason LIKE 'released at shutdown%'"); n != 1 {
+		t.Fatal("cut-off handler's row was not released without counting an attempt")
+	}
+}
+
+func TestNotifyWakesDispatcher(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	b.subscribe(t, "a", "#", "a")
+	cfg := fastConfig()
+	cfg.PollInterval = time.Hour // only LISTEN/NOTIFY can deliver in time
+	cfg.ListenDSN = pgtest.URL()
+	d, _ := b.ob.NewDispatcher(cfg)
+	got := make(chan *Delivery, 10)
+	d.Handle("a", func(_ context.Context, dl *Delivery) error { got <- dl; return nil })
+	startDispatcher(t, d)
+	// The first poll runs at start; wait until the listener is up.
+	waitFor(t, "listener", func() bool {
+		return countRows(t, b.db, `SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%outboxkit_`+b.schema+`%'`) > 0
+	})
+	for i := range 3 {
+		res := b.enqueue(t, "x", i)
+		if dl := recv(t, got); dl.EventID != res.EventID {
+			t.Fatalf("delivery %d = %v, want %v", i, dl.EventID, res.EventID)
+		}
+		time.Sleep(5 * time.Millisecond) // past the enqueue NOTIFY cooldown
+	}
+}
+
+func TestRetentionCleanup(t *testing.T) {
+	t.Parallel()
+	b := setupClock(t, nil)
+	ctx := ctxT(t)
+	b.subscribe(t, "a", "#", "a")
+	cfg := fastConfig()
+	cfg.CompletedRetention = time.Hour
+	cfg.FailedRetention = 2 * time.Hour
+	d, _ := b.ob.NewDispatcher(cfg)
+	d.Handle("a", func(_ context.Context, dl *Delivery) error {
+		if string(dl.Payload) == `"fail"` {
+			return Permanent(errors.New("no"))
+		}
+		return nil
+	})
+	b.enqueue(t, "x", "ok")
+	b.enqueue(t, "x", "fail")
+	stop := startDispatcher(t, d)
+	waitFor(t, "both finished", func() bool { return b.count(t, "status IN ('COMPLETED', 'FAILED')") == 2 })
+	stop()
+	b.clock.Advance(90 * time.Minute)
+	if _, err := d.cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b.count(t, "status = 'COMPLETED'") != 0 || b.count(t, "status = 'FAILED'") != 1 {
+		t.Fatal("completed row not deleted after its retention, or failed row deleted before its own")
+	}
+	if n := countRows(t, b.db, `SELECT count(*) FROM "`+b.schema+`".system_event`); n != 1 {
+		t.Fatalf("events = %d, want 1 (the one still referenced by a FAILED row)", n)
+	}
+	b.clock.Advance(time.Hour)
+	if _, err := d.cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := countRows(t, b.db, `SELECT (SELECT count(*) FROM "`+b.schema+`".system_event) + (SELECT count(*) FROM "`+b.schema+`".event_queue)`); n != 0 {
+		t.Fatalf("%d rows left after both retentions", n)
+	}
+}
+
+func TestHandlerRegistrationPanics(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	d, _ := b.ob.NewDispatcher(DispatcherConfig{})
+	d.Handle("a", func(context.Context, *Delivery) error { return nil })
+	for name, fn := range map[string]func(){
+		"duplicate": func() { d.Handle("a", func(context.Context, *Delivery) error { return nil }) },
+		"nil":       func() { d.Handle("b", nil) },
+		"empty":     func() { d.Handle("", func(context.Context, *Delivery) error { return nil }) },
+		"nil tx":    func() { d.HandleTx("c", nil) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s registration did not panic", name)
+				}
+			}()
+			fn()
+		}()
+	}
+	if _, err := b.ob.NewDispatcher(DispatcherConfig{LeaseDuration: time.Second, HeartbeatInterval: 2 * time.Second}); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("heartbeat >= lease accepted: %v", err)
+	}
+	if _, err := b.ob.NewDispatcher(DispatcherConfig{Workers: -1}); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("negative workers accepted: %v", err)
+	}
+}
+
+func TestRetryDelays(t *testing.T) {
+	t.Parallel()
+	d := &Dispatcher{cfg: DispatcherConfig{BackoffInitial: time.Second, BackoffMax: time.Minute, BackoffMultiplier: 2}}
+	for n, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 7: time.Minute, 500: time.Minute} {
+		got := d.retryDelay(n, SubscriptionConfig{})
+		if got < want*8/10 || got > want*12/10 {
+			t.Errorf("retry %d: delay %s, want %s ± 20%%", n, got, want)
+		}
+	}
+	sub := SubscriptionConfig{BackoffInitial: Duration(10 * time.Millisecond), BackoffMultiplier: 3}
+	if got := d.retryDelay(2, sub); got < 24*time.Millisecond || got > 36*time.Millisecond {
+		t.Errorf("subscription backoff: %s, want 30ms ± 20%%", got)
+	}
+	sched := SubscriptionConfig{RetrySchedule: []Duration{Duration(time.Second), Duration(time.Hour)}}
+	if got := d.retryDelay(5, sched); got < 48*time.Minute || got > 72*time.Minute {
+		t.Errorf("schedule's last entry repeats: %s", got)
+	}
+	if got := scheduleDelay(1, sched.RetrySchedule, func() float64 { return 0 }); got != 800*time.Millisecond {
+		t.Errorf("schedule jitter low bound = %s", got)
+	}
 }

@@ -415,10 +415,10 @@ func uuidStrings(ids []uuid.UUID) []string {
 
 type queueSQL struct {
 	enqueueOne, enqueueOneNotify, enqueueBatch, enqueueBatchNotify string
-	claim, heartbeat, outcomes, completeOne, rescue               string
-	deleteFinished, deleteEvents                                  string
-	statsByStatus, oldestClaimable, listFailed                    string
-	retryFailed, discardFailed                                    string
+	claim, heartbeat, outcomes, completeOne, rescue                string
+	deleteFinished, deleteEvents                                   string
+	statsByStatus, oldestClaimable, listFailed                     string
+	retryFailed, discardFailed                                     string
 }
 
 func newQueueSQL(schema string) queueSQL {
