@@ -66,8 +66,8 @@ func TestIntegrationRecordTypedAndList(t *testing.T) {
 	b.clock.Advance(time.Second)
 	hook, err := l.RecordWebhookReceived(ctx, b.db, WebhookReceipt{
 		Integration: IntegrationPayPal, EventType: "PAYMENT.CAPTURE.COMPLETED",
-		Headers:     http.Header{"Paypal-Transmission-Sig": {"abc"}, "Content-Type": {"application/json"}},
-		Payload:     []byte(`{"id":"WH-1","resource":{"payer":{"email":"a@b.c"}}}`), HTTPStatus: 500, Error: "handler failed\nstack",
+		Headers: http.Header{"Paypal-Transmission-Sig": {"abc"}, "Content-Type": {"application/json"}},
+		Payload: []byte(`{"id":"WH-1","resource":{"payer":{"email":"a@b.c"}}}`), HTTPStatus: 500, Error: "handler failed\nstack",
 		ExternalID: "WH-1",
 	})
 	if err != nil {

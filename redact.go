@@ -666,4 +666,3 @@ func luhn(digits string) bool {
 	}
 	return sum%10 == 0
 }
-

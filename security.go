@@ -505,7 +505,9 @@ type preparedSecurity struct {
 }
 
 func (s *SecurityLog) prepare(in SecurityEventInput, account *string) (preparedSecurity, error) {
-	f := func(field, format string, args ...any) error { return invalid(ErrInvalidRecord, field, format, args...) }
+	f := func(field, format string, args ...any) error {
+		return invalid(ErrInvalidRecord, field, format, args...)
+	}
 	if !in.Type.valid() {
 		return preparedSecurity{}, f("event_type", "unknown type %q", in.Type)
 	}

@@ -525,7 +525,7 @@ func TestClientIPResolver(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := []struct {
-		remote, xff string
+		remote, xff   string
 		want, noTrust string
 	}{
 		// Direct client: its forwarding header is ignored.
