@@ -768,7 +768,12 @@ func (r *Redactor) httpRecord(integration string, op Operation, req *http.Reques
 		if req.URL != nil {
 			u = req.URL.String()
 			if req.URL.Host == "" && req.Host != "" {
-				u = "//" + req.Host + req.URL.RequestURI()
+				// A server request: rebuild the URL the sender used.
+				scheme := "http"
+				if req.TLS != nil {
+					scheme = "https"
+				}
+				u = scheme + "://" + req.Host + req.URL.RequestURI()
 			}
 		}
 		head := map[string]any{"method": req.Method, "url": r.URL(u)}

@@ -50,7 +50,7 @@ INSERT INTO {s}.security_event (id, event_type, user_id, ip_address, user_agent,
 SELECT c.new_id, 'SUSPICIOUS_ACTIVITY', CASE WHEN c.scope LIKE 'ACCOUNT%' THEN $9::uuid END,
 	NULLIF($8::text, ''), NULLIF($11::text, ''),
 	jsonb_build_object('kind', 'brute_force', 'rule', c.name, 'scope', c.scope, 'key', c.key,
-		'failures', c.failures, 'threshold', c.threshold, 'window_seconds', c.window_us / 1000000.0,
+		'failures', c.failures, 'threshold', c.threshold, 'window_seconds', c.window_us::float8 / 1e6,
 		'account', NULLIF($7::text, ''), 'ip', NULLIF($8::text, '')),
 	'HIGH', true, COALESCE($10::timestamptz, now())
 FROM counted c
