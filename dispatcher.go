@@ -93,7 +93,13 @@ type DispatcherConfig struct {
 	BackoffMultiplier float64
 	// HandlerTimeout bounds one handler call when the subscription's config
 	// sets no timeout. Zero means no bound (leases are renewed meanwhile).
+	// Webhook deliveries are bounded by WebhookOptions.Timeout instead.
 	HandlerTimeout time.Duration
+	// Webhooks, when non-nil, makes this dispatcher deliver the rows of
+	// webhook subscriptions too, as signed HTTP POSTs (see WebhookOptions;
+	// &WebhookOptions{} means every default). When nil, the dispatcher
+	// leaves webhook rows to dispatchers that deliver them.
+	Webhooks *WebhookOptions
 }
 
 // Dispatcher drains the queue to registered handlers. Register handlers with
@@ -111,6 +117,14 @@ type Dispatcher struct {
 
 	cfgMu    sync.Mutex
 	cfgCache map[uuid.UUID]cachedConfig
+
+	// webhooks holds the validated webhook options, nil when this
+	// dispatcher does not deliver webhooks.
+	webhooks *WebhookOptions
+	whSQL    webhookSQL
+	// busyDelay is how long a webhook row waits when its endpoint has no
+	// free slot (webhookBusyDelay; tests shorten it).
+	busyDelay time.Duration
 }
 
 type handler struct {
@@ -159,10 +173,21 @@ func (o *Outbox) NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 	if cfg.HeartbeatInterval >= cfg.LeaseDuration {
 		return nil, fmt.Errorf("%w: HeartbeatInterval must be shorter than LeaseDuration", ErrInvalidConfig)
 	}
-	return &Dispatcher{
+	d := &Dispatcher{
 		o: o, cfg: cfg, log: o.log.With(slog.String("dispatcher", cfg.Name)),
 		handlers: map[string]handler{}, cfgCache: map[uuid.UUID]cachedConfig{},
-	}, nil
+		busyDelay: webhookBusyDelay,
+	}
+	if cfg.Webhooks != nil {
+		s, err := newWebhookSender(cfg.Webhooks)
+		if err != nil {
+			return nil, err
+		}
+		s.close()
+		d.webhooks = &s.opts
+		d.whSQL = newWebhookSQL(o.cfg.Schema)
+	}
+	return d, nil
 }
 
 func setDefault[T comparable](v *T, def T) {
@@ -262,12 +287,19 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		d.mu.Unlock()
 	}()
 	sort.Strings(methods)
-	if len(methods) == 0 {
-		d.log.WarnContext(ctx, "dispatcher has no handlers; it will claim nothing")
+	var sender *webhookSender
+	if d.webhooks != nil {
+		var err error
+		if sender, err = newWebhookSender(d.webhooks); err != nil {
+			return err
+		}
+		defer sender.close()
+	} else if len(methods) == 0 {
+		d.log.WarnContext(ctx, "dispatcher has no handlers and does not deliver webhooks; it will claim nothing")
 	}
 
 	r := &run{
-		d: d, o: d.o, handlers: handlers, methods: methods,
+		d: d, o: d.o, handlers: handlers, methods: methods, sender: sender,
 		wake:     make(chan struct{}, 1),
 		notified: make(chan time.Time, 1),
 		freed:    make(chan struct{}, 1),
@@ -295,7 +327,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	completerDone := make(chan struct{})
 	go func() { defer close(completerDone); r.complete(bgCtx, stopCompleter) }()
 
-	d.log.InfoContext(ctx, "dispatcher started", slog.Any("handlers", methods), slog.Int("workers", d.cfg.Workers))
+	d.log.InfoContext(ctx, "dispatcher started", slog.Any("handlers", methods), slog.Bool("webhooks", sender != nil),
+		slog.Int("workers", d.cfg.Workers))
 	r.fetchLoop(ctx, bgCtx, handlerCtx)
 
 	// Shutdown: let running handlers finish, then cut them off.
@@ -324,6 +357,7 @@ type run struct {
 	o        *Outbox
 	handlers map[string]handler
 	methods  []string
+	sender   *webhookSender // nil when webhooks are not delivered
 
 	wake     chan struct{}  // a fetch is wanted now (reconnect)
 	notified chan time.Time // a NOTIFY arrived at this time
@@ -357,6 +391,9 @@ type outcome struct {
 	inc    int           // added to retry_count
 	delay  time.Duration // before the next attempt, when status is PENDING
 	reason string        // failure_reason, or "" to keep the previous one
+	// record, when set, is written to integration_log in the transaction
+	// that writes the outcome (webhook attempts).
+	record *IntegrationRecord
 }
 
 func (r *run) fetchLoop(ctx, bgCtx, handlerCtx context.Context) {
@@ -492,7 +529,7 @@ func (r *run) claim(bgCtx, handlerCtx context.Context, limit int) (int, error) {
 	token := newToken(cfg.Name)
 	ctx, cancel := context.WithTimeout(bgCtx, 30*time.Second)
 	defer cancel()
-	rows, err := r.o.db.QueryContext(ctx, r.o.q.claim, r.o.nowArg(), pq.Array(r.methods), false,
+	rows, err := r.o.db.QueryContext(ctx, r.o.q.claim, r.o.nowArg(), pq.Array(r.methods), r.sender != nil,
 		limit, token, cfg.LeaseDuration.Microseconds())
 	if err != nil {
 		return 0, err
@@ -547,6 +584,10 @@ func (r *run) process(handlerCtx, bgCtx context.Context, c *claimedRow) {
 		}
 	}()
 	sub := r.d.subscriptionConfig(c)
+	if c.webhookURL != "" {
+		r.deliverWebhook(handlerCtx, bgCtx, c, sub)
+		return
+	}
 	ctx := handlerCtx
 	timeout := time.Duration(sub.Timeout)
 	if timeout == 0 {
@@ -589,15 +630,21 @@ func (r *run) process(handlerCtx, bgCtx context.Context, c *claimedRow) {
 		log.WarnContext(bgCtx, "delivery failed for good", slog.Any("error", err))
 	default:
 		log.InfoContext(bgCtx, "delivery failed; will retry", slog.Any("error", err), slog.Duration("retry_in", oc.delay))
-		select {
-		case r.due <- time.Now().Add(oc.delay + dueSlack):
-		default:
-		}
+		r.dueIn(oc.delay)
 	}
 	r.submit(oc)
 }
 
 func (r *run) submit(oc outcome) { r.outcomes <- oc }
+
+// dueIn tells the fetch loop that a row this dispatcher released falls due
+// after delay.
+func (r *run) dueIn(delay time.Duration) {
+	select {
+	case r.due <- time.Now().Add(delay + dueSlack):
+	default:
+	}
+}
 
 // dueSlack is added to a retry's delay before looking for it: the outcome,
 // and so next_retry_at, is written a little after the handler returns.
@@ -649,9 +696,15 @@ func (d *Dispatcher) decide(c *claimedRow, sub SubscriptionConfig, err error) ou
 	}
 	oc.status = StatusPending
 	var ra *retryAfterError
-	if errors.As(err, &ra) {
+	switch {
+	case errors.As(err, &ra):
 		oc.delay = max(ra.delay, 0)
-	} else {
+	case c.webhookURL != "" && len(sub.RetrySchedule) == 0 && sub.BackoffInitial == 0 && sub.BackoffMax == 0 &&
+		sub.BackoffMultiplier == 0:
+		// A webhook subscription that sets no retry settings of its own
+		// follows the Standard Webhooks schedule.
+		oc.delay = webhookRetryDelay(c.retryCount+1, nil, nil)
+	default:
 		oc.delay = d.retryDelay(c.retryCount+1, sub)
 	}
 	return oc
@@ -772,7 +825,8 @@ func (r *run) complete(ctx context.Context, stop <-chan struct{}) {
 }
 
 // flush writes one batch of outcomes in one statement, retrying briefly on
-// error. A batch that cannot be written is dropped: its rows keep their
+// error. When outcomes carry integration records, the outcomes and the
+// records (one statement each) commit in one transaction. A batch that cannot be written is dropped: its rows keep their
 // lease, which is no longer renewed, and are rescued after it expires.
 func (r *run) flush(ctx context.Context, batch []outcome) {
 	n := len(batch)
@@ -782,7 +836,11 @@ func (r *run) flush(ctx context.Context, batch []outcome) {
 	incs := make([]int64, n)
 	delays := make([]int64, n)
 	reasons := make([]sql.NullString, n)
+	var recs []IntegrationRecord
 	for i, oc := range batch {
+		if oc.record != nil {
+			recs = append(recs, *oc.record)
+		}
 		ids[i], tokens[i], statuses[i] = oc.id.String(), oc.token, string(oc.status)
 		incs[i], delays[i] = int64(oc.inc), oc.delay.Microseconds()
 		if oc.reason != "" {
@@ -792,7 +850,14 @@ func (r *run) flush(ctx context.Context, batch []outcome) {
 	var err error
 	for attempt, wait := 0, 50*time.Millisecond; attempt < 4; attempt, wait = attempt+1, wait*4 {
 		var written int
-		written, err = r.writeOutcomes(ctx, ids, tokens, statuses, incs, delays, reasons)
+		written, err = r.writeOutcomes(ctx, recs, ids, tokens, statuses, incs, delays, reasons)
+		if errors.Is(err, ErrInvalidRecord) {
+			// A record the log refuses must not hold back the outcomes.
+			r.d.log.ErrorContext(ctx, "integration records of webhook attempts refused; outcomes written without them",
+				slog.Int("records", len(recs)), slog.Any("error", err))
+			recs = nil
+			written, err = r.writeOutcomes(ctx, nil, ids, tokens, statuses, incs, delays, reasons)
+		}
 		if err == nil {
 			if written < n {
 				r.d.log.WarnContext(ctx, "outcomes of rows whose lease was lost were not written",
@@ -812,20 +877,50 @@ func (r *run) flush(ctx context.Context, batch []outcome) {
 		slog.Int("rows", n), slog.Any("error", err))
 }
 
-func (r *run) writeOutcomes(ctx context.Context, args ...any) (int, error) {
+// writeOutcomes writes outcomes (args are the arrays of the outcomes
+// statement) and recs: in autocommit when recs is empty, else in one
+// transaction.
+func (r *run) writeOutcomes(ctx context.Context, recs []IntegrationRecord, args ...any) (n int, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	full := append([]any{r.o.nowArg()}, arrayArgs(args)...)
-	rows, err := r.o.db.QueryContext(ctx, r.o.q.outcomes, full...)
+	if len(recs) == 0 {
+		return countResultRows(r.o.db.QueryContext(ctx, r.o.q.outcomes, full...))
+	}
+	tx, err := r.o.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		if err != nil {
+			if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+				err = errors.Join(err, rbErr)
+			}
+		}
+	}()
+	if n, err = countResultRows(tx.QueryContext(ctx, r.o.q.outcomes, full...)); err != nil {
+		return 0, err
+	}
+	if err = r.o.insertIntegrationRecords(ctx, tx, recs); err != nil {
+		return 0, err
+	}
+	if err = tx.Commit(); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// countResultRows reads rows to the end and counts them.
+func countResultRows(rows *sql.Rows, err error) (int, error) {
 	if err != nil {
 		return 0, err
 	}
 	defer rows.Close()
-	written := 0
+	n := 0
 	for rows.Next() {
-		written++
+		n++
 	}
-	return written, rows.Err()
+	return n, rows.Err()
 }
 
 func arrayArgs(args []any) []any {

@@ -125,3 +125,31 @@ func unmapPrefix(p netip.Prefix) netip.Prefix {
 	}
 	return p.Masked()
 }
+
+// checkWebhookLiteralAddr is the SSRF check Subscribe makes, without DNS:
+// a URL whose host is a literal IP address that no webhook receiver can
+// legitimately have (unspecified, multicast, broadcast, or link-local, which
+// holds the cloud metadata service 169.254.169.254), in any form
+// (IPv4-mapped included), is refused with a reason. Loopback, private, CGNAT
+// and unique-local addresses, and every host name, are left to the
+// dial-time guard of the dispatcher, since WebhookOptions.AllowedNetworks,
+// which may let them through, belongs to the dispatcher that delivers; that
+// check is the authoritative one.
+func checkWebhookLiteralAddr(host string) string {
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return ""
+	}
+	ip = ip.Unmap().WithZone("")
+	switch {
+	case ip.IsUnspecified():
+		return "is the unspecified address"
+	case ip.IsMulticast():
+		return "is a multicast address"
+	case ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "is the broadcast address"
+	case ip.IsLinkLocalUnicast():
+		return "is a link-local address (cloud metadata services live there)"
+	}
+	return ""
+}

@@ -336,7 +336,8 @@ func (s Subscription) validate() error {
 	return s.Config.validate()
 }
 
-// checkWebhookURL validates a webhook URL's form.
+// checkWebhookURL validates a webhook URL's form, and refuses literal IP
+// hosts no receiver can have (see checkWebhookLiteralAddr).
 func checkWebhookURL(raw string) error {
 	f := func(format string, args ...any) error {
 		return invalid(ErrInvalidSubscription, "webhook_url", format, args...)
@@ -353,6 +354,9 @@ func checkWebhookURL(raw string) error {
 	}
 	if u.Hostname() == "" {
 		return f("has no host")
+	}
+	if why := checkWebhookLiteralAddr(u.Hostname()); why != "" {
+		return f("host %s %s: no webhook can be delivered there", u.Hostname(), why)
 	}
 	if u.User != nil {
 		return f("must not carry credentials; use config headers")

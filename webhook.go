@@ -49,6 +49,13 @@ const (
 	// WebhookRetryJitter is the randomization factor of webhook retry
 	// delays (±20 %).
 	WebhookRetryJitter = 0.2
+	// WebhookDisableAfterDefault is how long an endpoint may fail every
+	// delivery before its subscription is paused: 5 days, as Svix does.
+	WebhookDisableAfterDefault = 5 * 24 * time.Hour
+	// WebhookDisableMinFailuresDefault is how many consecutive failed
+	// attempts an endpoint needs, besides WebhookDisableAfterDefault of
+	// failing, before its subscription is paused.
+	WebhookDisableMinFailuresDefault = 10
 )
 
 // WebhookRetrySchedule returns the default delays between webhook attempts,
@@ -107,6 +114,19 @@ type WebhookOptions struct {
 	// MaxRetryAfter caps the delay a Retry-After header (on 429 or 503) can
 	// ask for. Default WebhookMaxRetryAfterDefault.
 	MaxRetryAfter time.Duration
+	// DisableAfter and DisableMinFailures govern endpoint health: once
+	// every attempt to a subscription's endpoint has failed for at least
+	// DisableAfter, and at least DisableMinFailures attempts in a row, the
+	// subscription is paused and a "webhook.endpoint_disabled" event is
+	// enqueued (Resume re-enables it and starts the count afresh). The
+	// count runs from the last successful attempt, or from the last change
+	// to the subscription (Resume, UpdateConfig, Subscribe), whichever is
+	// later; it reads the attempts recorded in integration_log. Defaults
+	// WebhookDisableAfterDefault (5 days) and
+	// WebhookDisableMinFailuresDefault; a negative DisableAfter never
+	// pauses an endpoint for failing.
+	DisableAfter       time.Duration
+	DisableMinFailures int
 	// Clock supplies the time of the webhook-timestamp header and resolves
 	// HTTP-date Retry-After values. Receivers compare webhook-timestamp with
 	// their own clock, so leave it nil (time.Now) outside tests.
@@ -153,6 +173,10 @@ type webhookAttempt struct {
 	respHeader    http.Header
 	respBody      []byte
 	respTruncated bool
+	// busy reports an attempt not made because every slot of the endpoint
+	// was taken (only when the caller asked not to wait): no request was
+	// sent, and the row should simply be tried again a little later.
+	busy bool
 }
 
 // endpointSlots is a per-endpoint semaphore shared by the sends in flight;
@@ -177,7 +201,7 @@ func newWebhookSender(opts *WebhookOptions) (*webhookSender, error) {
 	if opts != nil {
 		o = *opts
 	}
-	if o.Timeout < 0 || o.EndpointConcurrency < 0 || o.MaxResponseBytes < 0 || o.MaxRetryAfter < 0 {
+	if o.Timeout < 0 || o.EndpointConcurrency < 0 || o.MaxResponseBytes < 0 || o.MaxRetryAfter < 0 || o.DisableMinFailures < 0 {
 		return nil, fmt.Errorf("%w: webhook options must not be negative", ErrInvalidConfig)
 	}
 	if o.Timeout == 0 {
@@ -200,6 +224,12 @@ func newWebhookSender(opts *WebhookOptions) (*webhookSender, error) {
 	}
 	if o.Clock == nil {
 		o.Clock = time.Now
+	}
+	if o.DisableAfter == 0 {
+		o.DisableAfter = WebhookDisableAfterDefault
+	}
+	if o.DisableMinFailures == 0 {
+		o.DisableMinFailures = WebhookDisableMinFailuresDefault
 	}
 	for _, p := range o.AllowedNetworks {
 		if !p.IsValid() {
@@ -245,6 +275,14 @@ func (s *webhookSender) close() { s.transport.CloseIdleConnections() }
 // User-Agent. The attempt, including the wait for one of the endpoint's
 // slots, is bounded by cfg.Timeout (or WebhookOptions.Timeout) and by ctx.
 func (s *webhookSender) send(ctx context.Context, rawURL string, cfg SubscriptionConfig, d *Delivery) webhookAttempt {
+	return s.sendMode(ctx, rawURL, cfg, d, true)
+}
+
+// sendMode is send; when wait is false and every slot of the endpoint is
+// taken, it returns at once an attempt with busy set, sending nothing. The
+// dispatcher does not wait: a worker blocked on a slow endpoint's slot would
+// be a worker taken from every other endpoint.
+func (s *webhookSender) sendMode(ctx context.Context, rawURL string, cfg SubscriptionConfig, d *Delivery, wait bool) webhookAttempt {
 	a := webhookAttempt{method: http.MethodPost, url: rawURL, started: s.opts.Clock()}
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -298,7 +336,12 @@ func (s *webhookSender) send(ctx context.Context, rawURL string, cfg Subscriptio
 	}
 	a.reqHeader = req.Header.Clone()
 
-	release, err := s.acquire(ctx, endpointKey(u))
+	release, err := s.acquire(ctx, endpointKey(u), wait)
+	if errors.Is(err, errEndpointBusy) {
+		a.busy = true
+		a.err = fmt.Errorf("outbox: webhook to %s: %w", host, err)
+		return a
+	}
 	if err != nil {
 		a.err = fmt.Errorf("outbox: webhook to %s: no free slot among %d in flight within %s: %w",
 			host, s.opts.EndpointConcurrency, timeout, err)
@@ -358,8 +401,12 @@ func (s *webhookSender) transportError(host string, timeout time.Duration, err e
 	return fmt.Errorf("outbox: webhook to %s: %w", host, unwrapURLError(err))
 }
 
-// acquire waits for one of host's slots; release gives it back.
-func (s *webhookSender) acquire(ctx context.Context, host string) (release func(), err error) {
+// errEndpointBusy reports that every slot of an endpoint is taken.
+var errEndpointBusy = errors.New("every delivery slot of the endpoint is taken")
+
+// acquire waits for one of host's slots (or, unless wait, takes one only if
+// one is free, else returns errEndpointBusy); release gives it back.
+func (s *webhookSender) acquire(ctx context.Context, host string, wait bool) (release func(), err error) {
 	s.mu.Lock()
 	ep := s.endpoints[host]
 	if ep == nil {
@@ -375,6 +422,15 @@ func (s *webhookSender) acquire(ctx context.Context, host string) (release func(
 			delete(s.endpoints, host)
 		}
 		s.mu.Unlock()
+	}
+	if !wait {
+		select {
+		case ep.sem <- struct{}{}:
+			return func() { <-ep.sem; done() }, nil
+		default:
+			done()
+			return nil, errEndpointBusy
+		}
 	}
 	select {
 	case ep.sem <- struct{}{}:
