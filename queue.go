@@ -4,7 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
@@ -32,8 +35,12 @@ type EnqueueResult struct {
 	// EventID identifies the event (system_event.id). Handlers and webhook
 	// receivers see the same id on every attempt.
 	EventID uuid.UUID
-	// Deliveries is the number of subscriptions the event fanned out to.
+	// Deliveries is the number of subscriptions the event fanned out to
+	// (0 for a duplicate).
 	Deliveries int
+	// Duplicate reports that an event with the same idempotency key already
+	// existed: nothing was inserted and EventID is that event's id.
+	Duplicate bool
 }
 
 // EnqueueOption tunes one Enqueue call.
@@ -45,6 +52,53 @@ type enqueueOptions struct {
 	runAt      time.Time
 	maxRetries *int
 	metadata   map[string]string
+	orderKey   *string
+	idemKey    *string
+}
+
+// MaxKeyLength is the longest ordering or idempotency key, in characters.
+const MaxKeyLength = 255
+
+// WithOrderingKey delivers the event, per subscription, strictly after
+// every earlier event with the same key: a row is not claimed while an
+// earlier row of its key is PENDING (even waiting for a retry), PROCESSING,
+// or FAILED (unless the subscription sets skip_failed). Rows without a key
+// and rows of other keys flow in parallel. See README, "Per-key ordering",
+// for exactly what "earlier" means.
+func WithOrderingKey(key string) EnqueueOption {
+	return func(o *enqueueOptions) error {
+		if err := checkKey("ordering_key", key); err != nil {
+			return err
+		}
+		o.orderKey = &key
+		return nil
+	}
+}
+
+// WithIdempotencyKey makes the enqueue idempotent: if an event with the same
+// key exists (for as long as events are retained), nothing is inserted and
+// the result reports Duplicate with the first event's id. Two transactions
+// racing with the same key both succeed; one event is created.
+func WithIdempotencyKey(key string) EnqueueOption {
+	return func(o *enqueueOptions) error {
+		if err := checkKey("idempotency_key", key); err != nil {
+			return err
+		}
+		o.idemKey = &key
+		return nil
+	}
+}
+
+func checkKey(field, key string) error {
+	switch {
+	case key == "" || utf8.RuneCountInString(key) > MaxKeyLength:
+		return invalid(ErrInvalidConfig, field, "must be 1 to %d characters", MaxKeyLength)
+	case !utf8.ValidString(key):
+		return invalid(ErrInvalidConfig, field, "is not valid UTF-8")
+	case strings.IndexByte(key, 0) >= 0:
+		return invalid(ErrInvalidConfig, field, "holds a NUL byte")
+	}
+	return nil
 }
 
 // WithDelay makes the event's rows claimable only after d.
@@ -114,18 +168,56 @@ func (o *Outbox) Enqueue(ctx context.Context, tx Querier, topic string, payload 
 	if o.takeNotify() {
 		stmt = o.q.enqueueOneNotify
 	}
-	var n int
+	var n, inserted int
 	var notified sql.NullString
-	args := []any{ev.id, ev.topic, ev.payload, ev.metadata, o.nowArg(), ev.maxRetries, ev.runAt, ev.delayUS}
-	err = o.queryRow(ctx, tx, stmt, args...).Scan(&n, &notified)
+	args := []any{ev.id, ev.topic, ev.payload, ev.metadata, o.nowArg(), ev.maxRetries, ev.runAt, ev.delayUS,
+		ev.orderKey, ev.idemKey}
+	err = o.queryRow(ctx, tx, stmt, args...).Scan(&n, &inserted, &notified)
 	if err != nil && err.Error() == errDifferentDB {
 		// tx belongs to another pool: send the statement unprepared.
-		err = tx.QueryRowContext(ctx, stmt, args...).Scan(&n, &notified)
+		err = tx.QueryRowContext(ctx, stmt, args...).Scan(&n, &inserted, &notified)
 	}
 	if err != nil {
 		return EnqueueResult{}, fmt.Errorf("outbox: enqueue %s: %w", topic, err)
 	}
+	if inserted == 0 {
+		ids, err := o.eventsByKey(ctx, tx, []string{*ev.idemKey})
+		if err != nil {
+			return EnqueueResult{}, err
+		}
+		return EnqueueResult{EventID: ids[*ev.idemKey], Duplicate: true}, nil
+	}
 	return EnqueueResult{EventID: ev.id, Deliveries: n}, nil
+}
+
+// eventsByKey returns the ids of the events holding the given idempotency
+// keys, read through q so that the caller's own uncommitted events count.
+func (o *Outbox) eventsByKey(ctx context.Context, q Querier, keys []string) (map[string]uuid.UUID, error) {
+	rows, err := q.QueryContext(ctx, o.q.eventsByIdemKey, pq.Array(keys))
+	if err != nil {
+		return nil, fmt.Errorf("outbox: find duplicate event: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[string]uuid.UUID, len(keys))
+	for rows.Next() {
+		var k string
+		var id uuid.UUID
+		if err := rows.Scan(&k, &id); err != nil {
+			return nil, fmt.Errorf("outbox: find duplicate event: %w", err)
+		}
+		out[k] = id
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("outbox: find duplicate event: %w", err)
+	}
+	for _, k := range keys {
+		if _, ok := out[k]; !ok {
+			// The conflicting event is not visible: the caller's
+			// transaction runs at REPEATABLE READ or above.
+			return nil, fmt.Errorf("outbox: event with idempotency key %q exists but is not visible to this transaction", k)
+		}
+	}
+	return out, nil
 }
 
 // EnqueueBatch enqueues many events through tx in one statement and one
@@ -143,13 +235,31 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, tx Querier, events []Event) (
 		maxRetries = make([]sql.NullInt64, len(events))
 		runAt      = make([]sql.NullString, len(events))
 		delays     = make([]sql.NullInt64, len(events))
+		orderKeys  = make([]sql.NullString, len(events))
+		idemKeys   = make([]sql.NullString, len(events))
 		results    = make([]EnqueueResult, len(events))
 		index      = make(map[uuid.UUID]int, len(events))
+		firstOfKey = map[string]int{} // idempotency key -> index of its first event
+		dupOf      = map[int]int{}    // index -> index of the earlier event with its key
 	)
 	for i, e := range events {
 		ev, err := o.prepareEvent(e.Topic, e.Payload, e.Options)
 		if err != nil {
 			return nil, fmt.Errorf("event %d: %w", i, err)
+		}
+		if ev.idemKey != nil {
+			if first, seen := firstOfKey[*ev.idemKey]; seen {
+				// The same key twice in one batch: the second is a duplicate
+				// of the first, and is not sent.
+				dupOf[i] = first
+				ids[i], topics[i], payloads[i] = ev.id.String(), ev.topic, "null"
+				continue
+			}
+			firstOfKey[*ev.idemKey] = i
+			idemKeys[i] = sql.NullString{String: *ev.idemKey, Valid: true}
+		}
+		if ev.orderKey != nil {
+			orderKeys[i] = sql.NullString{String: *ev.orderKey, Valid: true}
 		}
 		ids[i], topics[i], payloads[i] = ev.id.String(), ev.topic, string(ev.payload)
 		if ev.metadata != nil {
@@ -171,25 +281,63 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, tx Querier, events []Event) (
 	if o.takeNotify() {
 		stmt = o.q.enqueueBatchNotify
 	}
+	if len(dupOf) > 0 {
+		ids, topics, payloads, metadata, maxRetries, runAt, delays, orderKeys, idemKeys =
+			dropIndexes(dupOf, ids), dropIndexes(dupOf, topics), dropIndexes(dupOf, payloads), dropIndexes(dupOf, metadata),
+			dropIndexes(dupOf, maxRetries), dropIndexes(dupOf, runAt), dropIndexes(dupOf, delays),
+			dropIndexes(dupOf, orderKeys), dropIndexes(dupOf, idemKeys)
+	}
 	rows, err := tx.QueryContext(ctx, stmt, pq.Array(ids), pq.Array(topics), pq.Array(payloads),
-		pq.Array(metadata), o.nowArg(), pq.Array(maxRetries), pq.Array(runAt), pq.Array(delays))
+		pq.Array(metadata), o.nowArg(), pq.Array(maxRetries), pq.Array(runAt), pq.Array(delays),
+		pq.Array(orderKeys), pq.Array(idemKeys))
 	if err != nil {
 		return nil, fmt.Errorf("outbox: enqueue batch: %w", err)
 	}
-	defer rows.Close()
+	var existing []string
 	for rows.Next() {
 		var id uuid.UUID
+		var inserted bool
 		var n int
 		var notified sql.NullString
-		if err := rows.Scan(&id, &n, &notified); err != nil {
+		if err := rows.Scan(&id, &inserted, &n, &notified); err != nil {
+			rows.Close()
 			return nil, fmt.Errorf("outbox: enqueue batch: %w", err)
 		}
-		results[index[id]].Deliveries = n
+		i := index[id]
+		results[i].Deliveries = n
+		if !inserted {
+			results[i].Duplicate = true
+			existing = append(existing, idemKeys[slices.Index(ids, id.String())].String)
+		}
 	}
+	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("outbox: enqueue batch: %w", err)
 	}
+	if len(existing) > 0 {
+		found, err := o.eventsByKey(ctx, tx, existing)
+		if err != nil {
+			return nil, err
+		}
+		for k, id := range found {
+			results[firstOfKey[k]].EventID = id
+		}
+	}
+	for i, first := range dupOf {
+		results[i] = EnqueueResult{EventID: results[first].EventID, Duplicate: true}
+	}
 	return results, nil
+}
+
+// dropIndexes returns s without the elements whose index is in drop.
+func dropIndexes[T any](drop map[int]int, s []T) []T {
+	out := make([]T, 0, len(s)-len(drop))
+	for i, v := range s {
+		if _, ok := drop[i]; !ok {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // preparedEvent is an event validated and encoded for SQL.
@@ -201,6 +349,8 @@ type preparedEvent struct {
 	maxRetries *int
 	runAt      any // time.Time or nil
 	delayUS    any // int64 or nil
+	orderKey   *string
+	idemKey    *string
 }
 
 func (o *Outbox) prepareEvent(topic string, payload any, opts []EnqueueOption) (preparedEvent, error) {
@@ -224,7 +374,7 @@ func (o *Outbox) prepareEvent(topic string, payload any, opts []EnqueueOption) (
 	if err != nil {
 		return preparedEvent{}, fmt.Errorf("outbox: event id: %w", err)
 	}
-	ev := preparedEvent{id: id, topic: topic, payload: body, maxRetries: eo.maxRetries}
+	ev := preparedEvent{id: id, topic: topic, payload: body, maxRetries: eo.maxRetries, orderKey: eo.orderKey, idemKey: eo.idemKey}
 	if eo.metadata != nil {
 		if ev.metadata, err = encodeJSON(eo.metadata, "metadata", o.cfg.MaxPayloadBytes); err != nil {
 			return preparedEvent{}, err
@@ -265,6 +415,12 @@ type Stats struct {
 	// OldestClaimableAge is how long the oldest claimable PENDING row has
 	// been due (0 when none is).
 	OldestClaimableAge time.Duration
+	// BlockedKeys counts the ordering keys (per subscription) whose pending
+	// rows wait behind a FAILED row; retry or discard that row to unblock.
+	BlockedKeys int64
+	// OldestBlockedAge is the age of the oldest row waiting behind a FAILED
+	// row of its key (0 when none is).
+	OldestBlockedAge time.Duration
 }
 
 // Stats counts the queue's rows. It reads the whole table: call it from
@@ -298,6 +454,13 @@ func (o *Outbox) Stats(ctx context.Context) (Stats, error) {
 	}
 	if oldest.Valid {
 		st.OldestClaimableAge = max(o.now().Sub(oldest.Time), 0)
+	}
+	var blockedSince sql.NullTime
+	if err := o.db.QueryRowContext(ctx, o.q.blockedKeys).Scan(&st.BlockedKeys, &blockedSince); err != nil {
+		return Stats{}, fmt.Errorf("outbox: stats: %w", err)
+	}
+	if blockedSince.Valid {
+		st.OldestBlockedAge = max(o.now().Sub(blockedSince.Time), 0)
 	}
 	return st, nil
 }
@@ -418,6 +581,7 @@ type queueSQL struct {
 	claim, heartbeat, outcomes, completeOne, rescue                string
 	deleteFinished, deleteEvents                                   string
 	statsByStatus, oldestClaimable, listFailed                     string
+	eventsByIdemKey, blockedKeys                                   string
 	retryFailed, discardFailed                                     string
 }
 
@@ -433,10 +597,12 @@ func newQueueSQL(schema string) queueSQL {
 		deleteFinished: store.DeleteFinished, deleteEvents: store.DeleteEvents,
 		statsByStatus: store.StatsByStatus, oldestClaimable: store.OldestClaimable, listFailed: store.ListFailed,
 		retryFailed: store.RetryFailed, discardFailed: store.DiscardFailed,
+		eventsByIdemKey: store.EventsByIdempotencyKey, blockedKeys: store.BlockedKeys,
 	}
 	store.RenderAll(schema, &q.enqueueOne, &q.enqueueOneNotify, &q.enqueueBatch, &q.enqueueBatchNotify,
 		&q.claim, &q.heartbeat, &q.outcomes, &q.completeOne, &q.rescue, &q.deleteFinished, &q.deleteEvents,
-		&q.statsByStatus, &q.oldestClaimable, &q.listFailed, &q.retryFailed, &q.discardFailed)
+		&q.statsByStatus, &q.oldestClaimable, &q.listFailed, &q.retryFailed, &q.discardFailed,
+		&q.eventsByIdemKey, &q.blockedKeys)
 	return q
 }
 

@@ -5,45 +5,62 @@ package store
 const (
 	// EnqueueOne inserts one event and fans it out to every active
 	// subscription whose pattern matches, in one statement. %s is the final
-	// SELECT's extra column: a pg_notify call, or NULL.
+	// SELECT's extra column: a pg_notify call, or NULL. It returns the rows
+	// fanned out and whether the event was inserted (0 when its idempotency
+	// key already exists).
 	// $1 event id, $2 topic, $3 payload, $4 metadata, $5 now, $6 max retries,
-	// $7 run at, $8 delay in microseconds.
+	// $7 run at, $8 delay in microseconds, $9 ordering key, $10 idempotency key.
 	EnqueueOne = `WITH ev AS (
-	INSERT INTO {s}.system_event (id, event_type, payload, metadata, occurred_at)
-	VALUES ($1, $2::text, $3::jsonb, $4::jsonb, COALESCE($5::timestamptz, now()))
+	INSERT INTO {s}.system_event (id, event_type, payload, metadata, occurred_at, idempotency_key)
+	VALUES ($1, $2::text, $3::jsonb, $4::jsonb, COALESCE($5::timestamptz, now()), $10::text)
+	ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 	RETURNING id, occurred_at
 ), q AS (
-	INSERT INTO {s}.event_queue (event_id, subscription_id, topic, payload, max_retries, next_retry_at, created_at)
+	INSERT INTO {s}.event_queue (event_id, subscription_id, topic, payload, max_retries, next_retry_at, created_at,
+		ordering_key, order_seq)
 	SELECT ev.id, s.id, $2::text, $3::jsonb,
 		COALESCE($6::int, (s.subscription_config->>'max_retries')::int, CASE WHEN s.webhook_url IS NULL THEN 3 ELSE 9 END),
 		COALESCE($7::timestamptz, ev.occurred_at + $8::bigint * interval '1 microsecond'),
-		ev.occurred_at
+		ev.occurred_at,
+		$9::text, CASE WHEN $9::text IS NOT NULL THEN nextval('{s}.event_queue_order_seq') END
 	FROM ev, {s}.event_subscription s
 	WHERE s.is_active AND ('.' || $2::text) ~ s.pattern_regex
 	RETURNING 1
 )
-SELECT (SELECT count(*) FROM q), %s`
+SELECT (SELECT count(*) FROM q), (SELECT count(*) FROM ev), %s`
 
 	// EnqueueBatch is EnqueueOne over arrays: $1 ids, $2 topics, $3 payloads,
-	// $4 metadata, $5 now, $6 max retries, $7 run at, $8 delays (µs).
-	// It returns one row per event that fanned out: (event id, row count).
-	EnqueueBatch = `WITH input AS (
-	SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[], $6::int[], $7::timestamptz[], $8::bigint[])
-		AS i(id, topic, payload, metadata, max_retries, run_at, delay_us)
+	// $4 metadata, $5 now, $6 max retries, $7 run at, $8 delays (µs),
+	// $9 ordering keys, $10 idempotency keys. It returns one row per input
+	// event: (event id, inserted, rows fanned out).
+	EnqueueBatch = `WITH input AS MATERIALIZED (
+	SELECT u.*, CASE WHEN u.ordering_key IS NOT NULL THEN nextval('{s}.event_queue_order_seq') END AS order_seq
+	FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[], $6::int[], $7::timestamptz[], $8::bigint[],
+			$9::text[], $10::text[])
+		WITH ORDINALITY AS u(id, topic, payload, metadata, max_retries, run_at, delay_us, ordering_key, idempotency_key, ord)
 ), ev AS (
-	INSERT INTO {s}.system_event (id, event_type, payload, metadata, occurred_at)
-	SELECT id, topic, payload, metadata, COALESCE($5::timestamptz, now()) FROM input
+	INSERT INTO {s}.system_event (id, event_type, payload, metadata, occurred_at, idempotency_key)
+	SELECT id, topic, payload, metadata, COALESCE($5::timestamptz, now()), idempotency_key FROM input ORDER BY ord
+	ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 	RETURNING id
 ), q AS (
-	INSERT INTO {s}.event_queue (event_id, subscription_id, topic, payload, max_retries, next_retry_at, created_at)
+	INSERT INTO {s}.event_queue (event_id, subscription_id, topic, payload, max_retries, next_retry_at, created_at,
+		ordering_key, order_seq)
 	SELECT i.id, s.id, i.topic, i.payload,
 		COALESCE(i.max_retries, (s.subscription_config->>'max_retries')::int, CASE WHEN s.webhook_url IS NULL THEN 3 ELSE 9 END),
 		COALESCE(i.run_at, COALESCE($5::timestamptz, now()) + i.delay_us * interval '1 microsecond'),
-		COALESCE($5::timestamptz, now())
-	FROM input i JOIN {s}.event_subscription s ON s.is_active AND ('.' || i.topic) ~ s.pattern_regex
+		COALESCE($5::timestamptz, now()),
+		i.ordering_key, i.order_seq
+	FROM input i JOIN ev ON ev.id = i.id
+	JOIN {s}.event_subscription s ON s.is_active AND ('.' || i.topic) ~ s.pattern_regex
 	RETURNING event_id
 )
-SELECT event_id, count(*), %s FROM q GROUP BY event_id`
+SELECT i.id, ev.id IS NOT NULL, count(q.event_id), %s
+FROM input i LEFT JOIN ev ON ev.id = i.id LEFT JOIN q ON q.event_id = i.id
+GROUP BY i.id, ev.id`
+
+	// EventsByIdempotencyKey finds the events that hold idempotency keys $1.
+	EventsByIdempotencyKey = `SELECT idempotency_key, id FROM {s}.system_event WHERE idempotency_key = ANY($1::text[])`
 
 	// Claim moves up to $4 claimable rows of the served subscriptions to
 	// PROCESSING under claim token $5 with a lease of $6 µs.
@@ -55,6 +72,20 @@ SELECT event_id, count(*), %s FROM q GROUP BY event_id`
 		AND q.subscription_id IN (
 			SELECT s.id FROM {s}.event_subscription s
 			WHERE s.is_active AND (s.callback_method = ANY($2::text[]) OR ($3::bool AND s.webhook_url IS NOT NULL)))
+		-- Per-key FIFO: a keyed row waits while another row of its key is
+		-- running, or an earlier one is pending (or FAILED, unless the
+		-- subscription sets skip_failed). The advisory lock closes the race
+		-- between two concurrent claims that each see the other's row as
+		-- still PENDING.
+		AND (q.ordering_key IS NULL OR (
+			NOT EXISTS (
+				SELECT 1 FROM {s}.event_queue p
+				WHERE p.subscription_id = q.subscription_id AND p.ordering_key = q.ordering_key
+					AND p.status IN ('PENDING', 'PROCESSING', 'FAILED') AND p.id <> q.id
+					AND (p.status = 'PROCESSING' OR (p.order_seq < q.order_seq AND (p.status = 'PENDING'
+						OR NOT COALESCE((SELECT (s.subscription_config->>'skip_failed')::boolean
+							FROM {s}.event_subscription s WHERE s.id = q.subscription_id), false)))))
+			AND pg_try_advisory_xact_lock(1868718700, hashtext(q.subscription_id::text || '/' || q.ordering_key))))
 	ORDER BY COALESCE(q.next_retry_at, q.created_at)
 	LIMIT $4
 	FOR UPDATE OF q SKIP LOCKED
@@ -134,6 +165,16 @@ FROM r WHERE q.id = r.id`
 	StatsByStatus = `SELECT COALESCE(s.subscriber_name, ''), q.status::text, count(*)
 FROM {s}.event_queue q LEFT JOIN {s}.event_subscription s ON s.id = q.subscription_id
 GROUP BY 1, 2 ORDER BY 1, 2`
+
+	// BlockedKeys counts the (subscription, key) pairs whose pending rows
+	// wait behind a FAILED row, and the creation time of the oldest such row.
+	BlockedKeys = `SELECT count(DISTINCT (f.subscription_id, f.ordering_key)), min(w.created_at)
+FROM {s}.event_queue f
+JOIN {s}.event_subscription s ON s.id = f.subscription_id
+JOIN {s}.event_queue w ON w.subscription_id = f.subscription_id AND w.ordering_key = f.ordering_key
+	AND w.status = 'PENDING' AND w.order_seq > f.order_seq
+WHERE f.status = 'FAILED' AND f.ordering_key IS NOT NULL
+	AND NOT COALESCE((s.subscription_config->>'skip_failed')::boolean, false)`
 
 	// OldestClaimable returns the due time of the oldest claimable row.
 	OldestClaimable = `SELECT min(COALESCE(next_retry_at, created_at)) FROM {s}.event_queue
