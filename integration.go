@@ -566,8 +566,14 @@ func (o *Outbox) httpCallRecord(integration string, req *http.Request, reqBody [
 }
 
 // redactor returns the redaction rules of records written outside an
-// IntegrationLog (webhook delivery attempts): the built-in rules.
-func (o *Outbox) redactor() *Redactor { return defaultRedactor }
+// IntegrationLog (webhook delivery attempts): Config.Redaction, or the
+// built-in rules.
+func (o *Outbox) redactor() *Redactor {
+	if o.red != nil {
+		return o.red
+	}
+	return defaultRedactor
+}
 
 // insertIntegrations is the one write path of integration records.
 func (o *Outbox) insertIntegrations(ctx context.Context, q Querier, recs []IntegrationRecord, red *Redactor) ([]IntegrationRecord, error) {

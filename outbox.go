@@ -70,6 +70,10 @@ type Config struct {
 	// keep prepared statements. Unprepared, lib/pq needs two round trips per
 	// statement with parameters unless the DSN sets binary_parameters=yes.
 	NoPreparedStatements bool
+	// Redaction extends the rules that scrub integration_log records,
+	// including the webhook attempts the dispatcher records. Nil means the
+	// built-in rules (see README, "Redaction").
+	Redaction *RedactionRules
 }
 
 // Outbox is a handle on outboxkit's tables in one schema. It is safe for
@@ -85,6 +89,8 @@ type Outbox struct {
 
 	stmtMu sync.Mutex
 	stmts  map[string]*sql.Stmt // statements prepared on db, by text
+
+	red *Redactor // integration_log redaction; nil means the built-in rules
 }
 
 // New returns a handle on the tables in cfg.Schema of db. It sends no SQL:
@@ -113,6 +119,13 @@ func New(db *sql.DB, cfg Config) (*Outbox, error) {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	o := &Outbox{db: db, cfg: cfg, log: log, channel: store.Channel(cfg.Schema)}
+	if cfg.Redaction != nil {
+		red, err := NewRedactor(*cfg.Redaction)
+		if err != nil {
+			return nil, err
+		}
+		o.red = red
+	}
 	o.q = newQueueSQL(cfg.Schema)
 	o.sub = newSubscriptionSQL(cfg.Schema)
 	return o, nil

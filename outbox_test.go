@@ -3,8 +3,14 @@ package outbox
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/outboxkit/outbox/internal/pgtest"
 )
@@ -76,4 +82,26 @@ func countRows(t testing.TB, db interface {
 		t.Fatalf("%s: %v", q, err)
 	}
 	return n
+}
+
+func TestConfigRedactionAppliesToHandleRecords(t *testing.T) {
+	t.Parallel()
+	db := pgtest.DB(t)
+	if _, err := New(db, Config{Redaction: &RedactionRules{MaxBodyBytes: -1}}); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("bad redaction rules accepted: %v", err)
+	}
+	ob, err := New(db, Config{Redaction: &RedactionRules{Keys: []string{"tenant"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodPost, "https://api.example/v1?tenant=acme&page=2", nil)
+	req.Header.Set("X-Tenant", "acme")
+	rec := ob.httpCallRecord("partner", req, []byte(`{"tenant":"acme","n":1}`), nil, nil, errors.New("refused"), time.Millisecond)
+	raw, err := json.Marshal(rec.Request)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(raw), "acme") || !strings.Contains(string(raw), "page") {
+		t.Fatalf("application redaction rule not applied to a handle record: %s", raw)
+	}
 }
