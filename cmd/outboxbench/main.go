@@ -13,9 +13,10 @@
 // that load from other work on the machine hits both; each figure is the
 // median of -runs runs and each ratio the median of the per-run ratios.
 //
-// The issue's full sizes: -dur 15s -drain-rows 200000 -latency-dur 20s
+// The issue's full sizes: -dur 15s -drain-rows 200000 -drain-tx-rows 200000 -latency-dur 20s
 // -heap-rows 1000000 (the defaults are smaller so that a run with -runs 3
-// ends in about ten minutes on two cores).
+// ends in about ten minutes on an idle two-core machine; under heavy
+// concurrent load, lower -drain-rows and -drain-tx-rows).
 package main
 
 import (
@@ -58,6 +59,8 @@ type bench struct {
 	latRate     int
 	latDur      time.Duration
 	heapRows    int
+	workers     int // DispatcherConfig.Workers for the drains (0: default)
+	batchSize   int // DispatcherConfig.BatchSize for the drains (0: default)
 	log         *slog.Logger
 
 	res *results
@@ -83,11 +86,13 @@ func run() error {
 	)
 	flag.IntVar(&b.runs, "runs", 3, "repetitions of every measurement (medians are reported)")
 	flag.DurationVar(&b.dur, "dur", 5*time.Second, "duration of each timed enqueue point (issue: 15s)")
-	flag.IntVar(&b.drainRows, "drain-rows", 200000, "backlog drained to a no-op handler")
-	flag.IntVar(&b.drainTxRows, "drain-tx-rows", 50000, "backlog drained to a HandleTx handler (issue: 200000)")
+	flag.IntVar(&b.drainRows, "drain-rows", 50000, "backlog drained to a no-op handler (issue: 200000)")
+	flag.IntVar(&b.drainTxRows, "drain-tx-rows", 20000, "backlog drained to a HandleTx handler (issue: 200000)")
 	flag.IntVar(&b.latRate, "latency-rate", 500, "offered load of the latency test, events/s")
 	flag.DurationVar(&b.latDur, "latency-dur", 10*time.Second, "duration of each latency run (issue: 20s)")
 	flag.IntVar(&b.heapRows, "heap-rows", 0, "if > 0, drain this many rows once more to sample the heap (issue: 1000000)")
+	flag.IntVar(&b.workers, "workers", 0, "DispatcherConfig.Workers of the drains (0: the library's default)")
+	flag.IntVar(&b.batchSize, "batch", 0, "DispatcherConfig.BatchSize of the drains (0: the library's default)")
 	flag.StringVar(&b.schema, "schema", "outboxbench", "schema of the library's tables (dropped at the end)")
 	flag.StringVar(&b.pgbenchBin, "pgbench", "", "pgbench binary (default: pgbench on PATH, else /usr/lib/postgresql/15/bin/pgbench)")
 	flag.Parse()

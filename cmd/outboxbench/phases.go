@@ -378,7 +378,7 @@ type drainMetrics struct {
 // until every row is delivered and its outcome written.
 func (b *bench) goDrain(ctx context.Context, rows int, tx, sampleHeap bool) (drainMetrics, error) {
 	var m drainMetrics
-	d, err := b.ob.NewDispatcher(outbox.DispatcherConfig{Name: "outboxbench"})
+	d, err := b.ob.NewDispatcher(outbox.DispatcherConfig{Name: "outboxbench", Workers: b.workers, BatchSize: b.batchSize})
 	if err != nil {
 		return m, err
 	}
