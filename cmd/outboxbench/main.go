@@ -42,6 +42,10 @@ import (
 	"github.com/outboxkit/outbox"
 )
 
+// poolSize bounds the benchmark's own connections (8 enqueuers, the
+// dispatcher and its completer, listener aside).
+const poolSize = 16
+
 type bench struct {
 	dsn, libpqDSN string
 	schema        string // the library's schema
@@ -142,7 +146,7 @@ func run() error {
 		return err
 	}
 
-	if b.db, err = openDB(b.dsn, 40); err != nil {
+	if b.db, err = openDB(b.dsn, poolSize); err != nil {
 		return err
 	}
 	defer b.db.Close()

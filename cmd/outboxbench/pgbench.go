@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/outboxkit/outbox/internal/store"
 )
@@ -175,9 +176,21 @@ func (b *bench) pgbench(ctx context.Context, script string, clients int, args ..
 	full := append([]string{"-n", "-M", "prepared", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(jobs),
 		"-f", filepath.Join(b.scriptDir, script)}, args...)
 	full = append(full, b.libpqDSN)
-	cmd := exec.CommandContext(ctx, b.pgbenchBin, full...)
-	cmd.Env = append(os.Environ(), "PGOPTIONS=-c search_path="+b.baseSchema)
-	out, err := cmd.CombinedOutput()
+	// Free our idle connections for pgbench's (the server is shared), and
+	// retry when other work holds every connection slot.
+	b.db.SetMaxIdleConns(0)
+	defer b.db.SetMaxIdleConns(poolSize)
+	var out []byte
+	var err error
+	for attempt := 0; attempt < 10; attempt++ {
+		cmd := exec.CommandContext(ctx, b.pgbenchBin, full...)
+		cmd.Env = append(os.Environ(), "PGOPTIONS=-c search_path="+b.baseSchema)
+		out, err = cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "too many clients") {
+			break
+		}
+		time.Sleep(time.Second)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("pgbench %s: %w\n%s", script, err, out)
 	}
