@@ -286,7 +286,8 @@ type proc struct {
 	err  error // Wait's result, set before done closes
 }
 
-// startWorker starts the testworker binary on b's schema. The process is
+// startWorker starts the testworker binary on b's schema (pass -max-conns:
+// the server is shared, and every process holds its own pool). The process is
 // killed (SIGKILL) and reaped when the test ends if it still runs, and its
 // output is logged if the test failed.
 func startWorker(t *testing.T, bin string, b *bundle, name, app string, args ...string) *proc {
@@ -354,7 +355,7 @@ func TestReliabilityKill9MidBatch(t *testing.T) {
 	state := func() string { return b.statusCounts(t) }
 
 	app1 := "rel_" + b.schema + "_w1"
-	w1 := startWorker(t, bin, b, "w1", app1, "-workers", "16", "-batch", "16", "-delay", "10ms", "-lease", "2s")
+	w1 := startWorker(t, bin, b, "w1", app1, "-workers", "16", "-batch", "16", "-delay", "10ms", "-lease", "2s", "-max-conns", "6")
 	waitUntil(t, 90*time.Second, "rows PROCESSING and a fifth of the events delivered", func() bool {
 		return b.q(t, `SELECT count(*) FROM {s}.rel_delivery`) >= int64(n/5) &&
 			b.count(t, "status = 'PROCESSING'") > 0
@@ -374,7 +375,7 @@ func TestReliabilityKill9MidBatch(t *testing.T) {
 	}
 
 	start := time.Now()
-	w2 := startWorker(t, bin, b, "w2", "rel_"+b.schema+"_w2", "-workers", "16", "-lease", "2s")
+	w2 := startWorker(t, bin, b, "w2", "rel_"+b.schema+"_w2", "-workers", "16", "-lease", "2s", "-max-conns", "6")
 	waitUntil(t, 120*time.Second, "every row COMPLETED after the restart", func() bool {
 		return b.count(t, "status = 'COMPLETED'") == int64(n)
 	}, state)
@@ -423,7 +424,7 @@ func TestReliabilityCompetingProcesses(t *testing.T) {
 	var ws []*proc
 	for i := range procs {
 		name := fmt.Sprintf("p%d", i+1)
-		ws = append(ws, startWorker(t, bin, b, name, "rel_"+b.schema+"_"+name, "-workers", "8", "-batch", "50"))
+		ws = append(ws, startWorker(t, bin, b, name, "rel_"+b.schema+"_"+name, "-workers", "8", "-batch", "50", "-max-conns", "4"))
 	}
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -490,7 +491,7 @@ func TestReliabilityBackendsTerminated(t *testing.T) {
 	app := "rel_" + b.schema + "_pg"
 	// A one-minute poll: after the kills only LISTEN (or the fetch that
 	// follows a reconnect) can deliver the last event quickly.
-	w := startWorker(t, bin, b, "pg", app, "-workers", "4", "-delay", "5ms", "-poll", "1m", "-lease", "2s")
+	w := startWorker(t, bin, b, "pg", app, "-workers", "4", "-delay", "5ms", "-poll", "1m", "-lease", "2s", "-max-conns", "4")
 	waitUntil(t, 30*time.Second, "the worker to LISTEN", func() bool { return listening(t, b.db, app) }, nil)
 	enqueueMany(t, b.ob, "rel.pg", 0, n)
 	state := func() string { return b.statusCounts(t) }

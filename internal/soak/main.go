@@ -209,15 +209,22 @@ func run(o options) error {
 					for i := range evs {
 						evs[i] = outbox.Event{Topic: "soak.event", Payload: json.RawMessage(`{"n":` + strconv.Itoa(first+i) + `}`)}
 					}
-					tx, err := db.BeginTx(ctx, nil)
+					// A shared server may refuse connections for a while:
+					// retry a batch (its events are new each time) before
+					// giving up.
+					var err error
+					for attempt := 0; attempt < 30; attempt++ {
+						if err = enqueue(ctx, db, ob, evs); err == nil {
+							break
+						}
+						fmt.Fprintln(os.Stderr, "soak: enqueue failed, retrying:", err)
+						select {
+						case <-ctx.Done():
+							return ctx.Err()
+						case <-time.After(time.Second):
+						}
+					}
 					if err != nil {
-						return err
-					}
-					if _, err := ob.EnqueueBatch(ctx, tx, evs); err != nil {
-						_ = tx.Rollback()
-						return err
-					}
-					if err := tx.Commit(); err != nil {
 						return err
 					}
 					enqueued.Add(int64(n))
@@ -289,6 +296,19 @@ func run(o options) error {
 		return fmt.Errorf("%d events missing, depth %d", missing, final.depth)
 	}
 	return nil
+}
+
+// enqueue commits evs in one transaction.
+func enqueue(ctx context.Context, db *sql.DB, ob *outbox.Outbox, evs []outbox.Event) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if _, err := ob.EnqueueBatch(ctx, tx, evs); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
 }
 
 const header = "elapsed      enqueued     handled   depth  heapAlloc heapInuse      RSS   RSSpeak  gor  event_queue system_event"

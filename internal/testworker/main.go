@@ -66,7 +66,7 @@ func parseFlags() config {
 	fs.StringVar(&c.mode, "mode", env("MODE", "record"), "handler mode: record or block")
 	fs.IntVar(&c.workers, "workers", envInt("WORKERS", 8), "dispatcher workers")
 	fs.IntVar(&c.batch, "batch", envInt("BATCH", 0), "claim batch size (0: default)")
-	fs.IntVar(&c.maxConns, "max-conns", envInt("MAX_CONNS", 0), "pool size (0: workers+4)")
+	fs.IntVar(&c.maxConns, "max-conns", envInt("MAX_CONNS", 4), "pool size (0: workers+4)")
 	fs.DurationVar(&c.lease, "lease", envDur("LEASE", 2*time.Second), "lease duration")
 	fs.DurationVar(&c.rescue, "rescue", envDur("RESCUE", 500*time.Millisecond), "lease rescue interval")
 	fs.DurationVar(&c.poll, "poll", envDur("POLL", 200*time.Millisecond), "poll interval")
