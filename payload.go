@@ -1,8 +1,10 @@
 package outbox
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"unicode/utf8"
 )
 
@@ -31,41 +33,133 @@ func encodeJSON(v any, field string, limit int) ([]byte, error) {
 	if limit > 0 && len(b) > limit {
 		return nil, &ValidationError{Field: field, Reason: fmt.Sprintf("is %d bytes, over the limit of %d", len(b), limit), Err: ErrPayloadTooLarge}
 	}
-	if err := checkJSON(b); err != nil {
+	printed, err := checkJSONPrinted(b)
+	if err != nil {
 		return nil, &ValidationError{Field: field, Reason: err.Error(), Err: ErrInvalidPayload}
+	}
+	if limit > 0 && printed > limit {
+		// 1e100000 is 8 bytes of JSON but 100001 once PostgreSQL prints it.
+		return nil, &ValidationError{Field: field, Reason: fmt.Sprintf("is %d bytes with its numbers written out, over the limit of %d", printed, limit), Err: ErrPayloadTooLarge}
 	}
 	return b, nil
 }
 
 // checkJSON reports why b is not JSON that jsonb stores: invalid syntax or
-// UTF-8, nesting deeper than MaxJSONDepth, a \u0000 escape, or a lone UTF-16
-// surrogate escape (PostgreSQL rejects the last two).
+// UTF-8, nesting deeper than MaxJSONDepth, a \u0000 escape or a lone UTF-16
+// surrogate escape, or a number out of numeric's range (PostgreSQL rejects
+// the last three).
 func checkJSON(b []byte) error {
+	_, err := checkJSONPrinted(b)
+	return err
+}
+
+// checkJSONPrinted is checkJSON that also returns the size of b with its
+// numbers written out as PostgreSQL prints them.
+func checkJSONPrinted(b []byte) (int, error) {
 	if !utf8.Valid(b) {
-		return fmt.Errorf("is not valid UTF-8")
+		return 0, fmt.Errorf("is not valid UTF-8")
 	}
 	if !json.Valid(b) {
-		return fmt.Errorf("is not valid JSON")
+		return 0, fmt.Errorf("is not valid JSON")
 	}
-	depth := 0
+	depth, printed := 0, len(b)
 	for i := 0; i < len(b); i++ {
-		switch b[i] {
-		case '[', '{':
+		switch c := b[i]; {
+		case c == '[' || c == '{':
 			depth++
 			if depth > MaxJSONDepth {
-				return fmt.Errorf("nests deeper than %d levels", MaxJSONDepth)
+				return 0, fmt.Errorf("nests deeper than %d levels", MaxJSONDepth)
 			}
-		case ']', '}':
+		case c == ']' || c == '}':
 			depth--
-		case '"':
+		case c == '"':
 			end, err := scanString(b, i+1)
 			if err != nil {
-				return err
+				return 0, err
 			}
 			i = end
+		case c == '-' || c >= '0' && c <= '9':
+			end := i
+			for end < len(b) && bytes.IndexByte([]byte("0123456789+-.eE"), b[end]) >= 0 {
+				end++
+			}
+			n, err := numericTextLen(b[i:end])
+			if err != nil {
+				return 0, err
+			}
+			printed += n - (end - i)
+			i = end - 1
 		}
 	}
-	return nil
+	return printed, nil
+}
+
+// PostgreSQL numeric limits: digits before and after the decimal point.
+const (
+	numericMaxIntDigits = 131072
+	numericMaxScale     = 16383
+)
+
+// numericTextLen returns the length of the valid JSON number tok as
+// PostgreSQL's numeric prints it, or an error when numeric cannot hold it.
+func numericTextLen(tok []byte) (int, error) {
+	neg := tok[0] == '-'
+	if neg {
+		tok = tok[1:]
+	}
+	mant, exp := tok, 0
+	if k := bytes.IndexAny(tok, "eE"); k >= 0 {
+		mant = tok[:k]
+		e := tok[k+1:]
+		sign := 1
+		if len(e) > 0 && (e[0] == '+' || e[0] == '-') {
+			if e[0] == '-' {
+				sign = -1
+			}
+			e = e[1:]
+		}
+		for _, d := range e {
+			if exp < 1<<30 {
+				exp = exp*10 + int(d-'0')
+			}
+		}
+		if exp >= math.MaxInt32/2 {
+			// numeric_in refuses such exponents even on a zero.
+			return 0, fmt.Errorf("holds a number whose exponent is out of numeric's range")
+		}
+		exp *= sign
+	}
+	intPart, frac := mant, []byte(nil)
+	if k := bytes.IndexByte(mant, '.'); k >= 0 {
+		intPart, frac = mant[:k], mant[k+1:]
+	}
+	scale := max(len(frac)-exp, 0)
+	if scale > numericMaxScale {
+		return 0, fmt.Errorf("holds a number with more than %d digits after the decimal point", numericMaxScale)
+	}
+	zeros := 0 // leading zeros of the digit string intPart+frac
+	for _, d := range append(append([]byte(nil), intPart...), frac...) {
+		if d != '0' {
+			break
+		}
+		zeros++
+	}
+	n := 1 // the integer part: at least "0"
+	if zeros < len(intPart)+len(frac) { // not zero
+		if pos := len(intPart) + exp - zeros; pos > 1 {
+			if pos > numericMaxIntDigits {
+				return 0, fmt.Errorf("holds a number with more than %d digits before the decimal point", numericMaxIntDigits)
+			}
+			n = pos
+		}
+		if neg {
+			n++
+		}
+	}
+	if scale > 0 {
+		n += 1 + scale
+	}
+	return n, nil
 }
 
 // scanString checks the escapes of the JSON string starting at b[i] (after
