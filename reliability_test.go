@@ -541,9 +541,11 @@ func TestReliabilityBackendsTerminated(t *testing.T) {
 		n+1, kills, terminated, extra, retried, latency.Round(time.Millisecond))
 }
 
-// listening reports whether a backend of app has LISTEN as its last statement.
+// listening reports whether a backend of app has LISTEN as its last
+// statement (or the empty query lib/pq's listener pings with, every 30 s).
 func listening(t testing.TB, db *sql.DB, app string) bool {
-	return countRows(t, db, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND query ILIKE 'listen%'`, app) > 0
+	return countRows(t, db, `SELECT count(*) FROM pg_stat_activity
+		WHERE application_name = $1 AND (query ILIKE 'listen%' OR query = '')`, app) > 0
 }
 
 // ---- 4. transaction semantics ----

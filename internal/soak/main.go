@@ -42,6 +42,7 @@ type options struct {
 	dsn, schema                         string
 	events, dispatchers, workers, batch int
 	producers, enqueueBatch, maxBacklog int
+	maxConns                            int
 	retention, cleanup, sample, timeout time.Duration
 	vacuum                              time.Duration
 	keep                                bool
@@ -56,6 +57,7 @@ func main() {
 	flag.IntVar(&o.workers, "workers", 16, "workers per dispatcher")
 	flag.IntVar(&o.batch, "batch", 100, "claim batch size")
 	flag.IntVar(&o.producers, "producers", 2, "concurrent producers")
+	flag.IntVar(&o.maxConns, "max-conns", 16, "connection pool size (the handler sends no SQL)")
 	flag.IntVar(&o.enqueueBatch, "enqueue-batch", 500, "events per producer transaction")
 	flag.IntVar(&o.maxBacklog, "max-backlog", 50_000, "producers pause above this many undelivered events")
 	flag.DurationVar(&o.retention, "retention", 2*time.Second, "retention of COMPLETED rows")
@@ -92,8 +94,8 @@ func run(o options) error {
 		return err
 	}
 	defer db.Close()
-	db.SetMaxOpenConns(o.dispatchers*o.workers + o.producers + 8)
-	db.SetMaxIdleConns(o.dispatchers*o.workers + o.producers + 8)
+	db.SetMaxOpenConns(o.maxConns)
+	db.SetMaxIdleConns(o.maxConns)
 	if _, err := db.ExecContext(ctx, `DROP SCHEMA IF EXISTS "`+o.schema+`" CASCADE`); err != nil {
 		return fmt.Errorf("is PostgreSQL running at %s? %w", o.dsn, err)
 	}
