@@ -127,6 +127,11 @@ func (o *Outbox) webhookAttemptRecord(d *Delivery, a *webhookAttempt) Integratio
 		resp, a.respBody, respTotal, a.err, a.duration, nil)
 	rec.ExternalID = d.EventID.String()
 	rec.OccurredAt = o.now().Add(-a.duration)
+	if a.duration > 0 && a.duration < time.Millisecond {
+		// duration_ms keeps whole milliseconds, and 0 stores none: a
+		// request that was made shows as 1 ms rather than no duration.
+		rec.Duration = time.Millisecond
+	}
 	return rec
 }
 
