@@ -329,13 +329,18 @@ func measure(ctx context.Context, db *sql.DB, schema string) sample {
 	s.goroutines = runtime.NumGoroutine()
 	s.rss, s.hwm = procStatus("VmRSS:"), procStatus("VmHWM:")
 	q := `"` + schema + `"`
-	_ = db.QueryRowContext(ctx, `SELECT
+	err := db.QueryRowContext(ctx, `SELECT
 		(SELECT count(*) FROM `+q+`.event_queue WHERE status IN ('PENDING', 'PROCESSING')),
 		(SELECT count(*) FROM `+q+`.event_queue),
 		(SELECT count(*) FROM `+q+`.system_event),
 		pg_total_relation_size('`+q+`.event_queue'),
 		pg_total_relation_size('`+q+`.system_event')`).
 		Scan(&s.depth, &s.queueRows, &s.eventRowsLive, &s.queueBytes, &s.eventBytes)
+	if err != nil {
+		// Never read a failed sample as an empty queue.
+		fmt.Fprintln(os.Stderr, "soak: sample:", err)
+		s.depth, s.queueRows, s.eventRowsLive = -1, -1, -1
+	}
 	return s
 }
 
