@@ -430,3 +430,28 @@ func TestWebhookDispatchSlowEndpoint(t *testing.T) {
 		t.Fatalf("slow records = %d, want 4", n)
 	}
 }
+
+func TestWebhookDispatchShutdownReleases(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	srv, got := whReceiver(t, func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+	b.subscribeWebhook(t, "hang", "#", srv.URL, SubscriptionConfig{})
+	cfg := fastConfig()
+	cfg.ShutdownTimeout = 50 * time.Millisecond
+	cfg.Webhooks = &WebhookOptions{AllowedNetworks: loopbackNetworks}
+	d, err := b.ob.NewDispatcher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.enqueue(t, "x", map[string]any{})
+	stop := startDispatcher(t, d)
+	whRecv(t, got)
+	stop() // returns once the outcome is written
+	r := b.whRow(t, "hang")
+	if r.status != "PENDING" || r.retries != 0 || !strings.Contains(r.reason.String, "released at shutdown") {
+		t.Fatalf("row after shutdown = %+v, want PENDING without a counted attempt", r)
+	}
+	if n := b.attempts(t, "hang", "NOT success"); n != 1 {
+		t.Fatalf("records = %d, want the cut-off attempt recorded", n)
+	}
+}
