@@ -104,8 +104,9 @@ type DispatcherConfig struct {
 
 // Dispatcher drains the queue to registered handlers. Register handlers with
 // Handle and HandleTx, then call Run. A dispatcher claims only rows whose
-// subscription's callback_method it has a handler for, so processes can
-// split handlers between them.
+// subscription's callback_method it has a handler for, and the rows of
+// webhook subscriptions when DispatcherConfig.Webhooks is set, so processes
+// can split handlers and webhook delivery between them.
 type Dispatcher struct {
 	o   *Outbox
 	cfg DispatcherConfig

@@ -147,7 +147,7 @@ func (d *Dispatcher) checkEndpointHealth(ctx context.Context, c *claimedRow, las
 	var n int64
 	var first sql.NullTime
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err := d.o.db.QueryRowContext(qctx, d.whSQL.failureRun, c.delivery.Subscription).Scan(&n, &first)
+	err := d.o.db.QueryRowContext(qctx, d.whSQL.failureRun, c.delivery.Subscription, opts.DisableMinFailures).Scan(&n, &first)
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
