@@ -16,13 +16,18 @@ func TestOrderingAcrossProcesses(t *testing.T) {
 	b.subscribe(t, "ord", "ord.#", "record")
 	const keys = 50
 	perKey := scaled(20)
-	// Interleave keys: each transaction holds one row of every key.
-	for seq := 1; seq <= perKey; seq++ {
-		events := make([]Event, 0, keys)
+	// Interleave keys in runs: each transaction holds the next 5 rows of
+	// every key, so rows of one key sit side by side in claim order and a
+	// claim without the ordering rule would take several of them at once.
+	const run = 5
+	for first := 1; first <= perKey; first += run {
+		events := make([]Event, 0, keys*run)
 		for k := range keys {
 			key := fmt.Sprintf("acct-%02d", k)
-			events = append(events, Event{Topic: "ord.x", Payload: seqPayload{Key: key, Seq: seq},
-				Options: []EnqueueOption{WithOrderingKey(key)}})
+			for seq := first; seq < first+run && seq <= perKey; seq++ {
+				events = append(events, Event{Topic: "ord.x", Payload: seqPayload{Key: key, Seq: seq},
+					Options: []EnqueueOption{WithOrderingKey(key)}})
+			}
 		}
 		tx, err := b.db.BeginTx(ctx, nil)
 		if err != nil {
@@ -42,7 +47,7 @@ func TestOrderingAcrossProcesses(t *testing.T) {
 		// A short handler delay widens the window in which a second row of a
 		// key could be claimed by another process.
 		ws = append(ws, startWorker(t, bin, b, name, "ord_"+b.schema+"_"+name,
-			"-workers", "8", "-batch", "20", "-max-conns", "4", "-delay", "2ms"))
+			"-workers", "8", "-batch", "20", "-max-conns", "4", "-delay", "5ms"))
 	}
 	total := int64(keys * perKey)
 	waitUntil(t, 120*time.Second, "every row COMPLETED", func() bool {
@@ -53,25 +58,33 @@ func TestOrderingAcrossProcesses(t *testing.T) {
 	}
 	// Deliveries in the order the handlers started them (rel_delivery.id is a
 	// sequence taken at the start of each handler).
-	rows, err := b.db.QueryContext(ctx, `SELECT q.payload->>'key', (q.payload->>'seq')::int, d.worker
+	rows, err := b.db.QueryContext(ctx, `SELECT q.payload->>'key', (q.payload->>'seq')::int, d.worker, d.at
 		FROM "`+b.schema+`".rel_delivery d JOIN "`+b.schema+`".event_queue q ON q.id = d.queue_id ORDER BY d.id`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
 	last := map[string]int{}
+	lastAt := map[string]time.Time{}
 	workers := map[string]map[string]bool{}
 	var n int64
 	for rows.Next() {
 		var key, worker string
 		var seq int
-		if err := rows.Scan(&key, &seq, &worker); err != nil {
+		var at time.Time
+		if err := rows.Scan(&key, &seq, &worker, &at); err != nil {
 			t.Fatal(err)
 		}
 		if seq != last[key]+1 {
 			t.Fatalf("key %s: seq %d delivered after %d", key, seq, last[key])
 		}
-		last[key] = seq
+		// The handler holds each row 5 ms after recording it, and the next
+		// row of the key cannot be claimed before that row's outcome is
+		// written: two starts closer than that mean two rows ran at once.
+		if prev, ok := lastAt[key]; ok && at.Sub(prev) < 5*time.Millisecond {
+			t.Fatalf("key %s: seq %d started %s after seq %d: the two overlapped", key, seq, at.Sub(prev), seq-1)
+		}
+		last[key], lastAt[key] = seq, at
 		if workers[key] == nil {
 			workers[key] = map[string]bool{}
 		}
