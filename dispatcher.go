@@ -586,6 +586,12 @@ func (r *run) process(handlerCtx, bgCtx context.Context, c *claimedRow) {
 	}()
 	sub := r.d.subscriptionConfig(c)
 	if c.webhookURL != "" {
+		if r.sender == nil {
+			// The subscription became a webhook after the claim read it:
+			// leave the row to a dispatcher that delivers webhooks.
+			r.submit(outcome{id: c.delivery.ID, token: c.token, status: StatusPending})
+			return
+		}
 		r.deliverWebhook(handlerCtx, bgCtx, c, sub)
 		return
 	}
