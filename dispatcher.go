@@ -382,6 +382,7 @@ type claimedRow struct {
 	configJSON     string
 	subUpdatedAt   time.Time
 	retryCount     int
+	keyed          bool // the row has an ordering key
 }
 
 // outcome is the result of one attempt, written by the completer.
@@ -395,6 +396,9 @@ type outcome struct {
 	// record, when set, is written to integration_log in the transaction
 	// that writes the outcome (webhook attempts).
 	record *IntegrationRecord
+	// keyed marks a row with an ordering key: finishing it may make the
+	// next row of its key claimable.
+	keyed bool
 }
 
 func (r *run) fetchLoop(ctx, bgCtx, handlerCtx context.Context) {
@@ -543,7 +547,7 @@ func (r *run) claim(bgCtx, handlerCtx context.Context, limit int) (int, error) {
 		dl := &c.delivery
 		if err := rows.Scan(&dl.ID, &dl.EventID, &dl.SubscriptionID, &dl.Subscription, &c.callbackMethod,
 			&c.webhookURL, &c.configJSON, &c.subUpdatedAt, &dl.Topic, &payload, &metadata,
-			&c.retryCount, &dl.MaxRetries, &dl.CreatedAt); err != nil {
+			&c.retryCount, &dl.MaxRetries, &dl.CreatedAt, &c.keyed); err != nil {
 			return 0, err
 		}
 		dl.Payload = json.RawMessage(payload)
@@ -618,6 +622,9 @@ func (r *run) process(handlerCtx, bgCtx context.Context, c *claimedRow) {
 		completed, err = r.runTx(ctx, bgCtx, h.txFn, c)
 		if completed {
 			log.DebugContext(ctx, "delivered")
+			if c.keyed {
+				r.poke()
+			}
 			return
 		}
 	default:
@@ -689,7 +696,7 @@ func (r *run) runTx(ctx, bgCtx context.Context, fn TxHandlerFunc, c *claimedRow)
 
 // decide turns a handler's result into an outcome.
 func (d *Dispatcher) decide(c *claimedRow, sub SubscriptionConfig, err error) outcome {
-	oc := outcome{id: c.delivery.ID, token: c.token}
+	oc := outcome{id: c.delivery.ID, token: c.token, keyed: c.keyed}
 	if err == nil {
 		oc.status = StatusCompleted
 		return oc
@@ -869,6 +876,14 @@ func (r *run) flush(ctx context.Context, batch []outcome) {
 			if written < n {
 				r.d.log.WarnContext(ctx, "outcomes of rows whose lease was lost were not written",
 					slog.Int("lost", n-written), slog.Int("batch", n))
+			}
+			for _, oc := range batch {
+				if oc.keyed && oc.status != StatusPending {
+					// The next row of its key may be claimable now: look
+					// rather than wait for the next poll.
+					r.poke()
+					break
+				}
 			}
 			return
 		}

@@ -97,7 +97,8 @@ FROM c, {s}.event_subscription s, {s}.system_event e
 WHERE q.id = c.id AND s.id = q.subscription_id AND e.id = q.event_id
 RETURNING q.id, q.event_id, q.subscription_id, s.subscriber_name, COALESCE(s.callback_method, ''),
 	COALESCE(s.webhook_url, ''), COALESCE(s.subscription_config::text, ''), s.updated_at,
-	q.topic, q.payload::text, COALESCE(e.metadata::text, ''), q.retry_count, q.max_retries, q.created_at`
+	q.topic, q.payload::text, COALESCE(e.metadata::text, ''), q.retry_count, q.max_retries, q.created_at,
+	q.ordering_key IS NOT NULL`
 
 	// Heartbeat extends the leases of rows still held: $1 now, $2 ids,
 	// $3 their claim tokens, $4 lease in µs.
