@@ -144,7 +144,7 @@ func numericTextLen(tok []byte) (int, error) {
 		}
 		zeros++
 	}
-	n := 1 // the integer part: at least "0"
+	n := 1                              // the integer part: at least "0"
 	if zeros < len(intPart)+len(frac) { // not zero
 		if pos := len(intPart) + exp - zeros; pos > 1 {
 			if pos > numericMaxIntDigits {
