@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,12 @@ type Config struct {
 	// keep prepared statements. Unprepared, lib/pq needs two round trips per
 	// statement with parameters unless the DSN sets binary_parameters=yes.
 	NoPreparedStatements bool
+	// WebhookAllowedNetworks are the networks Subscribe lets webhook hosts
+	// be in although the SSRF guard blocks them (loopback, private, ...).
+	// Subscribe resolves a webhook URL's host and refuses it when any of its
+	// addresses is blocked and not allowed here. Delivery checks again, at
+	// dial time, with the dispatcher's WebhookOptions.AllowedNetworks.
+	WebhookAllowedNetworks []netip.Prefix
 	// Redaction extends the rules that scrub integration_log records,
 	// including the webhook attempts the dispatcher records. Nil means the
 	// built-in rules (see README, "Redaction").

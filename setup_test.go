@@ -27,6 +27,10 @@ func setup(t testing.TB, cfg *Config) *bundle {
 		c = *cfg
 	}
 	c.Schema = schema
+	if c.WebhookAllowedNetworks == nil {
+		// Tests deliver to httptest receivers on loopback.
+		c.WebhookAllowedNetworks = loopbackNetworks
+	}
 	ob, err := New(db, c)
 	if err != nil {
 		t.Fatal(err)

@@ -166,6 +166,11 @@ func (o *Outbox) Subscribe(ctx context.Context, s Subscription) (Subscription, e
 	if err := s.validate(); err != nil {
 		return Subscription{}, err
 	}
+	if s.WebhookURL != "" {
+		if err := checkWebhookTarget(ctx, s.WebhookURL, o.cfg.WebhookAllowedNetworks); err != nil {
+			return Subscription{}, err
+		}
+	}
 	cfg, err := json.Marshal(s.Config)
 	if err != nil {
 		return Subscription{}, fmt.Errorf("outbox: subscribe: %w", err)

@@ -3,6 +3,7 @@ package outbox
 import (
 	"errors"
 	"github.com/google/uuid"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -172,5 +173,27 @@ func TestParseSubscriptionConfig(t *testing.T) {
 	}
 	if c, err := ParseSubscriptionConfig(nil); err != nil || c.MaxRetries != nil {
 		t.Fatalf("empty config: %+v %v", c, err)
+	}
+}
+
+func TestSubscribeRefusesBlockedWebhookHosts(t *testing.T) {
+	t.Parallel()
+	b := setup(t, &Config{WebhookAllowedNetworks: []netip.Prefix{}}) // nothing allowed
+	ctx := ctxT(t)
+	for _, u := range []string{"http://127.0.0.1:8080/hook", "http://localhost:8080/hook", "https://10.1.2.3/hook",
+		"http://[::1]/hook", "http://100.64.0.1/hook", "http://[::ffff:192.168.0.1]/hook"} {
+		_, err := b.ob.Subscribe(ctx, Subscription{Name: "wh", Pattern: "#", WebhookURL: u})
+		var ve *ValidationError
+		if !errors.Is(err, ErrInvalidSubscription) || !errors.As(err, &ve) || ve.Field != "webhook_url" {
+			t.Errorf("%s: err = %v, want a webhook_url validation error", u, err)
+		}
+	}
+	// A public address, and loopback on a handle that allows it.
+	if _, err := b.ob.Subscribe(ctx, Subscription{Name: "wh", Pattern: "#", WebhookURL: "https://93.184.215.14/hook"}); err != nil {
+		t.Fatalf("public address refused: %v", err)
+	}
+	lb := setup(t, nil)
+	if _, err := lb.ob.Subscribe(ctx, Subscription{Name: "wh", Pattern: "#", WebhookURL: "http://127.0.0.1:8080/hook"}); err != nil {
+		t.Fatalf("allowed loopback refused: %v", err)
 	}
 }

@@ -56,7 +56,10 @@ func run() error {
 		return fmt.Errorf("is PostgreSQL running at %s? %w", dsn, err)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelError}))
-	ob, err := outbox.New(db, outbox.Config{Schema: schema, Logger: logger})
+	// The SSRF guard refuses loopback by default; the local receiver needs
+	// it let through, when subscribing and when delivering.
+	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	ob, err := outbox.New(db, outbox.Config{Schema: schema, Logger: logger, WebhookAllowedNetworks: loopback})
 	if err != nil {
 		return err
 	}
@@ -117,12 +120,11 @@ func run() error {
 		return err
 	}
 
-	// The dispatcher delivers webhooks. The SSRF guard refuses loopback by
-	// default; the local receiver needs it let through.
+	// The dispatcher delivers webhooks.
 	d, err := ob.NewDispatcher(outbox.DispatcherConfig{
 		Name: "webhooks-example", ListenDSN: dsn, PollInterval: 200 * time.Millisecond,
 		Webhooks: &outbox.WebhookOptions{
-			AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
+			AllowedNetworks: loopback,
 		},
 	})
 	if err != nil {
