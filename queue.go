@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -632,16 +633,39 @@ func sqlTx(q Querier) *sql.Tx {
 	return nil
 }
 
+// prepareWait bounds how long prepared waits for a pool connection.
+const prepareWait = 50 * time.Millisecond
+
+// errPoolBusy reports that no pool connection was free to prepare on.
+var errPoolBusy = errors.New("outbox: no free connection to prepare a statement on")
+
 // prepared returns query prepared on the handle's pool, preparing it once.
+// Its caller holds one of the pool's connections (the transaction), so it
+// must never wait for another: with every connection held by a transaction
+// in Enqueue, that wait would never end. When the pool is full, or no
+// connection comes within prepareWait, it returns an error and the caller
+// sends the statement unprepared; a later call prepares it.
 func (o *Outbox) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 	o.stmtMu.Lock()
-	defer o.stmtMu.Unlock()
-	if st, ok := o.stmts[query]; ok {
+	st, ok := o.stmts[query]
+	o.stmtMu.Unlock()
+	if ok {
 		return st, nil
 	}
-	st, err := o.db.PrepareContext(ctx, query)
+	if s := o.db.Stats(); s.MaxOpenConnections > 0 && s.InUse >= s.MaxOpenConnections {
+		return nil, errPoolBusy
+	}
+	pctx, cancel := context.WithTimeout(ctx, prepareWait)
+	defer cancel()
+	st, err := o.db.PrepareContext(pctx, query)
 	if err != nil {
 		return nil, err
+	}
+	o.stmtMu.Lock()
+	defer o.stmtMu.Unlock()
+	if prev, ok := o.stmts[query]; ok {
+		_ = st.Close() // prepared concurrently by another call
+		return prev, nil
 	}
 	if o.stmts == nil {
 		o.stmts = map[string]*sql.Stmt{}
