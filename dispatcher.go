@@ -991,11 +991,15 @@ func (r *run) maintain(ctx context.Context) {
 	defer rescue.Stop()
 	cleanup := time.NewTicker(r.d.cfg.CleanupInterval)
 	defer cleanup.Stop()
+	analyzed := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-rescue.C:
+			if !analyzed {
+				analyzed = r.d.firstAnalyze(ctx)
+			}
 			if n, err := r.d.rescue(ctx); err != nil && ctx.Err() == nil {
 				r.d.log.WarnContext(ctx, "lease rescue failed", slog.Any("error", err))
 			} else if n > 0 {
@@ -1020,6 +1024,32 @@ func (r *run) poke() {
 }
 
 const maintenanceBatch = 1000
+
+// firstAnalyzeRows is how many changed rows make a never-analyzed queue
+// table worth analyzing.
+const firstAnalyzeRows = 1000
+
+// firstAnalyze analyzes the queue table if it has never been analyzed but
+// already holds a backlog: without statistics the planner may read every
+// PENDING row and sort them on each claim instead of walking the claim index
+// (autovacuum, where it runs, soon does the same). It reports true once the
+// table has statistics, so the check stops.
+func (d *Dispatcher) firstAnalyze(ctx context.Context) bool {
+	var analyzed bool
+	var changed int64
+	if err := d.o.db.QueryRowContext(ctx, d.o.q.needsFirstAnalyze, d.o.cfg.Schema).Scan(&analyzed, &changed); err != nil {
+		return false
+	}
+	if analyzed || changed < firstAnalyzeRows {
+		return analyzed
+	}
+	if _, err := d.o.db.ExecContext(ctx, d.o.q.analyze); err != nil {
+		d.log.WarnContext(ctx, "analyze of the queue table failed", slog.Any("error", err))
+		return false
+	}
+	d.log.InfoContext(ctx, "queue table had no statistics: analyzed it")
+	return true
+}
 
 // rescue returns every row whose lease expired to the queue, in batches.
 func (d *Dispatcher) rescue(ctx context.Context) (int64, error) {

@@ -514,3 +514,27 @@ func TestRetryDelays(t *testing.T) {
 		t.Errorf("schedule jitter low bound = %s", got)
 	}
 }
+
+func TestFirstAnalyzeOfABacklog(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := ctxT(t)
+	b.subscribe(t, "a", "#", "a")
+	d, _ := b.ob.NewDispatcher(fastConfig())
+	if d.firstAnalyze(ctx) {
+		t.Fatal("an empty, never analyzed table reported as analyzed")
+	}
+	events := make([]Event, firstAnalyzeRows+10)
+	for i := range events {
+		events[i] = Event{Topic: "x", Payload: i}
+	}
+	if _, err := b.ob.EnqueueBatch(ctx, b.db, events); err != nil {
+		t.Fatal(err)
+	}
+	// Table statistics reach pg_stat_user_tables within about a second.
+	waitFor(t, "the first analyze", func() bool { return d.firstAnalyze(ctx) })
+	if n := countRows(t, b.db, `SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'event_queue'
+		AND (last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL)`, b.schema); n != 1 {
+		t.Fatal("queue table still without statistics")
+	}
+}

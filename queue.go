@@ -583,6 +583,7 @@ type queueSQL struct {
 	deleteFinished, deleteEvents                                   string
 	statsByStatus, oldestClaimable, listFailed                     string
 	eventsByIdemKey, blockedKeys                                   string
+	needsFirstAnalyze, analyze                                     string
 	retryFailed, discardFailed                                     string
 }
 
@@ -599,11 +600,12 @@ func newQueueSQL(schema string) queueSQL {
 		statsByStatus: store.StatsByStatus, oldestClaimable: store.OldestClaimable, listFailed: store.ListFailed,
 		retryFailed: store.RetryFailed, discardFailed: store.DiscardFailed,
 		eventsByIdemKey: store.EventsByIdempotencyKey, blockedKeys: store.BlockedKeys,
+		needsFirstAnalyze: store.NeedsFirstAnalyze, analyze: store.Analyze,
 	}
 	store.RenderAll(schema, &q.enqueueOne, &q.enqueueOneNotify, &q.enqueueBatch, &q.enqueueBatchNotify,
 		&q.claim, &q.heartbeat, &q.outcomes, &q.completeOne, &q.rescue, &q.deleteFinished, &q.deleteEvents,
 		&q.statsByStatus, &q.oldestClaimable, &q.listFailed, &q.retryFailed, &q.discardFailed,
-		&q.eventsByIdemKey, &q.blockedKeys)
+		&q.eventsByIdemKey, &q.blockedKeys, &q.analyze)
 	return q
 }
 

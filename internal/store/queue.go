@@ -69,9 +69,9 @@ GROUP BY i.id, ev.id`
 	SELECT q.id FROM {s}.event_queue q
 	WHERE q.status = 'PENDING'
 		AND COALESCE(q.next_retry_at, q.created_at) <= COALESCE($1::timestamptz, now())
-		AND q.subscription_id IN (
+		AND q.subscription_id = ANY (ARRAY(
 			SELECT s.id FROM {s}.event_subscription s
-			WHERE s.is_active AND (s.callback_method = ANY($2::text[]) OR ($3::bool AND s.webhook_url IS NOT NULL)))
+			WHERE s.is_active AND (s.callback_method = ANY($2::text[]) OR ($3::bool AND s.webhook_url IS NOT NULL))))
 		-- Per-key FIFO: a keyed row waits while another row of its key is
 		-- running, or an earlier one is pending (or FAILED, unless the
 		-- subscription sets skip_failed). The advisory lock closes the race
@@ -147,6 +147,15 @@ SET status = CASE WHEN q.retry_count + 1 > q.max_retries THEN 'FAILED' ELSE 'PEN
 	processed_at = CASE WHEN q.retry_count + 1 > q.max_retries THEN COALESCE($1::timestamptz, now()) END,
 	locked_by = NULL, locked_until = NULL
 FROM r WHERE q.id = r.id`
+
+	// NeedsFirstAnalyze reports whether the queue table was ever analyzed
+	// (by hand or by autovacuum), and how many rows changed since. $1 is the
+	// schema name.
+	NeedsFirstAnalyze = `SELECT last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL, n_mod_since_analyze
+FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'event_queue'`
+
+	// Analyze collects the queue table's statistics.
+	Analyze = `ANALYZE {s}.event_queue`
 
 	// DeleteFinished deletes up to $3 rows of status $2 finished before $1.
 	DeleteFinished = `DELETE FROM {s}.event_queue WHERE id IN (
