@@ -862,7 +862,7 @@ func (r *run) flush(ctx context.Context, batch []outcome) {
 		}
 	}
 	var err error
-	for attempt, wait := 0, 50*time.Millisecond; attempt < 4; attempt, wait = attempt+1, wait*4 {
+	for attempt, wait := 0, 50*time.Millisecond; attempt < outcomeWriteAttempts; attempt, wait = attempt+1, wait*4 {
 		var written int
 		written, err = r.writeOutcomes(ctx, recs, ids, tokens, statuses, incs, delays, reasons)
 		if errors.Is(err, ErrInvalidRecord) {
@@ -887,7 +887,7 @@ func (r *run) flush(ctx context.Context, batch []outcome) {
 			}
 			return
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || attempt == outcomeWriteAttempts-1 {
 			break
 		}
 		select {
@@ -931,6 +931,10 @@ func (r *run) writeOutcomes(ctx context.Context, recs []IntegrationRecord, args 
 	}
 	return n, nil
 }
+
+// outcomeWriteAttempts is how often a batch of outcomes is tried (waiting
+// 50 ms, 200 ms, 800 ms in between) before it is left to the lease.
+const outcomeWriteAttempts = 4
 
 // countResultRows reads rows to the end and counts them.
 func countResultRows(rows *sql.Rows, err error) (int, error) {

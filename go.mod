@@ -13,3 +13,5 @@ require (
 	github.com/standard-webhooks/standard-webhooks/libraries v0.0.1
 	go.uber.org/goleak v1.3.0
 )
+
+require github.com/DATA-DOG/go-sqlmock v1.5.2
