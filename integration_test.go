@@ -13,7 +13,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -361,27 +360,9 @@ func (failingQuerier) QueryContext(context.Context, string, ...any) (*sql.Rows, 
 }
 func (failingQuerier) QueryRowContext(context.Context, string, ...any) *sql.Row { return nil }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestIntegrationRecordFailureNeverFailsTheCall(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	var logs lockedBuffer
 	b := setup(t, &Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	l := newIntegrationLog(t, b, IntegrationLogConfig{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))

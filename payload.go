@@ -16,19 +16,12 @@ const MaxJSONDepth = 512
 // before any SQL is sent: []byte and json.RawMessage are taken as JSON text,
 // anything else is marshalled. field names the input in errors.
 func encodeJSON(v any, field string, limit int) ([]byte, error) {
-	var b []byte
-	switch x := v.(type) {
-	case nil:
+	if v == nil {
 		return nil, invalid(ErrInvalidPayload, field, "is nil")
-	case json.RawMessage:
-		b = x
-	case []byte:
-		b = x
-	default:
-		var err error
-		if b, err = json.Marshal(v); err != nil {
-			return nil, &ValidationError{Field: field, Reason: "does not marshal to JSON: " + err.Error(), Err: ErrInvalidPayload}
-		}
+	}
+	b, err := jsonText(v)
+	if err != nil {
+		return nil, &ValidationError{Field: field, Reason: "does not marshal to JSON: " + err.Error(), Err: ErrInvalidPayload}
 	}
 	if limit > 0 && len(b) > limit {
 		return nil, &ValidationError{Field: field, Reason: fmt.Sprintf("is %d bytes, over the limit of %d", len(b), limit), Err: ErrPayloadTooLarge}
@@ -42,6 +35,19 @@ func encodeJSON(v any, field string, limit int) ([]byte, error) {
 		return nil, &ValidationError{Field: field, Reason: fmt.Sprintf("is %d bytes with its numbers written out, over the limit of %d", printed, limit), Err: ErrPayloadTooLarge}
 	}
 	return b, nil
+}
+
+// jsonText returns v as JSON text: []byte and json.RawMessage as they are,
+// anything else marshalled.
+func jsonText(v any) ([]byte, error) {
+	switch x := v.(type) {
+	case json.RawMessage:
+		return x, nil
+	case []byte:
+		return x, nil
+	default:
+		return json.Marshal(v)
+	}
 }
 
 // checkJSON reports why b is not JSON that jsonb stores: invalid syntax or

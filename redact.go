@@ -279,17 +279,9 @@ func (r *Redactor) JSON(b []byte) (json.RawMessage, error) {
 // Value marshals v to JSON and redacts it like JSON. []byte and
 // json.RawMessage are taken as JSON text.
 func (r *Redactor) Value(v any) (json.RawMessage, error) {
-	var b []byte
-	switch x := v.(type) {
-	case json.RawMessage:
-		b = x
-	case []byte:
-		b = x
-	default:
-		var err error
-		if b, err = json.Marshal(v); err != nil {
-			return nil, err
-		}
+	b, err := jsonText(v)
+	if err != nil {
+		return nil, err
 	}
 	return r.JSON(b)
 }
