@@ -25,7 +25,7 @@ import (
 
 // Defaults for DispatcherConfig fields left at their zero value.
 const (
-	WorkersDefault            = 16
+	WorkersDefault            = 100
 	BatchSizeDefault          = 100
 	PollIntervalDefault       = time.Second
 	LeaseDurationDefault      = 30 * time.Second
@@ -534,12 +534,15 @@ func (r *run) claim(bgCtx, handlerCtx context.Context, limit int) (int, error) {
 	token := newToken(cfg.Name)
 	ctx, cancel := context.WithTimeout(bgCtx, 30*time.Second)
 	defer cancel()
-	rows, err := r.o.db.QueryContext(ctx, r.o.q.claim, r.o.nowArg(), pq.Array(r.methods), r.sender != nil,
+	rows, err := r.o.poolQuery(ctx, r.o.q.claim, r.o.nowArg(), pq.Array(r.methods), r.sender != nil,
 		limit, token, cfg.LeaseDuration.Microseconds())
 	if err != nil {
 		return 0, err
 	}
 	defer rows.Close()
+	// Handlers start only once the claim has committed (the last Next reads
+	// the commit's acknowledgement): an outcome written while the claim is
+	// still uncommitted would not see the row as claimed and be lost.
 	var claimed []*claimedRow
 	for rows.Next() {
 		c := &claimedRow{token: token}
@@ -907,7 +910,7 @@ func (r *run) writeOutcomes(ctx context.Context, recs []IntegrationRecord, args 
 	defer cancel()
 	full := append([]any{r.o.nowArg()}, arrayArgs(args)...)
 	if len(recs) == 0 {
-		return countResultRows(r.o.db.QueryContext(ctx, r.o.q.outcomes, full...))
+		return countResultRows(r.o.poolQuery(ctx, r.o.q.outcomes, full...))
 	}
 	tx, err := r.o.db.BeginTx(ctx, nil)
 	if err != nil {

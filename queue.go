@@ -675,3 +675,14 @@ func (o *Outbox) prepared(ctx context.Context, query string) (*sql.Stmt, error) 
 	o.stmts[query] = st
 	return st, nil
 }
+
+// poolQuery runs query on the pool as a prepared statement (one round trip
+// with lib/pq instead of two for an unnamed statement with parameters).
+func (o *Outbox) poolQuery(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if !o.cfg.NoPreparedStatements {
+		if st, err := o.prepared(ctx, query); err == nil {
+			return st.QueryContext(ctx, args...)
+		}
+	}
+	return o.db.QueryContext(ctx, query, args...)
+}

@@ -93,8 +93,8 @@ GROUP BY i.id, ev.id`
 UPDATE {s}.event_queue q
 SET status = 'PROCESSING', locked_by = $5,
 	locked_until = COALESCE($1::timestamptz, now()) + $6::bigint * interval '1 microsecond'
-FROM c, {s}.event_subscription s, {s}.system_event e
-WHERE q.id = c.id AND s.id = q.subscription_id AND e.id = q.event_id
+FROM {s}.event_subscription s, {s}.system_event e
+WHERE q.id = ANY (ARRAY(SELECT id FROM c)) AND s.id = q.subscription_id AND e.id = q.event_id
 RETURNING q.id, q.event_id, q.subscription_id, s.subscriber_name, COALESCE(s.callback_method, ''),
 	COALESCE(s.webhook_url, ''), COALESCE(s.subscription_config::text, ''), s.updated_at,
 	q.topic, q.payload::text, COALESCE(e.metadata::text, ''), q.retry_count, q.max_retries, q.created_at,
