@@ -613,8 +613,7 @@ func (r *run) process(handlerCtx, bgCtx context.Context, c *claimedRow) {
 		defer cancel()
 	}
 	dl := &c.delivery
-	log := r.d.log.With(slog.String("event_id", dl.EventID.String()), slog.String("subscription", dl.Subscription),
-		slog.Int("attempt", dl.Attempt))
+	log := rowLogger{r.d.log, dl}
 	h, ok := r.handlers[c.callbackMethod]
 	var err error
 	switch {
@@ -650,6 +649,35 @@ func (r *run) process(handlerCtx, bgCtx context.Context, c *claimedRow) {
 		r.dueIn(oc.delay)
 	}
 	r.submit(oc)
+}
+
+// rowLogger logs about one delivery, adding the delivery's attributes only
+// to records that are emitted (a With per row would allocate on every
+// delivery, logged or not).
+type rowLogger struct {
+	l  *slog.Logger
+	dl *Delivery
+}
+
+func (rl rowLogger) log(ctx context.Context, level slog.Level, msg string, args ...any) {
+	if !rl.l.Enabled(ctx, level) {
+		return
+	}
+	attrs := append([]any{slog.String("event_id", rl.dl.EventID.String()), slog.String("subscription", rl.dl.Subscription),
+		slog.Int("attempt", rl.dl.Attempt)}, args...)
+	rl.l.Log(ctx, level, msg, attrs...)
+}
+
+func (rl rowLogger) DebugContext(ctx context.Context, msg string, args ...any) {
+	rl.log(ctx, slog.LevelDebug, msg, args...)
+}
+
+func (rl rowLogger) InfoContext(ctx context.Context, msg string, args ...any) {
+	rl.log(ctx, slog.LevelInfo, msg, args...)
+}
+
+func (rl rowLogger) WarnContext(ctx context.Context, msg string, args ...any) {
+	rl.log(ctx, slog.LevelWarn, msg, args...)
 }
 
 func (r *run) submit(oc outcome) { r.outcomes <- oc }

@@ -64,8 +64,7 @@ func newWebhookSQL(schema string) webhookSQL {
 // outcome, with the attempt's integration record, to the completer.
 func (r *run) deliverWebhook(handlerCtx, bgCtx context.Context, c *claimedRow, sub SubscriptionConfig) {
 	dl := &c.delivery
-	log := r.d.log.With(slog.String("event_id", dl.EventID.String()), slog.String("subscription", dl.Subscription),
-		slog.Int("attempt", dl.Attempt))
+	log := rowLogger{r.d.log, dl}
 	a := r.sender.sendMode(handlerCtx, c.webhookURL, sub, dl, false)
 	if a.busy {
 		// Nothing was sent: the row waits a little, no attempt counted.
