@@ -706,7 +706,7 @@ func (r *run) runTx(ctx, bgCtx context.Context, fn TxHandlerFunc, c *claimedRow)
 		_ = tx.Rollback()
 		return false, err
 	}
-	res, err := tx.ExecContext(ctx, r.o.q.completeOne, r.o.nowArg(), c.delivery.ID, c.token)
+	res, err := r.o.exec(ctx, tx, r.o.q.completeOne, r.o.nowArg(), c.delivery.ID, c.token)
 	if err != nil {
 		_ = tx.Rollback()
 		return false, fmt.Errorf("outbox: complete in handler transaction: %w", err)

@@ -288,9 +288,13 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, tx Querier, events []Event) (
 			dropIndexes(dupOf, maxRetries), dropIndexes(dupOf, runAt), dropIndexes(dupOf, delays),
 			dropIndexes(dupOf, orderKeys), dropIndexes(dupOf, idemKeys)
 	}
-	rows, err := tx.QueryContext(ctx, stmt, pq.Array(ids), pq.Array(topics), pq.Array(payloads),
+	args := []any{pq.Array(ids), pq.Array(topics), pq.Array(payloads),
 		pq.Array(metadata), o.nowArg(), pq.Array(maxRetries), pq.Array(runAt), pq.Array(delays),
-		pq.Array(orderKeys), pq.Array(idemKeys))
+		pq.Array(orderKeys), pq.Array(idemKeys)}
+	rows, err := o.query(ctx, tx, stmt, args...)
+	if err != nil && err.Error() == errDifferentDB {
+		rows, err = tx.QueryContext(ctx, stmt, args...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("outbox: enqueue batch: %w", err)
 	}
@@ -623,6 +627,26 @@ func (o *Outbox) queryRow(ctx context.Context, q Querier, query string, args ...
 		}
 	}
 	return q.QueryRowContext(ctx, query, args...)
+}
+
+// query is queryRow for statements that return rows.
+func (o *Outbox) query(ctx context.Context, q Querier, query string, args ...any) (*sql.Rows, error) {
+	if tx := sqlTx(q); tx != nil && !o.cfg.NoPreparedStatements {
+		if st, err := o.prepared(ctx, query); err == nil {
+			return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+		}
+	}
+	return q.QueryContext(ctx, query, args...)
+}
+
+// exec is queryRow for statements that return no rows.
+func (o *Outbox) exec(ctx context.Context, q Querier, query string, args ...any) (sql.Result, error) {
+	if tx := sqlTx(q); tx != nil && !o.cfg.NoPreparedStatements {
+		if st, err := o.prepared(ctx, query); err == nil {
+			return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+		}
+	}
+	return q.ExecContext(ctx, query, args...)
 }
 
 func sqlTx(q Querier) *sql.Tx {

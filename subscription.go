@@ -281,6 +281,9 @@ func (o *Outbox) Delete(ctx context.Context, name string, opts *DeleteOptions) (
 			return fmt.Errorf("outbox: delete subscription: %w", err)
 		}
 	}
+	if _, err := tx.ExecContext(ctx, o.sub.detachRows, id); err != nil {
+		return fmt.Errorf("outbox: delete subscription: %w", err)
+	}
 	if _, err := tx.ExecContext(ctx, o.sub.delete, id); err != nil {
 		return fmt.Errorf("outbox: delete subscription: %w", err)
 	}
@@ -404,7 +407,7 @@ func validHeaderValue(v string) bool {
 }
 
 type subscriptionSQL struct {
-	upsert, get, list, setActive, setConfig, lockForDelete, failUndelivered, delete string
+	upsert, get, list, setActive, setConfig, lockForDelete, failUndelivered, detachRows, delete string
 }
 
 func newSubscriptionSQL(schema string) subscriptionSQL {
@@ -412,8 +415,8 @@ func newSubscriptionSQL(schema string) subscriptionSQL {
 		upsert: store.SubscriptionUpsert, get: store.SubscriptionGet, list: store.SubscriptionList,
 		setActive: store.SubscriptionSetActive, setConfig: store.SubscriptionSetConfig,
 		lockForDelete: store.SubscriptionLockForDelete, failUndelivered: store.SubscriptionFailUndelivered,
-		delete: store.SubscriptionDelete,
+		detachRows: store.SubscriptionDetachRows, delete: store.SubscriptionDelete,
 	}
-	store.RenderAll(schema, &s.upsert, &s.get, &s.list, &s.setActive, &s.setConfig, &s.lockForDelete, &s.failUndelivered, &s.delete)
+	store.RenderAll(schema, &s.upsert, &s.get, &s.list, &s.setActive, &s.setConfig, &s.lockForDelete, &s.failUndelivered, &s.detachRows, &s.delete)
 	return s
 }

@@ -40,5 +40,9 @@ SET status = 'FAILED', failure_reason = $2, processed_at = COALESCE($3::timestam
 	locked_by = NULL, locked_until = NULL
 WHERE subscription_id = $1 AND status IN ('PENDING', 'PROCESSING')`
 
+	// SubscriptionDetachRows keeps a deleted subscription's rows as history,
+	// with subscription_id set to NULL.
+	SubscriptionDetachRows = `UPDATE {s}.event_queue SET subscription_id = NULL WHERE subscription_id = $1`
+
 	SubscriptionDelete = `DELETE FROM {s}.event_subscription WHERE id = $1`
 )
