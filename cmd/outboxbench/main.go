@@ -64,6 +64,8 @@ type bench struct {
 	latRate     int
 	latDur      time.Duration
 	heapRows    int
+	orderedRows int
+	orderedKeys int
 	workers     int // DispatcherConfig.Workers for the drains (0: default)
 	batchSize   int // DispatcherConfig.BatchSize for the drains (0: default)
 	log         *slog.Logger
@@ -82,7 +84,7 @@ func run() error {
 	b := &bench{res: newResults()}
 	var (
 		jsonOut  = flag.String("json", "", "write the results as JSON to this file")
-		only     = flag.String("only", "enqueue,batch,drain,latency,cost", "phases to run (comma-separated)")
+		only     = flag.String("only", "enqueue,batch,drain,ordering,latency,cost", "phases to run (comma-separated)")
 		concS    = flag.String("conc", "1,2,4,8", "goroutine (and pgbench client) counts for single-event enqueue")
 		cpuprof  = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 		writeDir = flag.String("write-scripts", "", "write the pgbench scripts (for the default schema) into this directory and exit")
@@ -95,6 +97,8 @@ func run() error {
 	flag.IntVar(&b.drainTxRows, "drain-tx-rows", 20000, "backlog drained to a HandleTx handler (issue: 200000)")
 	flag.IntVar(&b.latRate, "latency-rate", 500, "offered load of the latency test, events/s")
 	flag.DurationVar(&b.latDur, "latency-dur", 10*time.Second, "duration of each latency run (issue: 20s)")
+	flag.IntVar(&b.orderedRows, "ordered-rows", 100000, "backlog of the ordering phase, drained with and without keys (issue 6: 100000)")
+	flag.IntVar(&b.orderedKeys, "ordered-keys", 10000, "distinct ordering keys of the ordering phase (issue 6: 10000)")
 	flag.IntVar(&b.heapRows, "heap-rows", 0, "if > 0, drain this many rows once more to sample the heap (issue: 1000000)")
 	flag.IntVar(&b.workers, "workers", 0, "DispatcherConfig.Workers of the drains (0: the library's default)")
 	flag.IntVar(&b.batchSize, "batch", 0, "DispatcherConfig.BatchSize of the drains (0: the library's default)")
@@ -182,7 +186,8 @@ func run() error {
 			name string
 			fn   func(context.Context) error
 		}{
-			{"enqueue", b.runEnqueue}, {"batch", b.runBatch}, {"drain", b.runDrain}, {"latency", b.runLatency},
+			{"enqueue", b.runEnqueue}, {"batch", b.runBatch}, {"drain", b.runDrain}, {"ordering", b.runOrdering},
+			{"latency", b.runLatency},
 		}
 		for _, s := range steps {
 			if !phases[s.name] {
