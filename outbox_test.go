@@ -105,3 +105,24 @@ func TestConfigRedactionAppliesToHandleRecords(t *testing.T) {
 		t.Fatalf("application redaction rule not applied to a handle record: %s", raw)
 	}
 }
+
+func TestTwoSchemasSideBySide(t *testing.T) {
+	t.Parallel()
+	a := setup(t, nil)
+	b := setup(t, nil)
+	a.subscribe(t, "s", "#", "h")
+	b.subscribe(t, "s", "#", "h")
+	ra := a.enqueue(t, "x", 1)
+	b.enqueue(t, "x", 2)
+	b.enqueue(t, "x", 3)
+	if a.count(t, "true") != 1 || b.count(t, "true") != 2 || a.count(t, "event_id = $1", ra.EventID) != 1 {
+		t.Fatal("schemas share rows")
+	}
+	// Dropping one schema's objects leaves the other working.
+	if err := a.ob.MigrateDown(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if res := b.enqueue(t, "x", 4); res.Deliveries != 1 {
+		t.Fatalf("second schema after the first was migrated down: %+v", res)
+	}
+}
