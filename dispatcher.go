@@ -1207,6 +1207,7 @@ type PanicError struct {
 	Stack []byte
 }
 
+// Error returns the panic value and the truncated stack.
 func (e *PanicError) Error() string {
 	return fmt.Sprintf("panic: %v\n%s", e.Value, e.Stack)
 }

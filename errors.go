@@ -47,6 +47,7 @@ type ValidationError struct {
 	Err    error  // the sentinel class
 }
 
+// Error says which field was rejected and why.
 func (e *ValidationError) Error() string {
 	return fmt.Sprintf("%v: %s: %s", e.Err, e.Field, e.Reason)
 }

@@ -365,6 +365,7 @@ type AlreadyReviewedError struct {
 	ReviewedAt time.Time
 }
 
+// Error names the event and its earlier review.
 func (e *AlreadyReviewedError) Error() string {
 	return fmt.Sprintf("%v: %s by %s at %s", ErrAlreadyReviewed, e.ID, e.ReviewedBy, e.ReviewedAt.Format(time.RFC3339))
 }
