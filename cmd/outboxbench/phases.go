@@ -135,6 +135,19 @@ func (b *bench) runEnqueue(ctx context.Context) error {
 // goEnqueue runs conc goroutines of BEGIN, Enqueue, COMMIT for dur (after a
 // short warm-up) and returns events per second.
 func (b *bench) goEnqueue(ctx context.Context, ob *outbox.Outbox, conc int, dur time.Duration) (float64, error) {
+	return rate(conc, dur, func(g int) func() (int, error) {
+		i := int64(g) << 40
+		return func() (int, error) {
+			i++
+			return 1, enqueueTx(ctx, b.db, ob, newOrder(i))
+		}
+	})
+}
+
+// rate runs conc goroutines, each calling the step newStep made for it until
+// stopped or until a step fails; after a 300 ms warm-up it counts the units
+// the steps report for dur, and returns units per second.
+func rate(conc int, dur time.Duration, newStep func(g int) func() (int, error)) (float64, error) {
 	var n atomic.Int64
 	var firstErr error
 	var errOnce sync.Once
@@ -142,21 +155,21 @@ func (b *bench) goEnqueue(ctx context.Context, ob *outbox.Outbox, conc int, dur 
 	var wg sync.WaitGroup
 	for g := range conc {
 		wg.Add(1)
+		step := newStep(g)
 		go func() {
 			defer wg.Done()
-			i := int64(g) << 40
 			for {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				i++
-				if err := enqueueTx(ctx, b.db, ob, newOrder(i)); err != nil {
+				k, err := step()
+				if err != nil {
 					errOnce.Do(func() { firstErr = err })
 					return
 				}
-				n.Add(1)
+				n.Add(int64(k))
 			}
 		}()
 	}
@@ -226,45 +239,18 @@ func (b *bench) runBatch(ctx context.Context) error {
 }
 
 func (b *bench) goBatch(ctx context.Context, conc, size int, dur time.Duration) (float64, error) {
-	var n atomic.Int64
-	var firstErr error
-	var errOnce sync.Once
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for g := range conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			i := int64(g) << 40
-			events := make([]outbox.Event, size)
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				for k := range events {
-					i++
-					events[k] = outbox.Event{Topic: topic, Payload: newOrder(i)}
-				}
-				if _, err := b.ob.EnqueueBatch(ctx, b.db, events); err != nil {
-					errOnce.Do(func() { firstErr = err })
-					return
-				}
-				n.Add(int64(size))
+	return rate(conc, dur, func(g int) func() (int, error) {
+		i := int64(g) << 40
+		events := make([]outbox.Event, size)
+		return func() (int, error) {
+			for k := range events {
+				i++
+				events[k] = outbox.Event{Topic: topic, Payload: newOrder(i)}
 			}
-		}()
-	}
-	time.Sleep(300 * time.Millisecond)
-	n0, t0 := n.Load(), time.Now()
-	time.Sleep(dur)
-	n1, t1 := n.Load(), time.Now()
-	close(stop)
-	wg.Wait()
-	if firstErr != nil {
-		return 0, firstErr
-	}
-	return float64(n1-n0) / t1.Sub(t0).Seconds(), nil
+			_, err := b.ob.EnqueueBatch(ctx, b.db, events)
+			return size, err
+		}
+	})
 }
 
 // prefill enqueues rows events (one queue row each: only s1 is active)
