@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -86,7 +87,7 @@ func checkJSONPrinted(b []byte) (int, error) {
 			i = end
 		case c == '-' || c >= '0' && c <= '9':
 			end := i
-			for end < len(b) && bytes.IndexByte([]byte("0123456789+-.eE"), b[end]) >= 0 {
+			for end < len(b) && strings.IndexByte("0123456789+-.eE", b[end]) >= 0 {
 				end++
 			}
 			n, err := numericTextLen(b[i:end])
@@ -98,6 +99,14 @@ func checkJSONPrinted(b []byte) (int, error) {
 		}
 	}
 	return printed, nil
+}
+
+func leadingZeros(digits []byte) int {
+	n := 0
+	for n < len(digits) && digits[n] == '0' {
+		n++
+	}
+	return n
 }
 
 // PostgreSQL numeric limits: digits before and after the decimal point.
@@ -143,12 +152,9 @@ func numericTextLen(tok []byte) (int, error) {
 	if scale > numericMaxScale {
 		return 0, fmt.Errorf("holds a number with more than %d digits after the decimal point", numericMaxScale)
 	}
-	zeros := 0 // leading zeros of the digit string intPart+frac
-	for _, d := range append(append([]byte(nil), intPart...), frac...) {
-		if d != '0' {
-			break
-		}
-		zeros++
+	zeros := leadingZeros(intPart) // leading zeros of the digit string intPart+frac
+	if zeros == len(intPart) {
+		zeros += leadingZeros(frac)
 	}
 	n := 1                              // the integer part: at least "0"
 	if zeros < len(intPart)+len(frac) { // not zero
