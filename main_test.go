@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"flag"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -9,6 +10,15 @@ import (
 // TestMain fails the package's tests if any goroutine outlives them: every
 // dispatcher, listener, heartbeat and worker goroutine must end with Run.
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// -short skips every test that needs PostgreSQL; the package
+		// Example runs against it too, so it is left out unless -run names
+		// it. The other examples need no database.
+		if run := flag.Lookup("test.run"); run != nil && run.Value.String() == "" {
+			_ = run.Value.Set("^(Test|Fuzz|Example.+)")
+		}
+	}
 	goleak.VerifyTestMain(m,
 		// internal/pgtest keeps one package-wide *sql.DB open for the whole
 		// test binary (tests share its pool and never close it), and
