@@ -538,3 +538,34 @@ func TestFirstAnalyzeOfABacklog(t *testing.T) {
 		t.Fatal("queue table still without statistics")
 	}
 }
+
+func TestRunTwiceAtOnceIsRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	d, _ := b.ob.NewDispatcher(fastConfig())
+	d.Handle("a", func(context.Context, *Delivery) error { return nil })
+	stop := startDispatcher(t, d)
+	waitFor(t, "Run to start", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.running
+	})
+	if err := d.Run(context.Background()); !errors.Is(err, ErrDispatcherRunning) {
+		t.Fatalf("second Run = %v, want ErrDispatcherRunning", err)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("Handle after Run started did not panic")
+			}
+		}()
+		d.Handle("late", func(context.Context, *Delivery) error { return nil })
+	}()
+	stop()
+	// Once the first Run has returned, the dispatcher can run again.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := d.Run(ctx); err != nil {
+		t.Fatalf("Run after Run returned = %v", err)
+	}
+}
