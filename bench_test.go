@@ -201,7 +201,7 @@ func BenchmarkBackoffDelay(b *testing.B) {
 // BenchmarkOutcomeBatchEncode measures what one outcome write costs in Go
 // for a batch of 100 completions: the parameter arrays that flush builds and
 // their encoding by lib/pq (pq.Array's Value), i.e. everything but the
-// round trip. The array building mirrors run.flush.
+// round trip.
 func BenchmarkOutcomeBatchEncode(b *testing.B) {
 	batch := make([]outcome, 100)
 	for i := range batch {
@@ -211,21 +211,8 @@ func BenchmarkOutcomeBatchEncode(b *testing.B) {
 		delay: 2 * time.Second, reason: "smtp: 421 service not available"}
 	b.ReportAllocs()
 	for b.Loop() {
-		n := len(batch)
-		ids := make([]string, n)
-		tokens := make([]string, n)
-		statuses := make([]string, n)
-		incs := make([]int64, n)
-		delays := make([]int64, n)
-		reasons := make([]sql.NullString, n)
-		for i, oc := range batch {
-			ids[i], tokens[i], statuses[i] = oc.id.String(), oc.token, string(oc.status)
-			incs[i], delays[i] = int64(oc.inc), oc.delay.Microseconds()
-			if oc.reason != "" {
-				reasons[i] = sql.NullString{String: oc.reason, Valid: true}
-			}
-		}
-		for _, a := range arrayArgs([]any{ids, tokens, statuses, incs, delays, reasons}) {
+		args, _ := outcomeArgs(batch)
+		for _, a := range args {
 			if _, err := a.(driver.Valuer).Value(); err != nil {
 				b.Fatal(err)
 			}

@@ -534,7 +534,7 @@ func (r *run) claim(bgCtx, handlerCtx context.Context, limit int) (int, error) {
 	token := newToken(cfg.Name)
 	ctx, cancel := context.WithTimeout(bgCtx, 30*time.Second)
 	defer cancel()
-	rows, err := r.o.poolQuery(ctx, r.o.q.claim, r.o.nowArg(), pq.Array(r.methods), r.sender != nil,
+	rows, err := r.o.stmt(nil, r.o.q.claim).query(ctx, r.o.nowArg(), pq.Array(r.methods), r.sender != nil,
 		limit, token, cfg.LeaseDuration.Microseconds())
 	if err != nil {
 		return 0, err
@@ -633,19 +633,31 @@ func (r *run) process(handlerCtx, bgCtx context.Context, c *claimedRow) {
 		err = safeCall(ctx, h.fn, dl)
 	}
 	if err != nil && handlerCtx.Err() != nil {
-		// Cut off by shutdown: give the row back without counting an attempt.
-		log.WarnContext(bgCtx, "handler cut off by shutdown; row released", slog.Any("error", err))
-		r.submit(outcome{id: dl.ID, token: c.token, status: StatusPending, reason: "released at shutdown: " + err.Error()})
+		r.release(bgCtx, log, c, err, nil)
 		return
 	}
-	oc := r.d.decide(c, sub, err)
+	r.settle(bgCtx, log, r.d.decide(c, sub, err), err)
+}
+
+// release gives back a row whose attempt was cut off by shutdown, without
+// counting the attempt; rec, if set, records the attempt all the same.
+func (r *run) release(ctx context.Context, log rowLogger, c *claimedRow, err error, rec *IntegrationRecord) {
+	log.WarnContext(ctx, "attempt cut off by shutdown; row released", slog.Any("error", err))
+	r.submit(outcome{id: c.delivery.ID, token: c.token, status: StatusPending, reason: "released at shutdown: " + err.Error(),
+		record: rec})
+}
+
+// settle logs an attempt's outcome, looks again when a retry falls due
+// before the next poll, and hands the outcome to the completer. attrs are
+// added to the log record.
+func (r *run) settle(ctx context.Context, log rowLogger, oc outcome, err error, attrs ...any) {
 	switch oc.status {
 	case StatusCompleted:
-		log.DebugContext(ctx, "delivered")
+		log.DebugContext(ctx, "delivered", attrs...)
 	case StatusFailed:
-		log.WarnContext(bgCtx, "delivery failed for good", slog.Any("error", err))
+		log.WarnContext(ctx, "delivery failed for good", append(attrs, slog.Any("error", err))...)
 	default:
-		log.InfoContext(bgCtx, "delivery failed; will retry", slog.Any("error", err), slog.Duration("retry_in", oc.delay))
+		log.InfoContext(ctx, "delivery failed; will retry", append(attrs, slog.Any("error", err), slog.Duration("retry_in", oc.delay))...)
 		r.dueIn(oc.delay)
 	}
 	r.submit(oc)
@@ -706,7 +718,7 @@ func (r *run) runTx(ctx, bgCtx context.Context, fn TxHandlerFunc, c *claimedRow)
 		_ = tx.Rollback()
 		return false, err
 	}
-	res, err := r.o.exec(ctx, tx, r.o.q.completeOne, r.o.nowArg(), c.delivery.ID, c.token)
+	res, err := r.o.stmt(tx, r.o.q.completeOne).exec(ctx, r.o.nowArg(), c.delivery.ID, c.token)
 	if err != nil {
 		_ = tx.Rollback()
 		return false, fmt.Errorf("outbox: complete in handler transaction: %w", err)
@@ -875,33 +887,17 @@ func (r *run) complete(ctx context.Context, stop <-chan struct{}) {
 // lease, which is no longer renewed, and are rescued after it expires.
 func (r *run) flush(ctx context.Context, batch []outcome) {
 	n := len(batch)
-	ids := make([]string, n)
-	tokens := make([]string, n)
-	statuses := make([]string, n)
-	incs := make([]int64, n)
-	delays := make([]int64, n)
-	reasons := make([]sql.NullString, n)
-	var recs []IntegrationRecord
-	for i, oc := range batch {
-		if oc.record != nil {
-			recs = append(recs, *oc.record)
-		}
-		ids[i], tokens[i], statuses[i] = oc.id.String(), oc.token, string(oc.status)
-		incs[i], delays[i] = int64(oc.inc), oc.delay.Microseconds()
-		if oc.reason != "" {
-			reasons[i] = sql.NullString{String: oc.reason, Valid: true}
-		}
-	}
+	args, recs := outcomeArgs(batch)
 	var err error
 	for attempt, wait := 0, 50*time.Millisecond; attempt < outcomeWriteAttempts; attempt, wait = attempt+1, wait*4 {
 		var written int
-		written, err = r.writeOutcomes(ctx, recs, ids, tokens, statuses, incs, delays, reasons)
+		written, err = r.writeOutcomes(ctx, recs, args)
 		if errors.Is(err, ErrInvalidRecord) {
 			// A record the log refuses must not hold back the outcomes.
 			r.d.log.ErrorContext(ctx, "integration records of webhook attempts refused; outcomes written without them",
 				slog.Int("records", len(recs)), slog.Any("error", err))
 			recs = nil
-			written, err = r.writeOutcomes(ctx, nil, ids, tokens, statuses, incs, delays, reasons)
+			written, err = r.writeOutcomes(ctx, nil, args)
 		}
 		if err == nil {
 			if written < n {
@@ -930,15 +926,32 @@ func (r *run) flush(ctx context.Context, batch []outcome) {
 		slog.Int("rows", n), slog.Any("error", err))
 }
 
-// writeOutcomes writes outcomes (args are the arrays of the outcomes
-// statement) and recs: in autocommit when recs is empty, else in one
-// transaction.
-func (r *run) writeOutcomes(ctx context.Context, recs []IntegrationRecord, args ...any) (n int, err error) {
+// outcomeArgs returns the parameters of the outcomes statement for batch
+// (after its time parameter) and the integration records it carries.
+func outcomeArgs(batch []outcome) (args []any, recs []IntegrationRecord) {
+	n := len(batch)
+	ids, tokens, statuses := make([]string, n), make([]string, n), make([]string, n)
+	incs, delays := make([]int64, n), make([]int64, n)
+	reasons := make([]sql.NullString, n)
+	for i, oc := range batch {
+		if oc.record != nil {
+			recs = append(recs, *oc.record)
+		}
+		ids[i], tokens[i], statuses[i] = oc.id.String(), oc.token, string(oc.status)
+		incs[i], delays[i] = int64(oc.inc), oc.delay.Microseconds()
+		reasons[i] = sql.NullString{String: oc.reason, Valid: oc.reason != ""}
+	}
+	return []any{pq.Array(ids), pq.Array(tokens), pq.Array(statuses), pq.Array(incs), pq.Array(delays), pq.Array(reasons)}, recs
+}
+
+// writeOutcomes writes outcomes (args from outcomeArgs) and recs: in
+// autocommit when recs is empty, else in one transaction.
+func (r *run) writeOutcomes(ctx context.Context, recs []IntegrationRecord, args []any) (n int, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	full := append([]any{r.o.nowArg()}, arrayArgs(args)...)
+	full := append([]any{r.o.nowArg()}, args...)
 	if len(recs) == 0 {
-		return countResultRows(r.o.poolQuery(ctx, r.o.q.outcomes, full...))
+		return countResultRows(r.o.stmt(nil, r.o.q.outcomes).query(ctx, full...))
 	}
 	tx, err := r.o.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -951,7 +964,7 @@ func (r *run) writeOutcomes(ctx context.Context, recs []IntegrationRecord, args 
 			}
 		}
 	}()
-	if n, err = countResultRows(tx.QueryContext(ctx, r.o.q.outcomes, full...)); err != nil {
+	if n, err = countResultRows(r.o.stmt(tx, r.o.q.outcomes).query(ctx, full...)); err != nil {
 		return 0, err
 	}
 	if err = r.o.insertIntegrationRecords(ctx, tx, recs); err != nil {
@@ -978,14 +991,6 @@ func countResultRows(rows *sql.Rows, err error) (int, error) {
 		n++
 	}
 	return n, rows.Err()
-}
-
-func arrayArgs(args []any) []any {
-	out := make([]any, len(args))
-	for i, a := range args {
-		out[i] = pq.Array(a)
-	}
-	return out
 }
 
 // heartbeat extends the leases of running rows until ctx ends.

@@ -385,12 +385,18 @@ func TestShutdown(t *testing.T) {
 	})
 	b.enqueue(t, "soft", 1)
 	b.enqueue(t, "hard", 1)
-	stop := startDispatcher(t, d)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runDone := make(chan error, 1)
+	go func() { runDone <- d.Run(ctx) }()
 	recv(t, started)
 	recv(t, started)
-	go func() { time.Sleep(50 * time.Millisecond); close(finish) }()
 	begin := time.Now()
-	stop()
+	cancel()
+	close(finish) // the soft handler returns only after Run's context has ended
+	if err := recv(t, runDone); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
 	if took := time.Since(begin); took > 5*time.Second {
 		t.Fatalf("Run took %s to return", took)
 	}
@@ -404,7 +410,7 @@ func TestShutdown(t *testing.T) {
 
 func TestNotifyWakesDispatcher(t *testing.T) {
 	t.Parallel()
-	b := setup(t, nil)
+	b := setup(t, &Config{NotifyCooldown: time.Nanosecond}) // every Enqueue notifies
 	b.subscribe(t, "a", "#", "a")
 	cfg := fastConfig()
 	cfg.PollInterval = time.Hour // only LISTEN/NOTIFY can deliver in time
@@ -422,7 +428,6 @@ func TestNotifyWakesDispatcher(t *testing.T) {
 		if dl := recv(t, got); dl.EventID != res.EventID {
 			t.Fatalf("delivery %d = %v, want %v", i, dl.EventID, res.EventID)
 		}
-		time.Sleep(5 * time.Millisecond) // past the enqueue NOTIFY cooldown
 	}
 }
 

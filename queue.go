@@ -171,12 +171,10 @@ func (o *Outbox) Enqueue(ctx context.Context, tx Querier, topic string, payload 
 	}
 	var n, inserted int
 	var notified sql.NullString
-	args := []any{ev.id, ev.topic, ev.payload, ev.metadata, o.nowArg(), ev.maxRetries, ev.runAt, ev.delayUS,
-		ev.orderKey, ev.idemKey}
-	err = o.queryRow(ctx, tx, stmt, args...).Scan(&n, &inserted, &notified)
-	if err != nil && err.Error() == errDifferentDB {
-		// tx belongs to another pool: send the statement unprepared.
-		err = tx.QueryRowContext(ctx, stmt, args...).Scan(&n, &inserted, &notified)
+	rows, err := o.stmt(tx, stmt).query(ctx, ev.id, ev.topic, ev.payload, ev.metadata, o.nowArg(), ev.maxRetries,
+		ev.runAt, ev.delayUS, ev.orderKey, ev.idemKey)
+	if err == nil {
+		err = scanOne(rows, &n, &inserted, &notified)
 	}
 	if err != nil {
 		return EnqueueResult{}, fmt.Errorf("outbox: enqueue %s: %w", topic, err)
@@ -229,19 +227,17 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, tx Querier, events []Event) (
 		return nil, nil
 	}
 	var (
-		ids        = make([]string, len(events))
-		topics     = make([]string, len(events))
-		payloads   = make([]string, len(events))
-		metadata   = make([]sql.NullString, len(events))
-		maxRetries = make([]sql.NullInt64, len(events))
-		runAt      = make([]sql.NullString, len(events))
-		delays     = make([]sql.NullInt64, len(events))
-		orderKeys  = make([]sql.NullString, len(events))
-		idemKeys   = make([]sql.NullString, len(events))
-		results    = make([]EnqueueResult, len(events))
-		index      = make(map[uuid.UUID]int, len(events))
-		firstOfKey = map[string]int{} // idempotency key -> index of its first event
-		dupOf      = map[int]int{}    // index -> index of the earlier event with its key
+		n                     = len(events)
+		ids, topics, payloads = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+		metadata, runAt       = make([]sql.NullString, 0, n), make([]sql.NullString, 0, n)
+		orderKeys, idemKeys   = make([]sql.NullString, 0, n), make([]sql.NullString, 0, n)
+		maxRetries, delays    = make([]sql.NullInt64, 0, n), make([]sql.NullInt64, 0, n)
+		results               = make([]EnqueueResult, n)
+		index                 = make(map[uuid.UUID]int, n) // event id -> index in events
+		firstOfKey            = map[string]int{}           // idempotency key -> index of its first event
+		dupOf                 = map[int]int{}              // index -> index of the earlier event with its key
+		nullString            = func(p *string) sql.NullString { return sql.NullString{String: deref(p), Valid: p != nil} }
+		nullBytes             = func(b []byte) sql.NullString { return sql.NullString{String: string(b), Valid: b != nil} }
 	)
 	for i, e := range events {
 		ev, err := o.prepareEvent(e.Topic, e.Payload, e.Options)
@@ -250,75 +246,62 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, tx Querier, events []Event) (
 		}
 		if ev.idemKey != nil {
 			if first, seen := firstOfKey[*ev.idemKey]; seen {
-				// The same key twice in one batch: the second is a duplicate
-				// of the first, and is not sent.
+				// The same key twice in one batch: the second is a
+				// duplicate of the first, and is not sent.
 				dupOf[i] = first
-				ids[i], topics[i], payloads[i] = ev.id.String(), ev.topic, "null"
 				continue
 			}
 			firstOfKey[*ev.idemKey] = i
-			idemKeys[i] = sql.NullString{String: *ev.idemKey, Valid: true}
-		}
-		if ev.orderKey != nil {
-			orderKeys[i] = sql.NullString{String: *ev.orderKey, Valid: true}
-		}
-		ids[i], topics[i], payloads[i] = ev.id.String(), ev.topic, string(ev.payload)
-		if ev.metadata != nil {
-			metadata[i] = sql.NullString{String: string(ev.metadata), Valid: true}
-		}
-		if ev.maxRetries != nil {
-			maxRetries[i] = sql.NullInt64{Int64: int64(*ev.maxRetries), Valid: true}
-		}
-		if t, ok := ev.runAt.(time.Time); ok {
-			runAt[i] = sql.NullString{String: t.UTC().Format(time.RFC3339Nano), Valid: true}
-		}
-		if d, ok := ev.delayUS.(int64); ok {
-			delays[i] = sql.NullInt64{Int64: d, Valid: true}
 		}
 		results[i].EventID = ev.id
 		index[ev.id] = i
+		ids, topics, payloads = append(ids, ev.id.String()), append(topics, ev.topic), append(payloads, string(ev.payload))
+		metadata = append(metadata, nullBytes(ev.metadata))
+		orderKeys, idemKeys = append(orderKeys, nullString(ev.orderKey)), append(idemKeys, nullString(ev.idemKey))
+		var mr, delay sql.NullInt64
+		var at sql.NullString
+		if ev.maxRetries != nil {
+			mr = sql.NullInt64{Int64: int64(*ev.maxRetries), Valid: true}
+		}
+		if t, ok := ev.runAt.(time.Time); ok {
+			at = sql.NullString{String: t.UTC().Format(time.RFC3339Nano), Valid: true}
+		}
+		if d, ok := ev.delayUS.(int64); ok {
+			delay = sql.NullInt64{Int64: d, Valid: true}
+		}
+		maxRetries, runAt, delays = append(maxRetries, mr), append(runAt, at), append(delays, delay)
 	}
 	stmt := o.q.enqueueBatch
 	if o.takeNotify() {
 		stmt = o.q.enqueueBatchNotify
 	}
-	if len(dupOf) > 0 {
-		ids, topics, payloads, metadata, maxRetries, runAt, delays, orderKeys, idemKeys =
-			dropIndexes(dupOf, ids), dropIndexes(dupOf, topics), dropIndexes(dupOf, payloads), dropIndexes(dupOf, metadata),
-			dropIndexes(dupOf, maxRetries), dropIndexes(dupOf, runAt), dropIndexes(dupOf, delays),
-			dropIndexes(dupOf, orderKeys), dropIndexes(dupOf, idemKeys)
-	}
-	args := []any{pq.Array(ids), pq.Array(topics), pq.Array(payloads),
+	rows, err := o.stmt(tx, stmt).query(ctx, pq.Array(ids), pq.Array(topics), pq.Array(payloads),
 		pq.Array(metadata), o.nowArg(), pq.Array(maxRetries), pq.Array(runAt), pq.Array(delays),
-		pq.Array(orderKeys), pq.Array(idemKeys)}
-	rows, err := o.query(ctx, tx, stmt, args...)
-	if err != nil && err.Error() == errDifferentDB {
-		rows, err = tx.QueryContext(ctx, stmt, args...)
-	}
+		pq.Array(orderKeys), pq.Array(idemKeys))
 	if err != nil {
 		return nil, fmt.Errorf("outbox: enqueue batch: %w", err)
 	}
-	var existing []string
+	defer rows.Close()
+	var existing []string // keys whose event was already stored
 	for rows.Next() {
 		var id uuid.UUID
 		var inserted bool
-		var n int
+		var deliveries int
 		var notified sql.NullString
-		if err := rows.Scan(&id, &inserted, &n, &notified); err != nil {
-			rows.Close()
+		if err := rows.Scan(&id, &inserted, &deliveries, &notified); err != nil {
 			return nil, fmt.Errorf("outbox: enqueue batch: %w", err)
 		}
 		i := index[id]
-		results[i].Deliveries = n
+		results[i].Deliveries = deliveries
 		if !inserted {
 			results[i].Duplicate = true
 			existing = append(existing, idemKeys[slices.Index(ids, id.String())].String)
 		}
 	}
-	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("outbox: enqueue batch: %w", err)
 	}
+	rows.Close()
 	if len(existing) > 0 {
 		found, err := o.eventsByKey(ctx, tx, existing)
 		if err != nil {
@@ -334,15 +317,11 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, tx Querier, events []Event) (
 	return results, nil
 }
 
-// dropIndexes returns s without the elements whose index is in drop.
-func dropIndexes[T any](drop map[int]int, s []T) []T {
-	out := make([]T, 0, len(s)-len(drop))
-	for i, v := range s {
-		if _, ok := drop[i]; !ok {
-			out = append(out, v)
-		}
+func deref(p *string) string {
+	if p == nil {
+		return ""
 	}
-	return out
+	return *p
 }
 
 // preparedEvent is an event validated and encoded for SQL.
@@ -617,36 +596,83 @@ func newQueueSQL(schema string) queueSQL {
 // another pool than the transaction's; it is returned before any SQL is sent.
 const errDifferentDB = "sql: Tx.Stmt: statement from different database used"
 
-// queryRow runs query through q, as a prepared statement when q is a
-// transaction (*sql.Tx or *sqlx.Tx): one round trip instead of lib/pq's two
-// for an unnamed statement with parameters.
-func (o *Outbox) queryRow(ctx context.Context, q Querier, query string, args ...any) *sql.Row {
-	if tx := sqlTx(q); tx != nil && !o.cfg.NoPreparedStatements {
-		if st, err := o.prepared(ctx, query); err == nil {
-			return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
-		}
-	}
-	return q.QueryRowContext(ctx, query, args...)
+// statement runs one SQL text through a Querier (nil: the handle's pool),
+// as a statement prepared once per pool when it can: one round trip instead
+// of lib/pq's two for an unnamed statement with parameters.
+type statement struct {
+	o    *Outbox
+	q    Querier // nil for the pool
+	text string
 }
 
-// query is queryRow for statements that return rows.
-func (o *Outbox) query(ctx context.Context, q Querier, query string, args ...any) (*sql.Rows, error) {
-	if tx := sqlTx(q); tx != nil && !o.cfg.NoPreparedStatements {
-		if st, err := o.prepared(ctx, query); err == nil {
-			return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+// stmt returns query bound to q (nil for the handle's pool).
+func (o *Outbox) stmt(q Querier, query string) statement { return statement{o: o, q: q, text: query} }
+
+// prepared returns the prepared form of the statement for q, or nil when it
+// is to be sent as text: NoPreparedStatements, q is not a transaction of
+// the handle's pool, or no connection was free to prepare on.
+func (s statement) prepared(ctx context.Context) *sql.Stmt {
+	if s.o.cfg.NoPreparedStatements {
+		return nil
+	}
+	var tx *sql.Tx
+	if s.q != nil {
+		if tx = sqlTx(s.q); tx == nil {
+			return nil
 		}
 	}
-	return q.QueryContext(ctx, query, args...)
+	st, err := s.o.prepared(ctx, s.text)
+	if err != nil {
+		return nil
+	}
+	if tx != nil {
+		return tx.StmtContext(ctx, st)
+	}
+	return st
 }
 
-// exec is queryRow for statements that return no rows.
-func (o *Outbox) exec(ctx context.Context, q Querier, query string, args ...any) (sql.Result, error) {
-	if tx := sqlTx(q); tx != nil && !o.cfg.NoPreparedStatements {
-		if st, err := o.prepared(ctx, query); err == nil {
-			return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+func (s statement) plain() Querier {
+	if s.q == nil {
+		return s.o.db
+	}
+	return s.q
+}
+
+func (s statement) query(ctx context.Context, args ...any) (*sql.Rows, error) {
+	if st := s.prepared(ctx); st != nil {
+		rows, err := st.QueryContext(ctx, args...)
+		if err == nil || err.Error() != errDifferentDB {
+			return rows, err
+		}
+		// The transaction belongs to another pool: send the text.
+	}
+	return s.plain().QueryContext(ctx, s.text, args...)
+}
+
+func (s statement) exec(ctx context.Context, args ...any) (sql.Result, error) {
+	if st := s.prepared(ctx); st != nil {
+		res, err := st.ExecContext(ctx, args...)
+		if err == nil || err.Error() != errDifferentDB {
+			return res, err
 		}
 	}
-	return q.ExecContext(ctx, query, args...)
+	return s.plain().ExecContext(ctx, s.text, args...)
+}
+
+// scanOne scans the first row of rows into dest and closes them; no row is
+// sql.ErrNoRows.
+func scanOne(rows *sql.Rows, dest ...any) error {
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return sql.ErrNoRows
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return err
+	}
+	return rows.Close()
 }
 
 func sqlTx(q Querier) *sql.Tx {
@@ -698,15 +724,4 @@ func (o *Outbox) prepared(ctx context.Context, query string) (*sql.Stmt, error) 
 	}
 	o.stmts[query] = st
 	return st, nil
-}
-
-// poolQuery runs query on the pool as a prepared statement (one round trip
-// with lib/pq instead of two for an unnamed statement with parameters).
-func (o *Outbox) poolQuery(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if !o.cfg.NoPreparedStatements {
-		if st, err := o.prepared(ctx, query); err == nil {
-			return st.QueryContext(ctx, args...)
-		}
-	}
-	return o.db.QueryContext(ctx, query, args...)
 }

@@ -77,8 +77,7 @@ func (r *run) deliverWebhook(handlerCtx, bgCtx context.Context, c *claimedRow, s
 	rec := r.o.webhookAttemptRecord(dl, &a)
 	err := a.err
 	if err != nil && handlerCtx.Err() != nil {
-		log.WarnContext(bgCtx, "webhook cut off by shutdown; row released", slog.Any("error", err))
-		r.submit(outcome{id: dl.ID, token: c.token, status: StatusPending, reason: "released at shutdown: " + err.Error(), record: &rec})
+		r.release(bgCtx, log, c, err, &rec)
 		return
 	}
 	oc := r.d.decide(c, sub, err)
@@ -89,17 +88,7 @@ func (r *run) deliverWebhook(handlerCtx, bgCtx context.Context, c *claimedRow, s
 	case err != nil:
 		r.d.checkEndpointHealth(bgCtx, c, oc.reason)
 	}
-	switch oc.status {
-	case StatusCompleted:
-		log.DebugContext(bgCtx, "webhook delivered", slog.Int("status", a.status), slog.Duration("duration", a.duration))
-	case StatusFailed:
-		log.WarnContext(bgCtx, "webhook failed for good", slog.Int("status", a.status), slog.Any("error", err))
-	default:
-		log.InfoContext(bgCtx, "webhook failed; will retry", slog.Int("status", a.status), slog.Any("error", err),
-			slog.Duration("retry_in", oc.delay))
-		r.dueIn(oc.delay)
-	}
-	r.submit(oc)
+	r.settle(bgCtx, log, oc, err, slog.Int("http_status", a.status), slog.Duration("duration", a.duration))
 }
 
 // webhookAttemptRecord is the API_CALL_MADE record of one delivery attempt:
