@@ -211,8 +211,8 @@ func BenchmarkOutcomeBatchEncode(b *testing.B) {
 		delay: 2 * time.Second, reason: "smtp: 421 service not available"}
 	b.ReportAllocs()
 	for b.Loop() {
-		args, _ := outcomeArgs(batch)
-		for _, a := range args {
+		w, _ := outcomeArgs(batch)
+		for _, a := range w.args {
 			if _, err := a.(driver.Valuer).Value(); err != nil {
 				b.Fatal(err)
 			}

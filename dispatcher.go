@@ -887,17 +887,17 @@ func (r *run) complete(ctx context.Context, stop <-chan struct{}) {
 // lease, which is no longer renewed, and are rescued after it expires.
 func (r *run) flush(ctx context.Context, batch []outcome) {
 	n := len(batch)
-	args, recs := outcomeArgs(batch)
+	w, recs := outcomeArgs(batch)
 	var err error
 	for attempt, wait := 0, 50*time.Millisecond; attempt < outcomeWriteAttempts; attempt, wait = attempt+1, wait*4 {
 		var written int
-		written, err = r.writeOutcomes(ctx, recs, args)
+		written, err = r.writeOutcomes(ctx, recs, w)
 		if errors.Is(err, ErrInvalidRecord) {
 			// A record the log refuses must not hold back the outcomes.
 			r.d.log.ErrorContext(ctx, "integration records of webhook attempts refused; outcomes written without them",
 				slog.Int("records", len(recs)), slog.Any("error", err))
 			recs = nil
-			written, err = r.writeOutcomes(ctx, nil, args)
+			written, err = r.writeOutcomes(ctx, nil, w)
 		}
 		if err == nil {
 			if written < n {
@@ -926,32 +926,52 @@ func (r *run) flush(ctx context.Context, batch []outcome) {
 		slog.Int("rows", n), slog.Any("error", err))
 }
 
-// outcomeArgs returns the parameters of the outcomes statement for batch
-// (after its time parameter) and the integration records it carries.
-func outcomeArgs(batch []outcome) (args []any, recs []IntegrationRecord) {
+// outcomeWrite is one batch of outcomes as the statement that writes it.
+type outcomeWrite struct {
+	completed bool  // every outcome is a success: the lean CompleteMany statement
+	args      []any // its parameters after the time parameter
+}
+
+// outcomeArgs returns the write of batch and the integration records it
+// carries.
+func outcomeArgs(batch []outcome) (w outcomeWrite, recs []IntegrationRecord) {
 	n := len(batch)
-	ids, tokens, statuses := make([]string, n), make([]string, n), make([]string, n)
-	incs, delays := make([]int64, n), make([]int64, n)
-	reasons := make([]sql.NullString, n)
+	ids, tokens := make([]string, n), make([]string, n)
+	w.completed = true
 	for i, oc := range batch {
 		if oc.record != nil {
 			recs = append(recs, *oc.record)
 		}
-		ids[i], tokens[i], statuses[i] = oc.id.String(), oc.token, string(oc.status)
-		incs[i], delays[i] = int64(oc.inc), oc.delay.Microseconds()
+		ids[i], tokens[i] = oc.id.String(), oc.token
+		w.completed = w.completed && oc.status == StatusCompleted && oc.inc == 0 && oc.reason == ""
+	}
+	if w.completed {
+		w.args = []any{pq.Array(ids), pq.Array(tokens)}
+		return w, recs
+	}
+	statuses := make([]string, n)
+	incs, delays := make([]int64, n), make([]int64, n)
+	reasons := make([]sql.NullString, n)
+	for i, oc := range batch {
+		statuses[i], incs[i], delays[i] = string(oc.status), int64(oc.inc), oc.delay.Microseconds()
 		reasons[i] = sql.NullString{String: oc.reason, Valid: oc.reason != ""}
 	}
-	return []any{pq.Array(ids), pq.Array(tokens), pq.Array(statuses), pq.Array(incs), pq.Array(delays), pq.Array(reasons)}, recs
+	w.args = []any{pq.Array(ids), pq.Array(tokens), pq.Array(statuses), pq.Array(incs), pq.Array(delays), pq.Array(reasons)}
+	return w, recs
 }
 
-// writeOutcomes writes outcomes (args from outcomeArgs) and recs: in
-// autocommit when recs is empty, else in one transaction.
-func (r *run) writeOutcomes(ctx context.Context, recs []IntegrationRecord, args []any) (n int, err error) {
+// writeOutcomes writes w and recs: in autocommit when recs is empty, else in
+// one transaction. It returns how many rows were still held (and written).
+func (r *run) writeOutcomes(ctx context.Context, recs []IntegrationRecord, w outcomeWrite) (n int, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	full := append([]any{r.o.nowArg()}, args...)
+	text := r.o.q.outcomes
+	if w.completed {
+		text = r.o.q.completeMany
+	}
+	full := append([]any{r.o.nowArg()}, w.args...)
 	if len(recs) == 0 {
-		return countResultRows(r.o.stmt(nil, r.o.q.outcomes).query(ctx, full...))
+		return rowsAffected(r.o.stmt(nil, text).exec(ctx, full...))
 	}
 	tx, err := r.o.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -964,7 +984,7 @@ func (r *run) writeOutcomes(ctx context.Context, recs []IntegrationRecord, args 
 			}
 		}
 	}()
-	if n, err = countResultRows(r.o.stmt(tx, r.o.q.outcomes).query(ctx, full...)); err != nil {
+	if n, err = rowsAffected(r.o.stmt(tx, text).exec(ctx, full...)); err != nil {
 		return 0, err
 	}
 	if err = r.o.insertIntegrationRecords(ctx, tx, recs); err != nil {
@@ -980,17 +1000,13 @@ func (r *run) writeOutcomes(ctx context.Context, recs []IntegrationRecord, args 
 // 50 ms, 200 ms, 800 ms in between) before it is left to the lease.
 const outcomeWriteAttempts = 4
 
-// countResultRows reads rows to the end and counts them.
-func countResultRows(rows *sql.Rows, err error) (int, error) {
+// rowsAffected is the row count of an UPDATE's result.
+func rowsAffected(res sql.Result, err error) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer rows.Close()
-	n := 0
-	for rows.Next() {
-		n++
-	}
-	return n, rows.Err()
+	n, err := res.RowsAffected()
+	return int(n), err
 }
 
 // heartbeat extends the leases of running rows until ctx ends.

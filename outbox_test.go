@@ -126,3 +126,47 @@ func TestTwoSchemasSideBySide(t *testing.T) {
 		t.Fatalf("second schema after the first was migrated down: %+v", res)
 	}
 }
+
+// TestMigration7CopiesMetadataToQueue: rows enqueued before version 7 that
+// may still be delivered take their event's metadata into the queue row,
+// where the claim now reads it.
+func TestMigration7CopiesMetadataToQueue(t *testing.T) {
+	t.Parallel()
+	db := pgtest.DB(t)
+	schema := pgtest.Schema(t)
+	ob, err := New(db, Config{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	if err := ob.migrateTo(ctx, 6); err != nil {
+		t.Fatal(err)
+	}
+	b := &bundle{db: db, ob: ob, schema: schema}
+	sub := b.subscribe(t, "s", "#", "h")
+	// What version 6's Enqueue wrote: metadata on the event only.
+	if _, err := db.ExecContext(ctx, `SET search_path TO "`+schema+`";
+		INSERT INTO system_event (id, event_type, payload, metadata, occurred_at) VALUES
+			('01900000-0000-7000-8000-000000000001', 'x', '1', '{"trace":"a"}', now()),
+			('01900000-0000-7000-8000-000000000002', 'x', '2', '{"trace":"b"}', now()),
+			('01900000-0000-7000-8000-000000000003', 'x', '3', NULL, now());
+		INSERT INTO event_queue (event_id, subscription_id, topic, payload, status) VALUES
+			('01900000-0000-7000-8000-000000000001', '`+sub.ID.String()+`', 'x', '1', 'PENDING'),
+			('01900000-0000-7000-8000-000000000002', '`+sub.ID.String()+`', 'x', '2', 'COMPLETED'),
+			('01900000-0000-7000-8000-000000000003', '`+sub.ID.String()+`', 'x', '3', 'FAILED');
+		RESET search_path`); err != nil {
+		t.Fatal(err)
+	}
+	if err := ob.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.count(t, "metadata->>'trace' = 'a' AND status = 'PENDING'"); n != 1 {
+		t.Fatal("a pending row did not take its event's metadata")
+	}
+	if n := b.count(t, "metadata IS NULL"); n != 2 {
+		t.Fatalf("%d rows without metadata, want 2 (a finished row and an event without any)", n)
+	}
+	if err := ob.MigrateDown(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
 )
 
 // TestBatchWritesUsePrimaryKey: the outcome and heartbeat statements look
@@ -61,6 +64,7 @@ func TestBatchWritesUsePrimaryKey(t *testing.T) {
 		{"outcomes", b.ob.q.outcomes, fmt.Sprintf(
 			`NULL, '%s', %s, array_fill('COMPLETED'::text, ARRAY[100]), array_fill(0, ARRAY[100]),
 			array_fill(0::bigint, ARRAY[100]), array_fill(NULL::text, ARRAY[100])`, ids, tokens)},
+		{"completeMany", b.ob.q.completeMany, fmt.Sprintf(`NULL, '%s', %s`, ids, tokens)},
 		{"heartbeat", b.ob.q.heartbeat, fmt.Sprintf(`NULL, '%s', %s, 30000000`, ids, tokens)},
 	} {
 		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
@@ -74,4 +78,25 @@ func TestBatchWritesUsePrimaryKey(t *testing.T) {
 		}
 	}
 	q(`RESET plan_cache_mode`)
+}
+
+// TestOutcomeWriteStatement: a batch of successes only takes the lean
+// statement; one retry, failure or reason takes the full one, for the whole
+// batch.
+func TestOutcomeWriteStatement(t *testing.T) {
+	done := func() outcome { return outcome{id: uuid.New(), token: "d/1", status: StatusCompleted} }
+	w, _ := outcomeArgs([]outcome{done(), done()})
+	if !w.completed || len(w.args) != 2 {
+		t.Fatalf("successes only: completed=%v with %d arrays", w.completed, len(w.args))
+	}
+	for _, odd := range []outcome{
+		{id: uuid.New(), token: "d/1", status: StatusPending, inc: 1, delay: time.Second, reason: "boom"},
+		{id: uuid.New(), token: "d/1", status: StatusFailed, inc: 1, reason: "boom"},
+		{id: uuid.New(), token: "d/1", status: StatusPending, reason: "released at shutdown"},
+	} {
+		w, _ := outcomeArgs([]outcome{done(), odd, done()})
+		if w.completed || len(w.args) != 6 {
+			t.Fatalf("%+v: completed=%v with %d arrays", odd, w.completed, len(w.args))
+		}
+	}
 }

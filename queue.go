@@ -562,7 +562,7 @@ func uuidStrings(ids []uuid.UUID) []string {
 
 type queueSQL struct {
 	enqueueOne, enqueueOneNotify, enqueueBatch, enqueueBatchNotify string
-	claim, heartbeat, outcomes, completeOne, rescue                string
+	claim, heartbeat, outcomes, completeMany, completeOne, rescue  string
 	deleteFinished, deleteEvents                                   string
 	statsByStatus, oldestClaimable, listFailed                     string
 	eventsByIdemKey, blockedKeys                                   string
@@ -578,7 +578,7 @@ func newQueueSQL(schema string) queueSQL {
 		enqueueBatch:       fmt.Sprintf(store.EnqueueBatch, "NULL::text"),
 		enqueueBatchNotify: fmt.Sprintf(store.EnqueueBatch, "min("+notify+")"),
 		claim:              store.Claim, heartbeat: store.Heartbeat, outcomes: store.Outcomes,
-		completeOne: store.CompleteOne, rescue: store.Rescue,
+		completeMany: store.CompleteMany, completeOne: store.CompleteOne, rescue: store.Rescue,
 		deleteFinished: store.DeleteFinished, deleteEvents: store.DeleteEvents,
 		statsByStatus: store.StatsByStatus, oldestClaimable: store.OldestClaimable, listFailed: store.ListFailed,
 		retryFailed: store.RetryFailed, discardFailed: store.DiscardFailed,
@@ -586,7 +586,7 @@ func newQueueSQL(schema string) queueSQL {
 		needsFirstAnalyze: store.NeedsFirstAnalyze, analyze: store.Analyze,
 	}
 	store.RenderAll(schema, &q.enqueueOne, &q.enqueueOneNotify, &q.enqueueBatch, &q.enqueueBatchNotify,
-		&q.claim, &q.heartbeat, &q.outcomes, &q.completeOne, &q.rescue, &q.deleteFinished, &q.deleteEvents,
+		&q.claim, &q.heartbeat, &q.outcomes, &q.completeMany, &q.completeOne, &q.rescue, &q.deleteFinished, &q.deleteEvents,
 		&q.statsByStatus, &q.oldestClaimable, &q.listFailed, &q.retryFailed, &q.discardFailed,
 		&q.eventsByIdemKey, &q.blockedKeys, &q.analyze)
 	return q

@@ -211,6 +211,9 @@ func TestEnqueueBatch(t *testing.T) {
 	if n := countRows(t, b.db, `SELECT count(*) FROM "`+b.schema+`".system_event WHERE id = $1 AND metadata->>'k' = 'v'`, res[0].EventID); n != 1 {
 		t.Fatal("batch metadata not stored")
 	}
+	if n := b.count(t, "event_id = $1 AND metadata->>'k' = 'v'", res[0].EventID); n != 2 {
+		t.Fatalf("batch metadata on %d of the event's 2 queue rows", n)
+	}
 	if n := b.count(t, "true"); n != 5 {
 		t.Fatalf("queue rows = %d, want 5", n)
 	}

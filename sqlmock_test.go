@@ -75,7 +75,7 @@ func TestSQLMockOutcomeCommitFails(t *testing.T) {
 	batch := []outcome{{id: id, token: "d/1", status: StatusCompleted, record: &rec}}
 	for range 4 {
 		mock.ExpectBegin()
-		mock.ExpectQuery(`UPDATE "outbox".event_queue q\s+SET status`).WillReturnRows(sqlmock.NewRows([]string{"id"}).AddRow(id.String()))
+		mock.ExpectExec(`UPDATE "outbox".event_queue q\s+SET status`).WillReturnResult(sqlmock.NewResult(0, 1))
 		mock.ExpectQuery(`INSERT INTO "outbox".integration_log`).
 			WillReturnRows(sqlmock.NewRows([]string{"id", "occurred_at"}).AddRow(uuid.NewString(), time.Now()))
 		mock.ExpectCommit().WillReturnError(errDriver)

@@ -16,9 +16,9 @@ const (
 	ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 	RETURNING id, occurred_at
 ), q AS (
-	INSERT INTO {s}.event_queue (event_id, subscription_id, topic, payload, max_retries, next_retry_at, created_at,
-		ordering_key, order_seq)
-	SELECT ev.id, s.id, $2::text, $3::jsonb,
+	INSERT INTO {s}.event_queue (event_id, subscription_id, topic, payload, metadata, max_retries, next_retry_at,
+		created_at, ordering_key, order_seq)
+	SELECT ev.id, s.id, $2::text, $3::jsonb, $4::jsonb,
 		COALESCE($6::int, (s.subscription_config->>'max_retries')::int, CASE WHEN s.webhook_url IS NULL THEN 3 ELSE 9 END),
 		COALESCE($7::timestamptz, ev.occurred_at + $8::bigint * interval '1 microsecond'),
 		ev.occurred_at,
@@ -44,9 +44,9 @@ SELECT (SELECT count(*) FROM q), (SELECT count(*) FROM ev), %s`
 	ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 	RETURNING id
 ), q AS (
-	INSERT INTO {s}.event_queue (event_id, subscription_id, topic, payload, max_retries, next_retry_at, created_at,
-		ordering_key, order_seq)
-	SELECT i.id, s.id, i.topic, i.payload,
+	INSERT INTO {s}.event_queue (event_id, subscription_id, topic, payload, metadata, max_retries, next_retry_at,
+		created_at, ordering_key, order_seq)
+	SELECT i.id, s.id, i.topic, i.payload, i.metadata,
 		COALESCE(i.max_retries, (s.subscription_config->>'max_retries')::int, CASE WHEN s.webhook_url IS NULL THEN 3 ELSE 9 END),
 		COALESCE(i.run_at, COALESCE($5::timestamptz, now()) + i.delay_us * interval '1 microsecond'),
 		COALESCE($5::timestamptz, now()),
@@ -93,11 +93,11 @@ GROUP BY i.id, ev.id`
 UPDATE {s}.event_queue q
 SET status = 'PROCESSING', locked_by = $5,
 	locked_until = COALESCE($1::timestamptz, now()) + $6::bigint * interval '1 microsecond'
-FROM {s}.event_subscription s, {s}.system_event e
-WHERE q.id = ANY (ARRAY(SELECT id FROM c)) AND s.id = q.subscription_id AND e.id = q.event_id
+FROM {s}.event_subscription s
+WHERE q.id = ANY (ARRAY(SELECT id FROM c)) AND s.id = q.subscription_id
 RETURNING q.id, q.event_id, q.subscription_id, s.subscriber_name, COALESCE(s.callback_method, ''),
 	COALESCE(s.webhook_url, ''), COALESCE(s.subscription_config::text, ''), s.updated_at,
-	q.topic, q.payload::text, COALESCE(e.metadata::text, ''), q.retry_count, q.max_retries, q.created_at,
+	q.topic, q.payload::text, COALESCE(q.metadata::text, ''), q.retry_count, q.max_retries, q.created_at,
 	q.ordering_key IS NOT NULL`
 
 	// Heartbeat extends the leases of rows still held: $1 now, $2 ids,
@@ -130,8 +130,15 @@ SET status = u.status::{s}.event_status,
 	locked_by = NULL, locked_until = NULL
 FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::text[])
 	AS u(id, token, status, inc, delay_us, reason)
-WHERE q.id = u.id AND q.locked_by = u.token
-RETURNING q.id`
+WHERE q.id = u.id AND q.locked_by = u.token`
+
+	// CompleteMany is Outcomes for a batch of successes only (the common
+	// case), without the per-row status, retry and reason arrays:
+	// $1 now, $2 ids, $3 tokens.
+	CompleteMany = `UPDATE {s}.event_queue q
+SET status = 'COMPLETED', processed_at = COALESCE($1::timestamptz, now()), locked_by = NULL, locked_until = NULL
+FROM unnest($2::uuid[], $3::text[]) AS u(id, token)
+WHERE q.id = u.id AND q.locked_by = u.token`
 
 	// CompleteOne marks one held row COMPLETED (used inside HandleTx's
 	// transaction): $1 now, $2 id, $3 token.
