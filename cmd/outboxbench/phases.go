@@ -14,7 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/internal/store"
 )
 
 // order is the benchmark payload: the same JSON shape and size (~200 bytes)
@@ -90,6 +92,21 @@ func (b *bench) runEnqueue(ctx context.Context) error {
 				target = 0.9
 			}
 			b.res.compare(name, "pgbench Enqueue statement, "+sfx, target)
+			if subs == 1 && c == b.conc[len(b.conc)-1] {
+				// The driver's own ceiling: database/sql and lib/pq sending
+				// the same statement in the same transactions, no library
+				// code (NOTIFY off on both sides of this comparison).
+				if err := b.reset(ctx); err != nil {
+					return err
+				}
+				raw, err := b.goRawEnqueue(ctx, c, b.dur)
+				if err != nil {
+					return err
+				}
+				rawName := "database/sql+lib/pq, Enqueue statement, " + sfx
+				b.res.add(rawName, "events/s", raw)
+				b.res.compare(rawName, "pgbench Enqueue statement, "+sfx, 0)
+			}
 			if subs == 1 {
 				if err := b.reset(ctx); err != nil {
 					return err
@@ -140,6 +157,40 @@ func (b *bench) goEnqueue(ctx context.Context, ob *outbox.Outbox, conc int, dur 
 		return func() (int, error) {
 			i++
 			return 1, enqueueTx(ctx, b.db, ob, newOrder(i))
+		}
+	})
+}
+
+// goRawEnqueue is goEnqueue without the library: BEGIN, Enqueue's statement
+// (NOTIFY off) prepared on the pool and bound with what Enqueue binds (a
+// UUIDv7 made in Go, the topic, the payload marshalled to JSON), COMMIT.
+func (b *bench) goRawEnqueue(ctx context.Context, conc int, dur time.Duration) (float64, error) {
+	st, err := b.db.PrepareContext(ctx, store.Render(b.schema, fmt.Sprintf(store.EnqueueOne, "NULL::text")))
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	return rate(conc, dur, func(g int) func() (int, error) {
+		i := int64(g) << 40
+		return func() (int, error) {
+			i++
+			payload, err := json.Marshal(newOrder(i))
+			if err != nil {
+				return 0, err
+			}
+			tx, err := b.db.BeginTx(ctx, nil)
+			if err != nil {
+				return 0, err
+			}
+			var rows, inserted int
+			var notified sql.NullString
+			err = tx.StmtContext(ctx, st).QueryRowContext(ctx, uuid.Must(uuid.NewV7()), topic, payload,
+				nil, nil, nil, nil, nil, nil, nil).Scan(&rows, &inserted, &notified)
+			if err != nil {
+				_ = tx.Rollback()
+				return 0, err
+			}
+			return 1, tx.Commit()
 		}
 	})
 }
