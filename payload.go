@@ -20,14 +20,14 @@ func encodeJSON(v any, field string, limit int) ([]byte, error) {
 	if v == nil {
 		return nil, invalid(ErrInvalidPayload, field, "is nil")
 	}
-	b, err := jsonText(v)
+	b, marshalled, err := jsonText(v)
 	if err != nil {
 		return nil, &ValidationError{Field: field, Reason: "does not marshal to JSON: " + err.Error(), Err: ErrInvalidPayload}
 	}
 	if limit > 0 && len(b) > limit {
 		return nil, &ValidationError{Field: field, Reason: fmt.Sprintf("is %d bytes, over the limit of %d", len(b), limit), Err: ErrPayloadTooLarge}
 	}
-	printed, err := checkJSONPrinted(b)
+	printed, err := scanJSON(b, !marshalled)
 	if err != nil {
 		return nil, &ValidationError{Field: field, Reason: err.Error(), Err: ErrInvalidPayload}
 	}
@@ -39,15 +39,17 @@ func encodeJSON(v any, field string, limit int) ([]byte, error) {
 }
 
 // jsonText returns v as JSON text: []byte and json.RawMessage as they are,
-// anything else marshalled.
-func jsonText(v any) ([]byte, error) {
+// anything else marshalled by encoding/json (whose output is valid JSON
+// syntax: it checks what MarshalJSON methods return).
+func jsonText(v any) (b []byte, marshalled bool, err error) {
 	switch x := v.(type) {
 	case json.RawMessage:
-		return x, nil
+		return x, false, nil
 	case []byte:
-		return x, nil
+		return x, false, nil
 	default:
-		return json.Marshal(v)
+		b, err = json.Marshal(v)
+		return b, true, err
 	}
 }
 
@@ -62,11 +64,17 @@ func checkJSON(b []byte) error {
 
 // checkJSONPrinted is checkJSON that also returns the size of b with its
 // numbers written out as PostgreSQL prints them.
-func checkJSONPrinted(b []byte) (int, error) {
+func checkJSONPrinted(b []byte) (int, error) { return scanJSON(b, true) }
+
+// scanJSON is checkJSONPrinted; with checkSyntax false it trusts b to be
+// valid JSON syntax (encoding/json's output) and skips that pass. UTF-8 is
+// checked either way: a MarshalJSON method may return invalid UTF-8, which
+// encoding/json passes through.
+func scanJSON(b []byte, checkSyntax bool) (int, error) {
 	if !utf8.Valid(b) {
 		return 0, fmt.Errorf("is not valid UTF-8")
 	}
-	if !json.Valid(b) {
+	if checkSyntax && !json.Valid(b) {
 		return 0, fmt.Errorf("is not valid JSON")
 	}
 	depth, printed := 0, len(b)

@@ -227,17 +227,18 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, tx Querier, events []Event) (
 		return nil, nil
 	}
 	var (
-		n                     = len(events)
-		ids, topics, payloads = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
-		metadata, runAt       = make([]sql.NullString, 0, n), make([]sql.NullString, 0, n)
-		orderKeys, idemKeys   = make([]sql.NullString, 0, n), make([]sql.NullString, 0, n)
-		maxRetries, delays    = make([]sql.NullInt64, 0, n), make([]sql.NullInt64, 0, n)
-		results               = make([]EnqueueResult, n)
-		index                 = make(map[uuid.UUID]int, n) // event id -> index in events
-		firstOfKey            = map[string]int{}           // idempotency key -> index of its first event
-		dupOf                 = map[int]int{}              // index -> index of the earlier event with its key
-		nullString            = func(p *string) sql.NullString { return sql.NullString{String: deref(p), Valid: p != nil} }
-		nullBytes             = func(b []byte) sql.NullString { return sql.NullString{String: string(b), Valid: b != nil} }
+		n                   = len(events)
+		ids, topics         = make([]string, 0, n), make([]string, 0, n)
+		payloads            = make([]byte, 0, 256*n) // one JSON array
+		metadata, runAt     = make([]sql.NullString, 0, n), make([]sql.NullString, 0, n)
+		orderKeys, idemKeys = make([]sql.NullString, 0, n), make([]sql.NullString, 0, n)
+		maxRetries, delays  = make([]sql.NullInt64, 0, n), make([]sql.NullInt64, 0, n)
+		results             = make([]EnqueueResult, n)
+		index               = make(map[uuid.UUID]int, n) // event id -> index in events
+		firstOfKey          = map[string]int{}           // idempotency key -> index of its first event
+		dupOf               = map[int]int{}              // index -> index of the earlier event with its key
+		nullString          = func(p *string) sql.NullString { return sql.NullString{String: deref(p), Valid: p != nil} }
+		nullBytes           = func(b []byte) sql.NullString { return sql.NullString{String: string(b), Valid: b != nil} }
 	)
 	for i, e := range events {
 		ev, err := o.prepareEvent(e.Topic, e.Payload, e.Options)
@@ -255,7 +256,13 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, tx Querier, events []Event) (
 		}
 		results[i].EventID = ev.id
 		index[ev.id] = i
-		ids, topics, payloads = append(ids, ev.id.String()), append(topics, ev.topic), append(payloads, string(ev.payload))
+		ids, topics = append(ids, ev.id.String()), append(topics, ev.topic)
+		if len(payloads) == 0 {
+			payloads = append(payloads, '[')
+		} else {
+			payloads = append(payloads, ',')
+		}
+		payloads = append(payloads, ev.payload...)
 		metadata = append(metadata, nullBytes(ev.metadata))
 		orderKeys, idemKeys = append(orderKeys, nullString(ev.orderKey)), append(idemKeys, nullString(ev.idemKey))
 		var mr, delay sql.NullInt64
@@ -275,7 +282,8 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, tx Querier, events []Event) (
 	if o.takeNotify() {
 		stmt = o.q.enqueueBatchNotify
 	}
-	rows, err := o.stmt(tx, stmt).query(ctx, pq.Array(ids), pq.Array(topics), pq.Array(payloads),
+	payloads = append(payloads, ']')
+	rows, err := o.stmt(tx, stmt).query(ctx, pq.Array(ids), pq.Array(topics), string(payloads),
 		pq.Array(metadata), o.nowArg(), pq.Array(maxRetries), pq.Array(runAt), pq.Array(delays),
 		pq.Array(orderKeys), pq.Array(idemKeys))
 	if err != nil {
@@ -605,8 +613,22 @@ type statement struct {
 	text string
 }
 
-// stmt returns query bound to q (nil for the handle's pool).
-func (o *Outbox) stmt(q Querier, query string) statement { return statement{o: o, q: q, text: query} }
+// stmt returns query bound to q (nil for the handle's pool). The handle's
+// own *sql.DB (or an *sqlx.DB over it) counts as the pool, so autocommit
+// calls through it use the prepared statement too.
+func (o *Outbox) stmt(q Querier, query string) statement {
+	switch v := q.(type) {
+	case *sql.DB:
+		if v == o.db {
+			q = nil
+		}
+	case *sqlx.DB:
+		if v.DB == o.db {
+			q = nil
+		}
+	}
+	return statement{o: o, q: q, text: query}
+}
 
 // prepared returns the prepared form of the statement for q, or nil when it
 // is to be sent as text: NoPreparedStatements, q is not a transaction of

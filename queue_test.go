@@ -110,6 +110,11 @@ func TestEnqueueRejectsBadInputAndKeepsTxUsable(t *testing.T) {
 		{"NUL escape", "ok", map[string]string{"a": "x\x00y"}, nil, ErrInvalidPayload},
 		{"lone surrogate", "ok", json.RawMessage(`"\ud800"`), nil, ErrInvalidPayload},
 		{"invalid UTF-8", "ok", []byte("\"\xff\""), nil, ErrInvalidPayload},
+		// Marshalled values are not re-checked for syntax, but what a
+		// MarshalJSON method returns still is for UTF-8, numbers and NULs.
+		{"invalid UTF-8 via MarshalJSON", "ok", map[string]json.RawMessage{"a": json.RawMessage("\"\xff\"")}, nil, ErrInvalidPayload},
+		{"huge number via MarshalJSON", "ok", map[string]json.RawMessage{"a": json.RawMessage("1e999999")}, nil, ErrInvalidPayload},
+		{"NUL escape via MarshalJSON", "ok", map[string]json.RawMessage{"a": json.RawMessage(`"\u0000"`)}, nil, ErrInvalidPayload},
 		{"too deep", "ok", json.RawMessage(strings.Repeat("[", MaxJSONDepth+1) + strings.Repeat("]", MaxJSONDepth+1)), nil, ErrInvalidPayload},
 		{"too large", "ok", strings.Repeat("x", 2047), nil, ErrPayloadTooLarge},
 		{"negative delay", "ok", 1, []EnqueueOption{WithDelay(-time.Second)}, ErrInvalidConfig},

@@ -279,7 +279,7 @@ func (r *Redactor) JSON(b []byte) (json.RawMessage, error) {
 // Value marshals v to JSON and redacts it like JSON. []byte and
 // json.RawMessage are taken as JSON text.
 func (r *Redactor) Value(v any) (json.RawMessage, error) {
-	b, err := jsonText(v)
+	b, _, err := jsonText(v)
 	if err != nil {
 		return nil, err
 	}

@@ -50,10 +50,10 @@ func (b *bench) pgbVars() []string {
 	var topics, payloads []string
 	for range 100 {
 		topics = append(topics, topic)
-		payloads = append(payloads, `"`+strings.ReplaceAll(string(p), `"`, `\"`)+`"`)
+		payloads = append(payloads, string(p))
 	}
 	return []string{"-D", "topic=" + topic, "-D", "payload=" + string(p),
-		"-D", "topics={" + strings.Join(topics, ",") + "}", "-D", "payloads={" + strings.Join(payloads, ",") + "}",
+		"-D", "topics={" + strings.Join(topics, ",") + "}", "-D", "payloads=[" + strings.Join(payloads, ",") + "]",
 		"-D", "methods={bench}", "-D", "webhooks=false", "-D", "limit=100", "-D", "token=pgbench/0000", "-D", "lease=30000000"}
 }
 

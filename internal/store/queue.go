@@ -29,14 +29,15 @@ const (
 )
 SELECT (SELECT count(*) FROM q), (SELECT count(*) FROM ev), %s`
 
-	// EnqueueBatch is EnqueueOne over arrays: $1 ids, $2 topics, $3 payloads,
+	// EnqueueBatch is EnqueueOne over arrays: $1 ids, $2 topics, $3 payloads
+	// (one JSON array of them: no per-element quoting on either side),
 	// $4 metadata, $5 now, $6 max retries, $7 run at, $8 delays (µs),
 	// $9 ordering keys, $10 idempotency keys. It returns one row per input
 	// event: (event id, inserted, rows fanned out).
 	EnqueueBatch = `WITH input AS MATERIALIZED (
 	SELECT u.*, CASE WHEN u.ordering_key IS NOT NULL THEN nextval('{s}.event_queue_order_seq') END AS order_seq
-	FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[], $6::int[], $7::timestamptz[], $8::bigint[],
-			$9::text[], $10::text[])
+	FROM ROWS FROM (unnest($1::uuid[]), unnest($2::text[]), jsonb_array_elements($3::jsonb), unnest($4::jsonb[]),
+			unnest($6::int[]), unnest($7::timestamptz[]), unnest($8::bigint[]), unnest($9::text[]), unnest($10::text[]))
 		WITH ORDINALITY AS u(id, topic, payload, metadata, max_retries, run_at, delay_us, ordering_key, idempotency_key, ord)
 ), ev AS (
 	INSERT INTO {s}.system_event (id, event_type, payload, metadata, occurred_at, idempotency_key)
