@@ -1146,7 +1146,14 @@ func (d *Dispatcher) cleanup(ctx context.Context) (int64, error) {
 	eventRetention := d.cfg.CompletedRetention
 	if eventRetention >= 0 {
 		for range 100 {
-			n, err := d.o.execCount(ctx, "cleanup events", d.o.q.deleteEvents, now.Add(-eventRetention).UTC(), maintenanceBatch)
+			cutoff := now.Add(-eventRetention)
+			// Event ids are UUIDv7 of the process's wall clock; with a
+			// clock of its own the handle cannot bound them by time.
+			bound := uuid.Max
+			if d.o.cfg.Clock == nil {
+				bound = uuidV7Floor(cutoff)
+			}
+			n, err := d.o.execCount(ctx, "cleanup events", d.o.q.deleteEvents, cutoff.UTC(), maintenanceBatch, bound)
 			total += n
 			if err != nil {
 				return total, err
@@ -1157,6 +1164,19 @@ func (d *Dispatcher) cleanup(ctx context.Context) (int64, error) {
 		}
 	}
 	return total, nil
+}
+
+// uuidV7Floor is the smallest UUIDv7 of t's millisecond: every UUIDv7 made
+// at or after t sorts at or above it.
+func uuidV7Floor(t time.Time) uuid.UUID {
+	var u uuid.UUID
+	ms := uint64(max(t.UnixMilli(), 0))
+	for i := range 6 {
+		u[i] = byte(ms >> (40 - 8*i))
+	}
+	u[6] = 0x70 // version 7
+	u[8] = 0x80 // RFC 9562 variant
+	return u
 }
 
 // listen holds a LISTEN connection until ctx ends, turning notifications into

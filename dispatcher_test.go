@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/outboxkit/outbox/internal/pgtest"
 )
 
@@ -467,6 +468,80 @@ func TestRetentionCleanup(t *testing.T) {
 	}
 	if n := countRows(t, b.db, `SELECT (SELECT count(*) FROM "`+b.schema+`".system_event) + (SELECT count(*) FROM "`+b.schema+`".event_queue)`); n != 0 {
 		t.Fatalf("%d rows left after both retentions", n)
+	}
+}
+
+// TestEventCleanupByIDRange: with the wall clock, event retention walks the
+// primary key (UUIDv7 ids below the cutoff's), deleting old events no row
+// refers to and keeping recent ones and referenced ones.
+func TestEventCleanupByIDRange(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := ctxT(t)
+	sub := b.subscribe(t, "a", "x", "a")
+	cfg := fastConfig()
+	cfg.CompletedRetention = time.Hour
+	d, _ := b.ob.NewDispatcher(cfg)
+	old := time.Now().Add(-2 * time.Hour)
+	oldFree, oldHeld := uuidV7Floor(old), uuidV7Floor(old.Add(time.Millisecond))
+	fresh := b.enqueue(t, "none.matches.this", 1) // no subscription: no row refers to it
+	if fresh.Deliveries != 0 {
+		t.Fatalf("fresh event fanned out: %+v", fresh)
+	}
+	if _, err := b.db.ExecContext(ctx, `INSERT INTO "`+b.schema+`".system_event (id, event_type, payload, occurred_at)
+		VALUES ($1, 'x', '1', $3), ($2, 'x', '2', $3);
+		`, oldFree, oldHeld, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.db.ExecContext(ctx, `INSERT INTO "`+b.schema+`".event_queue (event_id, subscription_id, topic, payload)
+		VALUES ($1, $2, 'x', '2')`, oldHeld, sub.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	left := b.eventIDs(t)
+	if left[oldFree] || !left[oldHeld] || !left[fresh.EventID] || len(left) != 2 {
+		t.Fatalf("events left: %v; want the old referenced one and the fresh one", left)
+	}
+}
+
+func (b *bundle) eventIDs(t testing.TB) map[uuid.UUID]bool {
+	t.Helper()
+	rows, err := b.db.Query(`SELECT id FROM "` + b.schema + `".system_event`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[uuid.UUID]bool{}
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		out[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestUUIDV7Floor(t *testing.T) {
+	for _, at := range []time.Time{time.Now(), time.Unix(0, 0), time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		f := uuidV7Floor(at)
+		if f.Version() != 7 || f.Variant() != uuid.RFC4122 {
+			t.Fatalf("%v: version %d variant %v", at, f.Version(), f.Variant())
+		}
+		if sec, nsec := f.Time().UnixTime(); time.Unix(sec, nsec).UnixMilli() != at.UnixMilli() {
+			t.Fatalf("%v: floor carries %v", at, time.Unix(sec, nsec))
+		}
+	}
+	before := uuidV7Floor(time.Now())
+	id := uuid.Must(uuid.NewV7())
+	after := uuidV7Floor(time.Now().Add(time.Millisecond))
+	if !(before.String() <= id.String() && id.String() < after.String()) {
+		t.Fatalf("%s not within [%s, %s)", id, before, after)
 	}
 }
 

@@ -181,10 +181,12 @@ FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'event_queue'`
 	LIMIT $3 FOR UPDATE SKIP LOCKED)`
 
 	// DeleteEvents deletes up to $2 events older than $1 that no queue row
-	// refers to any more.
+	// refers to any more. $3 is an id bound (the smallest UUIDv7 of $1's
+	// millisecond, or the largest UUID when the handle has its own clock):
+	// ids are time-ordered, so the old events are a primary-key range.
 	DeleteEvents = `DELETE FROM {s}.system_event WHERE id IN (
 	SELECT e.id FROM {s}.system_event e
-	WHERE e.occurred_at < $1::timestamptz
+	WHERE e.id < $3::uuid AND e.occurred_at < $1::timestamptz
 		AND NOT EXISTS (SELECT 1 FROM {s}.event_queue q WHERE q.event_id = e.id)
 	LIMIT $2 FOR UPDATE SKIP LOCKED)`
 
