@@ -2,8 +2,8 @@
 -- the statement outboxkit sends, with the same parameters. Variables come from pgbench -D (see bench/run.sh).
 WITH input AS MATERIALIZED (
 	SELECT u.*, CASE WHEN u.ordering_key IS NOT NULL THEN nextval('"outboxbench".event_queue_order_seq') END AS order_seq
-	FROM unnest(ARRAY(SELECT "outboxbench".uuidv7() FROM generate_series(1, 100))::uuid[], :topics::text[], :payloads::jsonb[], NULL::jsonb[], NULL::int[], NULL::timestamptz[], NULL::bigint[],
-			NULL::text[], NULL::text[])
+	FROM ROWS FROM (unnest(ARRAY(SELECT "outboxbench".uuidv7() FROM generate_series(1, 100))::uuid[]), unnest(:topics::text[]), jsonb_array_elements(:payloads::jsonb), unnest(NULL::jsonb[]),
+			unnest(NULL::int[]), unnest(NULL::timestamptz[]), unnest(NULL::bigint[]), unnest(NULL::text[]), unnest(NULL::text[]))
 		WITH ORDINALITY AS u(id, topic, payload, metadata, max_retries, run_at, delay_us, ordering_key, idempotency_key, ord)
 ), ev AS (
 	INSERT INTO "outboxbench".system_event (id, event_type, payload, metadata, occurred_at, idempotency_key)
@@ -11,9 +11,9 @@ WITH input AS MATERIALIZED (
 	ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 	RETURNING id
 ), q AS (
-	INSERT INTO "outboxbench".event_queue (event_id, subscription_id, topic, payload, max_retries, next_retry_at, created_at,
-		ordering_key, order_seq)
-	SELECT i.id, s.id, i.topic, i.payload,
+	INSERT INTO "outboxbench".event_queue (event_id, subscription_id, topic, payload, metadata, max_retries, next_retry_at,
+		created_at, ordering_key, order_seq)
+	SELECT i.id, s.id, i.topic, i.payload, i.metadata,
 		COALESCE(i.max_retries, (s.subscription_config->>'max_retries')::int, CASE WHEN s.webhook_url IS NULL THEN 3 ELSE 9 END),
 		COALESCE(i.run_at, COALESCE(NULL::timestamptz, now()) + i.delay_us * interval '1 microsecond'),
 		COALESCE(NULL::timestamptz, now()),

@@ -5,9 +5,9 @@ WITH c AS (
 	SELECT q.id FROM "outboxbench".event_queue q
 	WHERE q.status = 'PENDING'
 		AND COALESCE(q.next_retry_at, q.created_at) <= COALESCE(NULL::timestamptz, now())
-		AND q.subscription_id IN (
+		AND q.subscription_id = ANY (ARRAY(
 			SELECT s.id FROM "outboxbench".event_subscription s
-			WHERE s.is_active AND (s.callback_method = ANY(:methods::text[]) OR (:webhooks::bool AND s.webhook_url IS NOT NULL)))
+			WHERE s.is_active AND (s.callback_method = ANY(:methods::text[]) OR (:webhooks::bool AND s.webhook_url IS NOT NULL))))
 		-- Per-key FIFO: a keyed row waits while another row of its key is
 		-- running, or an earlier one is pending (or FAILED, unless the
 		-- subscription sets skip_failed). The advisory lock closes the race
@@ -29,26 +29,16 @@ WITH c AS (
 UPDATE "outboxbench".event_queue q
 SET status = 'PROCESSING', locked_by = :token,
 	locked_until = COALESCE(NULL::timestamptz, now()) + :lease::bigint * interval '1 microsecond'
-FROM c, "outboxbench".event_subscription s, "outboxbench".system_event e
-WHERE q.id = c.id AND s.id = q.subscription_id AND e.id = q.event_id
+FROM "outboxbench".event_subscription s
+WHERE q.id = ANY (ARRAY(SELECT id FROM c)) AND s.id = q.subscription_id
 RETURNING q.id, q.event_id, q.subscription_id, s.subscriber_name, COALESCE(s.callback_method, ''),
 	COALESCE(s.webhook_url, ''), COALESCE(s.subscription_config::text, ''), s.updated_at,
-	q.topic, q.payload::text, COALESCE(e.metadata::text, ''), q.retry_count, q.max_retries, q.created_at
+	q.topic, q.payload::text, COALESCE(q.metadata::text, ''), q.retry_count, q.max_retries, q.created_at,
+	q.ordering_key IS NOT NULL
 )
-SELECT coalesce(array_agg(id), '{}') AS ids, coalesce(array_agg(:token::text), '{}') AS toks,
-	coalesce(array_agg('COMPLETED'::text), '{}') AS sts, coalesce(array_agg(0), '{}') AS incs,
-	coalesce(array_agg(0::bigint), '{}') AS dls, coalesce(array_agg(NULL::text), '{}') AS rss
+SELECT coalesce(array_agg(id), '{}') AS ids, coalesce(array_agg(:token::text), '{}') AS toks
 FROM claimed \gset
 UPDATE "outboxbench".event_queue q
-SET status = u.status::"outboxbench".event_status,
-	retry_count = q.retry_count + u.inc,
-	next_retry_at = CASE WHEN u.status = 'PENDING'
-		THEN COALESCE(NULL::timestamptz, now()) + u.delay_us * interval '1 microsecond'
-		ELSE q.next_retry_at END,
-	failure_reason = COALESCE(u.reason, q.failure_reason),
-	processed_at = CASE WHEN u.status IN ('COMPLETED', 'FAILED') THEN COALESCE(NULL::timestamptz, now()) END,
-	locked_by = NULL, locked_until = NULL
-FROM unnest(:ids::uuid[], :toks::text[], :sts::text[], :incs::int[], :dls::bigint[], :rss::text[])
-	AS u(id, token, status, inc, delay_us, reason)
-WHERE q.id = u.id AND q.locked_by = u.token AND q.status = 'PROCESSING'
-RETURNING q.id;
+SET status = 'COMPLETED', processed_at = COALESCE(NULL::timestamptz, now()), locked_by = NULL, locked_until = NULL
+FROM unnest(:ids::uuid[], :toks::text[]) AS u(id, token)
+WHERE q.id = u.id AND q.locked_by = u.token;

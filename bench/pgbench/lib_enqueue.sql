@@ -7,9 +7,9 @@ WITH ev AS (
 	ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 	RETURNING id, occurred_at
 ), q AS (
-	INSERT INTO "outboxbench".event_queue (event_id, subscription_id, topic, payload, max_retries, next_retry_at, created_at,
-		ordering_key, order_seq)
-	SELECT ev.id, s.id, :topic::text, :payload::jsonb,
+	INSERT INTO "outboxbench".event_queue (event_id, subscription_id, topic, payload, metadata, max_retries, next_retry_at,
+		created_at, ordering_key, order_seq)
+	SELECT ev.id, s.id, :topic::text, :payload::jsonb, NULL::jsonb,
 		COALESCE(NULL::int, (s.subscription_config->>'max_retries')::int, CASE WHEN s.webhook_url IS NULL THEN 3 ELSE 9 END),
 		COALESCE(NULL::timestamptz, ev.occurred_at + NULL::bigint * interval '1 microsecond'),
 		ev.occurred_at,

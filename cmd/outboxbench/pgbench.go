@@ -122,14 +122,13 @@ func libScripts(schema string) map[string]string {
 		4: "NULL", 5: "NULL", 6: "NULL", 7: "NULL", 8: "NULL",
 	}) + ";\n"
 	// Claim ($1 now=NULL, $2 methods, $3 webhooks=false, $4 limit, $5 token,
-	// $6 lease µs), then the outcome write for every claimed row (COMPLETED),
-	// each in its own transaction as the dispatcher sends them.
+	// $6 lease µs), then the outcome write for every claimed row, each in its
+	// own transaction as the dispatcher sends them: a batch of successes
+	// only, which the dispatcher writes with CompleteMany.
 	claim := bindParams(s(store.Claim), map[int]string{1: "NULL", 2: ":methods", 3: ":webhooks", 4: ":limit", 5: ":token", 6: ":lease"})
-	outcomes := bindParams(s(store.Outcomes), map[int]string{1: "NULL", 2: ":ids", 3: ":toks", 4: ":sts", 5: ":incs", 6: ":dls", 7: ":rss"})
+	outcomes := bindParams(s(store.CompleteMany), map[int]string{1: "NULL", 2: ":ids", 3: ":toks"})
 	drain := "WITH claimed AS (\n" + claim + "\n)\n" +
-		`SELECT coalesce(array_agg(id), '{}') AS ids, coalesce(array_agg(:token::text), '{}') AS toks,
-	coalesce(array_agg('COMPLETED'::text), '{}') AS sts, coalesce(array_agg(0), '{}') AS incs,
-	coalesce(array_agg(0::bigint), '{}') AS dls, coalesce(array_agg(NULL::text), '{}') AS rss
+		`SELECT coalesce(array_agg(id), '{}') AS ids, coalesce(array_agg(:token::text), '{}') AS toks
 FROM claimed \gset
 ` + outcomes + ";\n"
 	return map[string]string{
