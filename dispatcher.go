@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -12,6 +13,7 @@ import (
 	"math"
 	"os"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -887,6 +889,9 @@ func (r *run) complete(ctx context.Context, stop <-chan struct{}) {
 // lease, which is no longer renewed, and are rescued after it expires.
 func (r *run) flush(ctx context.Context, batch []outcome) {
 	n := len(batch)
+	// Rows are locked in id order, as the heartbeat and other writers
+	// of several rows lock them.
+	slices.SortFunc(batch, func(a, b outcome) int { return compareIDs(a.id, b.id) })
 	w, recs := outcomeArgs(batch)
 	var err error
 	for attempt, wait := 0, 50*time.Millisecond; attempt < outcomeWriteAttempts; attempt, wait = attempt+1, wait*4 {
@@ -1020,11 +1025,15 @@ func (r *run) heartbeat(ctx context.Context) {
 		case <-t.C:
 		}
 		r.mu.Lock()
-		ids := make([]string, 0, len(r.inflight))
-		tokens := make([]string, 0, len(r.inflight))
-		for id, tok := range r.inflight {
-			ids = append(ids, id.String())
-			tokens = append(tokens, tok)
+		held := make([]uuid.UUID, 0, len(r.inflight))
+		for id := range r.inflight {
+			held = append(held, id)
+		}
+		slices.SortFunc(held, compareIDs) // rows are locked in one order
+		ids := make([]string, len(held))
+		tokens := make([]string, len(held))
+		for i, id := range held {
+			ids[i], tokens[i] = id.String(), r.inflight[id]
 		}
 		r.mu.Unlock()
 		if len(ids) == 0 {
@@ -1165,6 +1174,9 @@ func (d *Dispatcher) cleanup(ctx context.Context) (int64, error) {
 	}
 	return total, nil
 }
+
+// compareIDs orders UUIDs as PostgreSQL's uuid type does (bytewise).
+func compareIDs(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) }
 
 // uuidV7Floor is the smallest UUIDv7 of t's millisecond: every UUIDv7 made
 // at or after t sorts at or above it.

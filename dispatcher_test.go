@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/lib/pq"
 	"github.com/outboxkit/outbox/internal/pgtest"
 )
 
@@ -647,5 +648,47 @@ func TestRunTwiceAtOnceIsRefused(t *testing.T) {
 	cancel()
 	if err := d.Run(ctx); err != nil {
 		t.Fatalf("Run after Run returned = %v", err)
+	}
+}
+
+// TestHeartbeatSkipsLockedRows: the heartbeat does not wait for a row
+// another statement holds (an outcome write finishing it: waiting there
+// deadlocked with the outcome write in the soak), and still extends the
+// leases of the others.
+func TestHeartbeatSkipsLockedRows(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := ctxT(t)
+	b.subscribe(t, "a", "#", "a")
+	b.enqueue(t, "x", 1)
+	b.enqueue(t, "x", 2)
+	if _, err := b.db.ExecContext(ctx, `UPDATE "`+b.schema+`".event_queue
+		SET status = 'PROCESSING', locked_by = 'hb/1', locked_until = now()`); err != nil {
+		t.Fatal(err)
+	}
+	ids := b.queueIDs(t, "true")
+	var all []string
+	for id := range ids {
+		all = append(all, id.String())
+	}
+	tx, err := b.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback() //nolint:errcheck
+	if _, err := tx.ExecContext(ctx, `SELECT 1 FROM "`+b.schema+`".event_queue WHERE id = $1 FOR UPDATE`, all[0]); err != nil {
+		t.Fatal(err)
+	}
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res, err := b.db.ExecContext(hctx, b.ob.q.heartbeat, nil, pq.Array(all), pq.Array([]string{"hb/1", "hb/1"}), time.Minute.Microseconds())
+	if err != nil {
+		t.Fatalf("heartbeat with a row locked elsewhere: %v", err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("heartbeat extended %d leases, want 1 (the unlocked row)", n)
+	}
+	if n := b.count(t, "id = $1 AND locked_until > now() + interval '30 seconds'", all[1]); n != 1 {
+		t.Fatal("the unlocked row's lease was not extended")
 	}
 }

@@ -103,11 +103,17 @@ RETURNING q.id, q.event_id, q.subscription_id, s.subscriber_name, COALESCE(s.cal
 
 	// Heartbeat extends the leases of rows still held: $1 now, $2 ids,
 	// $3 their claim tokens, $4 lease in µs. Fenced on the token alone, as
-	// Outcomes is (see there).
+	// Outcomes is (see there). It skips rows another statement has locked:
+	// those are being finished by an outcome write, and waiting for them
+	// (while that write waits for rows this one locked first) deadlocked.
 	Heartbeat = `UPDATE {s}.event_queue q
 SET locked_until = COALESCE($1::timestamptz, now()) + $4::bigint * interval '1 microsecond'
-FROM unnest($2::uuid[], $3::text[]) AS h(id, token)
-WHERE q.id = h.id AND q.locked_by = h.token`
+FROM (
+	SELECT l.id FROM {s}.event_queue l
+	JOIN unnest($2::uuid[], $3::text[]) AS h(id, token) ON l.id = h.id AND l.locked_by = h.token
+	FOR UPDATE OF l SKIP LOCKED
+) h
+WHERE q.id = h.id`
 
 	// Outcomes writes a batch of outcomes, each fenced on its claim token.
 	// $1 now, $2 ids, $3 tokens, $4 statuses, $5 retry-count increments,
