@@ -507,27 +507,6 @@ func TestEventCleanupByIDRange(t *testing.T) {
 	}
 }
 
-func (b *bundle) eventIDs(t testing.TB) map[uuid.UUID]bool {
-	t.Helper()
-	rows, err := b.db.Query(`SELECT id FROM "` + b.schema + `".system_event`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[uuid.UUID]bool{}
-	for rows.Next() {
-		var id uuid.UUID
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		out[id] = true
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 func TestUUIDV7Floor(t *testing.T) {
 	for _, at := range []time.Time{time.Now(), time.Unix(0, 0), time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)} {
 		f := uuidV7Floor(at)

@@ -15,14 +15,21 @@ import (
 	"github.com/outboxkit/outbox/internal/pgtest"
 )
 
-func TestMigrateIdempotentAndConcurrent(t *testing.T) {
-	t.Parallel()
-	db := pgtest.DB(t)
-	schema := pgtest.Schema(t)
+// unmigrated returns a handle on a fresh schema that has no tables yet.
+func unmigrated(t *testing.T) (ob *Outbox, db *sql.DB, schema string) {
+	t.Helper()
+	db = pgtest.DB(t)
+	schema = pgtest.Schema(t)
 	ob, err := New(db, Config{Schema: schema})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ob, db, schema
+}
+
+func TestMigrateIdempotentAndConcurrent(t *testing.T) {
+	t.Parallel()
+	ob, db, schema := unmigrated(t)
 	ctx := ctxT(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
@@ -132,12 +139,7 @@ func TestTwoSchemasSideBySide(t *testing.T) {
 // where the claim now reads it.
 func TestMigration7CopiesMetadataToQueue(t *testing.T) {
 	t.Parallel()
-	db := pgtest.DB(t)
-	schema := pgtest.Schema(t)
-	ob, err := New(db, Config{Schema: schema})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ob, db, schema := unmigrated(t)
 	ctx := ctxT(t)
 	if err := ob.migrateTo(ctx, 6); err != nil {
 		t.Fatal(err)

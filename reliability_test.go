@@ -180,7 +180,19 @@ func backends(t testing.TB, db *sql.DB, app string) int64 {
 // queueIDs returns the ids of the queue rows that match where.
 func (b *bundle) queueIDs(t testing.TB, where string) map[uuid.UUID]bool {
 	t.Helper()
-	rows, err := b.db.Query(`SELECT id FROM "` + b.schema + `".event_queue WHERE ` + where)
+	return b.idSet(t, `SELECT id FROM "`+b.schema+`".event_queue WHERE `+where)
+}
+
+// eventIDs returns the ids of the stored events.
+func (b *bundle) eventIDs(t testing.TB) map[uuid.UUID]bool {
+	t.Helper()
+	return b.idSet(t, `SELECT id FROM "`+b.schema+`".system_event`)
+}
+
+// idSet runs query (one uuid column) and returns the ids it returns.
+func (b *bundle) idSet(t testing.TB, query string) map[uuid.UUID]bool {
+	t.Helper()
+	rows, err := b.db.Query(query)
 	if err != nil {
 		t.Fatal(err)
 	}
