@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -199,23 +200,32 @@ func BenchmarkBackoffDelay(b *testing.B) {
 }
 
 // BenchmarkOutcomeBatchEncode measures what one outcome write costs in Go
-// for a batch of 100 completions: the parameter arrays that flush builds and
+// for a batch of 100 outcomes: the parameter arrays that flush builds and
 // their encoding by lib/pq (pq.Array's Value), i.e. everything but the
-// round trip.
+// round trip. "successes" takes the lean CompleteMany statement (ids and
+// tokens); "mixed" has one retry among 99 successes and takes the full one.
 func BenchmarkOutcomeBatchEncode(b *testing.B) {
-	batch := make([]outcome, 100)
-	for i := range batch {
-		batch[i] = outcome{id: uuid.Must(uuid.NewV7()), token: "bench-host-1234/0123456789abcdef", status: StatusCompleted}
+	successes := make([]outcome, 100)
+	for i := range successes {
+		successes[i] = outcome{id: uuid.Must(uuid.NewV7()), token: "bench-host-1234/0123456789abcdef", status: StatusCompleted}
 	}
-	batch[7] = outcome{id: uuid.Must(uuid.NewV7()), token: batch[0].token, status: StatusPending, inc: 1,
+	mixed := slices.Clone(successes)
+	mixed[7] = outcome{id: uuid.Must(uuid.NewV7()), token: mixed[0].token, status: StatusPending, inc: 1,
 		delay: 2 * time.Second, reason: "smtp: 421 service not available"}
-	b.ReportAllocs()
-	for b.Loop() {
-		w, _ := outcomeArgs(batch)
-		for _, a := range w.args {
-			if _, err := a.(driver.Valuer).Value(); err != nil {
-				b.Fatal(err)
+	for _, c := range []struct {
+		name  string
+		batch []outcome
+	}{{"successes", successes}, {"mixed", mixed}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				w, _ := outcomeArgs(c.batch)
+				for _, a := range w.args {
+					if _, err := a.(driver.Valuer).Value(); err != nil {
+						b.Fatal(err)
+					}
+				}
 			}
-		}
+		})
 	}
 }
