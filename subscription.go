@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"github.com/lib/pq"
 
 	"github.com/outboxkit/outbox/internal/store"
 )
@@ -245,6 +246,12 @@ type DeleteOptions struct {
 // while the subscription has PENDING or PROCESSING rows, unless
 // opts.DiscardUndelivered is set. opts may be nil. Rows of a deleted
 // subscription keep their history with subscription_id set to NULL.
+//
+// Delete first pauses the subscription, then waits (at most 30 seconds, or
+// until ctx ends) for the transactions that may have fanned an event out to
+// it before the pause to end, so that their rows are counted too rather than
+// left behind for a subscription that no longer exists. A refused or
+// timed-out Delete leaves the subscription paused.
 func (o *Outbox) Delete(ctx context.Context, name string, opts *DeleteOptions) (err error) {
 	if opts == nil {
 		opts = &DeleteOptions{}
@@ -252,6 +259,9 @@ func (o *Outbox) Delete(ctx context.Context, name string, opts *DeleteOptions) (
 	// Pause first, in its own transaction, so no new rows fan out to the
 	// subscription while its rows are counted and failed.
 	if _, err := o.setActive(ctx, name, false); err != nil {
+		return err
+	}
+	if err := o.waitForSubscriptionReaders(ctx, name); err != nil {
 		return err
 	}
 	tx, err := o.db.BeginTx(ctx, nil)
@@ -406,8 +416,44 @@ func validHeaderValue(v string) bool {
 	return true
 }
 
+// deleteWaitLimit bounds how long Delete waits for transactions that read
+// the subscriptions before its pause (an Enqueue not yet committed) to end.
+const deleteWaitLimit = 30 * time.Second
+
+// waitForSubscriptionReaders waits until every other transaction that held
+// a lock on event_subscription when it was called has ended: an Enqueue that
+// read the subscription as active before Delete paused it commits its rows
+// (or rolls back) first.
+func (o *Outbox) waitForSubscriptionReaders(ctx context.Context, name string) error {
+	var open pq.StringArray
+	if err := o.db.QueryRowContext(ctx, o.sub.readers).Scan(&open); err != nil {
+		return fmt.Errorf("outbox: delete subscription: %w", err)
+	}
+	deadline := time.Now().Add(deleteWaitLimit)
+	for wait := time.Millisecond; len(open) > 0; wait = min(2*wait, 100*time.Millisecond) {
+		var n int
+		if err := o.db.QueryRowContext(ctx, o.sub.txOpen, open).Scan(&n); err != nil {
+			return fmt.Errorf("outbox: delete subscription: %w", err)
+		}
+		if n == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: %s is paused, but %d transactions that may have enqueued to it are still open after %s",
+				ErrSubscriptionBusy, name, n, deleteWaitLimit)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("outbox: delete subscription %s (paused): waiting for %d open transactions: %w", name, n, ctx.Err())
+		case <-time.After(wait):
+		}
+	}
+	return nil
+}
+
 type subscriptionSQL struct {
 	upsert, get, list, setActive, setConfig, lockForDelete, failUndelivered, detachRows, delete string
+	readers, txOpen                                                                             string
 }
 
 func newSubscriptionSQL(schema string) subscriptionSQL {
@@ -416,7 +462,9 @@ func newSubscriptionSQL(schema string) subscriptionSQL {
 		setActive: store.SubscriptionSetActive, setConfig: store.SubscriptionSetConfig,
 		lockForDelete: store.SubscriptionLockForDelete, failUndelivered: store.SubscriptionFailUndelivered,
 		detachRows: store.SubscriptionDetachRows, delete: store.SubscriptionDelete,
+		readers: store.SubscriptionReaders, txOpen: store.TransactionsOpen,
 	}
-	store.RenderAll(schema, &s.upsert, &s.get, &s.list, &s.setActive, &s.setConfig, &s.lockForDelete, &s.failUndelivered, &s.detachRows, &s.delete)
+	store.RenderAll(schema, &s.upsert, &s.get, &s.list, &s.setActive, &s.setConfig, &s.lockForDelete, &s.failUndelivered, &s.detachRows, &s.delete,
+		&s.readers)
 	return s
 }

@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"context"
 	"errors"
 	"github.com/google/uuid"
 	"net/netip"
@@ -195,5 +196,69 @@ func TestSubscribeRefusesBlockedWebhookHosts(t *testing.T) {
 	lb := setup(t, nil)
 	if _, err := lb.ob.Subscribe(ctx, Subscription{Name: "wh", Pattern: "#", WebhookURL: "http://127.0.0.1:8080/hook"}); err != nil {
 		t.Fatalf("allowed loopback refused: %v", err)
+	}
+}
+
+// TestDeleteWaitsForOpenEnqueue: an Enqueue that fanned out to the
+// subscription before Delete paused it, and commits while Delete runs, has
+// its row discarded with the others instead of left PENDING for a
+// subscription that no longer exists (never claimed).
+func TestDeleteWaitsForOpenEnqueue(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := ctxT(t)
+	sub := b.subscribe(t, "gone", "#", "m")
+	tx, err := b.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback() //nolint:errcheck
+	if res, err := b.ob.Enqueue(ctx, tx, "x", 1); err != nil || res.Deliveries != 1 {
+		t.Fatalf("enqueue: %+v, %v", res, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.ob.Delete(ctx, "gone", &DeleteOptions{DiscardUndelivered: true}) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Delete returned (%v) while a transaction that enqueued to the subscription was open", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := b.count(t, "status IN ('PENDING', 'PROCESSING') OR subscription_id = $1", sub.ID); n != 0 {
+		t.Fatalf("%d rows left undelivered or pointing at the deleted subscription", n)
+	}
+	if n := b.count(t, "status = 'FAILED' AND subscription_id IS NULL AND failure_reason LIKE '%deleted%'"); n != 1 {
+		t.Fatalf("the late row was not discarded: %s", b.statusCounts(t))
+	}
+}
+
+// TestDeleteWaitEndsWithContext: a transaction that stays open does not hold
+// Delete past its context; the subscription is left paused.
+func TestDeleteWaitEndsWithContext(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ctx := ctxT(t)
+	b.subscribe(t, "held", "#", "m")
+	tx, err := b.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback() //nolint:errcheck
+	if _, err := b.ob.Enqueue(ctx, tx, "x", 1); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := b.ob.Delete(short, "held", &DeleteOptions{DiscardUndelivered: true}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Delete with an open enqueuing transaction and a 300 ms context: %v", err)
+	}
+	s, err := b.ob.Subscription(ctx, "held")
+	if err != nil || s.Active {
+		t.Fatalf("subscription after the timed-out Delete: %+v, %v (want it kept, paused)", s, err)
 	}
 }

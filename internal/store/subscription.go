@@ -45,4 +45,15 @@ WHERE subscription_id = $1 AND status IN ('PENDING', 'PROCESSING')`
 	SubscriptionDetachRows = `UPDATE {s}.event_queue SET subscription_id = NULL WHERE subscription_id = $1`
 
 	SubscriptionDelete = `DELETE FROM {s}.event_subscription WHERE id = $1`
+
+	// SubscriptionReaders lists the virtual transaction ids of the other
+	// transactions holding a lock on event_subscription: every Enqueue
+	// holds one (its statement reads the subscriptions) until it commits.
+	SubscriptionReaders = `SELECT COALESCE(array_agg(DISTINCT l.virtualtransaction), '{}')
+FROM pg_locks l
+WHERE l.locktype = 'relation' AND l.relation = '{s}.event_subscription'::regclass AND l.pid <> pg_backend_pid()`
+
+	// TransactionsOpen counts which of the virtual transaction ids $1 are
+	// still running.
+	TransactionsOpen = `SELECT count(*) FROM pg_locks WHERE locktype = 'virtualxid' AND virtualxid = ANY($1::text[])`
 )
