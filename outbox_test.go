@@ -168,6 +168,41 @@ func TestMigration7CopiesMetadataToQueue(t *testing.T) {
 	if n := b.count(t, "metadata IS NULL"); n != 2 {
 		t.Fatalf("%d rows without metadata, want 2 (a finished row and an event without any)", n)
 	}
+	// A process of the previous version, still running during a rolling
+	// upgrade, inserts a row without the column: its delivery still carries
+	// the event's metadata (and a row of this version, its own).
+	if _, err := db.ExecContext(ctx, `SET search_path TO "`+schema+`";
+		INSERT INTO system_event (id, event_type, payload, metadata, occurred_at) VALUES
+			('01900000-0000-7000-8000-000000000004', 'old', '4', '{"trace":"old"}', now());
+		INSERT INTO event_queue (event_id, subscription_id, topic, payload) VALUES
+			('01900000-0000-7000-8000-000000000004', '`+sub.ID.String()+`', 'old', '4');
+		RESET search_path`); err != nil {
+		t.Fatal(err)
+	}
+	b.enqueue(t, "new", 5, WithMetadata(map[string]string{"trace": "new"}))
+	d, err := ob.NewDispatcher(fastConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 3)
+	d.Handle("h", func(_ context.Context, dl *Delivery) error {
+		got <- dl.Topic + "=" + dl.Metadata["trace"]
+		return nil
+	})
+	stop := startDispatcher(t, d)
+	seen := map[string]bool{}
+	for range 3 {
+		select {
+		case s := <-got:
+			seen[s] = true
+		case <-time.After(30 * time.Second):
+			t.Fatalf("deliveries so far: %v", seen)
+		}
+	}
+	stop()
+	if !seen["x=a"] || !seen["old=old"] || !seen["new=new"] {
+		t.Fatalf("deliveries with metadata: %v; want x=a, old=old, new=new", seen)
+	}
 	if err := ob.MigrateDown(ctx); err != nil {
 		t.Fatal(err)
 	}

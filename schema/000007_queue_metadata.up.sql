@@ -9,3 +9,8 @@ ALTER TABLE event_queue ADD COLUMN metadata jsonb NULL;
 UPDATE event_queue q SET metadata = e.metadata
 FROM system_event e
 WHERE e.id = q.event_id AND e.metadata IS NOT NULL AND q.status IN ('PENDING', 'PROCESSING', 'FAILED');
+-- During a rolling upgrade, processes of an older version still insert queue
+-- rows without this column. They get the default, JSON false (metadata is
+-- otherwise NULL or an object), and the claim reads their metadata from the
+-- event, as it did before.
+ALTER TABLE event_queue ALTER COLUMN metadata SET DEFAULT 'false'::jsonb;

@@ -33,7 +33,8 @@ FROM "outboxbench".event_subscription s
 WHERE q.id = ANY (ARRAY(SELECT id FROM c)) AND s.id = q.subscription_id
 RETURNING q.id, q.event_id, q.subscription_id, s.subscriber_name, COALESCE(s.callback_method, ''),
 	COALESCE(s.webhook_url, ''), COALESCE(s.subscription_config::text, ''), s.updated_at,
-	q.topic, q.payload::text, COALESCE(q.metadata::text, ''), q.retry_count, q.max_retries, q.created_at,
+	q.topic, q.payload::text, COALESCE(CASE WHEN q.metadata = 'false'::jsonb
+		THEN (SELECT e.metadata FROM "outboxbench".system_event e WHERE e.id = q.event_id) ELSE q.metadata END::text, ''), q.retry_count, q.max_retries, q.created_at,
 	q.ordering_key IS NOT NULL
 )
 SELECT coalesce(array_agg(id), '{}') AS ids, coalesce(array_agg(:token::text), '{}') AS toks

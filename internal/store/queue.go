@@ -66,6 +66,8 @@ GROUP BY i.id, ev.id`
 	// Claim moves up to $4 claimable rows of the served subscriptions to
 	// PROCESSING under claim token $5 with a lease of $6 µs.
 	// $1 now, $2 callback methods served, $3 whether webhooks are served.
+	// A row's metadata is its own; JSON false (the column default, which
+	// only a process older than migration 7 leaves) means "read the event's".
 	Claim = `WITH c AS (
 	SELECT q.id FROM {s}.event_queue q
 	WHERE q.status = 'PENDING'
@@ -98,7 +100,8 @@ FROM {s}.event_subscription s
 WHERE q.id = ANY (ARRAY(SELECT id FROM c)) AND s.id = q.subscription_id
 RETURNING q.id, q.event_id, q.subscription_id, s.subscriber_name, COALESCE(s.callback_method, ''),
 	COALESCE(s.webhook_url, ''), COALESCE(s.subscription_config::text, ''), s.updated_at,
-	q.topic, q.payload::text, COALESCE(q.metadata::text, ''), q.retry_count, q.max_retries, q.created_at,
+	q.topic, q.payload::text, COALESCE(CASE WHEN q.metadata = 'false'::jsonb
+		THEN (SELECT e.metadata FROM {s}.system_event e WHERE e.id = q.event_id) ELSE q.metadata END::text, ''), q.retry_count, q.max_retries, q.created_at,
 	q.ordering_key IS NOT NULL`
 
 	// Heartbeat extends the leases of rows still held: $1 now, $2 ids,
