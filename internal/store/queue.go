@@ -115,8 +115,8 @@ FROM (
 	SELECT l.id FROM {s}.event_queue l
 	JOIN unnest($2::uuid[], $3::text[]) AS h(id, token) ON l.id = h.id AND l.locked_by = h.token
 	FOR UPDATE OF l SKIP LOCKED
-) h
-WHERE q.id = h.id`
+) held
+WHERE q.id = held.id`
 
 	// Outcomes writes a batch of outcomes, each fenced on its claim token.
 	// $1 now, $2 ids, $3 tokens, $4 statuses, $5 retry-count increments,
