@@ -456,37 +456,31 @@ func (l *IntegrationLog) List(ctx context.Context, f IntegrationFilter) (Integra
 	}
 	rows, err := l.o.db.QueryContext(ctx, l.sql.list, f.Integration, string(f.Operation), success, f.ExternalID,
 		nullTime(f.Since), nullTime(f.Until), curAt, curID, limit+1)
+	var page IntegrationPage
+	page.Records, page.Next, err = keysetPage(rows, err, limit, scanIntegrationRecord,
+		func(r IntegrationRecord) (time.Time, uuid.UUID) { return r.OccurredAt, r.ID })
 	if err != nil {
 		return IntegrationPage{}, fmt.Errorf("outbox: list integration records: %w", err)
 	}
-	defer rows.Close()
-	var page IntegrationPage
-	for rows.Next() {
-		var r IntegrationRecord
-		var req, resp string
-		var dur sql.NullInt64
-		if err := rows.Scan(&r.ID, &r.Integration, &r.Operation, &req, &resp, &r.HTTPStatus, &r.Success, &r.Error,
-			&r.ExternalID, &r.OccurredAt, &dur); err != nil {
-			return IntegrationPage{}, fmt.Errorf("outbox: list integration records: %w", err)
-		}
-		if req != "" {
-			r.Request = json.RawMessage(req)
-		}
-		if resp != "" {
-			r.Response = json.RawMessage(resp)
-		}
-		r.Duration = time.Duration(dur.Int64) * time.Millisecond
-		page.Records = append(page.Records, r)
-	}
-	if err := rows.Err(); err != nil {
-		return IntegrationPage{}, fmt.Errorf("outbox: list integration records: %w", err)
-	}
-	if len(page.Records) > limit {
-		page.Records = page.Records[:limit]
-		last := page.Records[limit-1]
-		page.Next = encodeCursor(last.OccurredAt, last.ID)
-	}
 	return page, nil
+}
+
+func scanIntegrationRecord(row rowScanner) (IntegrationRecord, error) {
+	var r IntegrationRecord
+	var req, resp string
+	var dur sql.NullInt64
+	if err := row.Scan(&r.ID, &r.Integration, &r.Operation, &req, &resp, &r.HTTPStatus, &r.Success, &r.Error,
+		&r.ExternalID, &r.OccurredAt, &dur); err != nil {
+		return IntegrationRecord{}, err
+	}
+	if req != "" {
+		r.Request = json.RawMessage(req)
+	}
+	if resp != "" {
+		r.Response = json.RawMessage(resp)
+	}
+	r.Duration = time.Duration(dur.Int64) * time.Millisecond
+	return r, nil
 }
 
 // IntegrationWindow selects the records IntegrationLog.Stats aggregates.
@@ -1065,6 +1059,33 @@ func pageLimit(n int) (int, error) {
 		return ListLimitDefault, nil
 	}
 	return min(n, ListLimitMax), nil
+}
+
+// keysetPage reads a List query's rows (newest first, at most limit+1 of
+// them: err is the query's error) with scan, and returns the first limit
+// and the cursor of the next page, "" when there is none. key gives a row's
+// (occurred_at, id).
+func keysetPage[T any](rows *sql.Rows, err error, limit int, scan func(rowScanner) (T, error),
+	key func(T) (time.Time, uuid.UUID)) (page []T, next string, _ error) {
+	if err != nil {
+		return nil, "", err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, "", err
+		}
+		page = append(page, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", err
+	}
+	if len(page) > limit {
+		page = page[:limit]
+		next = encodeCursor(key(page[limit-1]))
+	}
+	return page, next, nil
 }
 
 // encodeCursor makes an opaque keyset cursor of a row's (occurred_at, id).

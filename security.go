@@ -465,25 +465,11 @@ func (s *SecurityLog) List(ctx context.Context, f SecurityFilter) (SecurityPage,
 	}
 	rows, err := s.o.db.QueryContext(ctx, s.sql.list, f.AwaitingReview, string(f.Type), string(f.MinSeverity), user, ip,
 		nullTime(f.Since), nullTime(f.Until), curAt, curID, limit+1)
+	var page SecurityPage
+	page.Events, page.Next, err = keysetPage(rows, err, limit, scanSecurityEvent,
+		func(ev SecurityEvent) (time.Time, uuid.UUID) { return ev.OccurredAt, ev.ID })
 	if err != nil {
 		return SecurityPage{}, fmt.Errorf("outbox: list security events: %w", err)
-	}
-	defer rows.Close()
-	var page SecurityPage
-	for rows.Next() {
-		ev, err := scanSecurityEvent(rows)
-		if err != nil {
-			return SecurityPage{}, fmt.Errorf("outbox: list security events: %w", err)
-		}
-		page.Events = append(page.Events, ev)
-	}
-	if err := rows.Err(); err != nil {
-		return SecurityPage{}, fmt.Errorf("outbox: list security events: %w", err)
-	}
-	if len(page.Events) > limit {
-		page.Events = page.Events[:limit]
-		last := page.Events[limit-1]
-		page.Next = encodeCursor(last.OccurredAt, last.ID)
 	}
 	return page, nil
 }
