@@ -388,6 +388,9 @@ func TestIntegrationRecordFailureNeverFailsTheCall(t *testing.T) {
 	if rec.Code != 204 {
 		t.Fatalf("status %d", rec.Code)
 	}
+	if n := strings.Count(logs.String(), "integration record not written"); n != 2 {
+		t.Fatalf("failures logged %d times, want 2 (the Transport's and the Middleware's): %s", n, logs.String())
+	}
 	defer func() {
 		if recover() == nil {
 			t.Error("Transport accepted an empty integration name")

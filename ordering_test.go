@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -150,8 +151,17 @@ func TestOrderingBlocksBehindRetriesAndFailures(t *testing.T) {
 	startDispatcher(t, d)
 	waitFor(t, "other key and the first attempt", func() bool { return seenHas("strict/3") && seenHas("strict/1") })
 	waitFor(t, "retry scheduled", func() bool { return b.count(t, "topic = 'strict' AND status = 'PENDING' AND retry_count = 1") == 1 })
-	// The lenient subscription moves past its FAILED row.
+	// The lenient subscription moves past its FAILED row, and only then.
 	waitFor(t, "lenient key moves on", func() bool { return seenHas("lenient/2") })
+	mu.Lock()
+	l1, l2 := slices.Index(seen, "lenient/1"), slices.Index(seen, "lenient/2")
+	mu.Unlock()
+	if l1 < 0 || l1 > l2 {
+		t.Fatalf("lenient/2 ran before lenient/1 had failed: %v", seen)
+	}
+	if n := b.count(t, "topic = 'lenient' AND status = 'FAILED'"); n != 1 {
+		t.Fatalf("lenient FAILED rows = %d, want 1 (the one skipped past)", n)
+	}
 	if seenHas("strict/2") {
 		t.Fatal("strict/2 overtook strict/1 while it waited for a retry")
 	}
@@ -318,12 +328,20 @@ func TestIdempotentEnqueueRace(t *testing.T) {
 		// tx2 blocks on tx1's uncommitted key until tx1 ends.
 		done := make(chan EnqueueResult, 1)
 		errc := make(chan error, 1)
+		pid2 := make(chan int, 1)
 		go func() {
 			tx2, err := b.db.BeginTx(ctx, nil)
 			if err != nil {
 				errc <- err
 				return
 			}
+			var pid int
+			if err := tx2.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+				_ = tx2.Rollback()
+				errc <- err
+				return
+			}
+			pid2 <- pid
 			r2, err := b.ob.Enqueue(ctx, tx2, "x", 2, WithIdempotencyKey(key))
 			if err != nil {
 				_ = tx2.Rollback()
@@ -333,8 +351,14 @@ func TestIdempotentEnqueueRace(t *testing.T) {
 			errc <- tx2.Commit()
 			done <- r2
 		}()
+		var pid int
+		select {
+		case pid = <-pid2:
+		case err := <-errc:
+			t.Fatalf("tx2: %v", err)
+		}
 		waitFor(t, "tx2 to wait on tx1's key", func() bool {
-			return countRows(t, b.db, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%system_event%'`) > 0
+			return countRows(t, b.db, `SELECT cardinality(pg_blocking_pids($1))`, pid) > 0
 		})
 		if commitFirst {
 			err = tx1.Commit()

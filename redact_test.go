@@ -247,7 +247,9 @@ func FuzzRedact(f *testing.F) {
 				t.Fatalf("JSON not idempotent: %s -> %s (%v)", out, again, err)
 			}
 		}
-		_ = r.URL(string(body))
+		if u := r.URL(string(body)); !utf8.ValidString(u) || strings.ContainsRune(u, 0) {
+			t.Fatalf("URL(%q) = %q is not clean", body, u)
+		}
 	})
 }
 

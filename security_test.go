@@ -1,7 +1,6 @@
 package outbox
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -598,5 +597,3 @@ func FuzzParseIP(f *testing.F) {
 		}
 	})
 }
-
-var _ = context.Background
