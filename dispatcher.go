@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	mrand "math/rand/v2"
 	"os"
 	"runtime/debug"
 	"slices"
@@ -157,9 +158,9 @@ func (o *Outbox) NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 		host, _ := os.Hostname()
 		cfg.Name = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
-	if len(cfg.Name) > 60 {
-		cfg.Name = cfg.Name[:60]
-	}
+	// The name goes into every claim token (varchar): valid UTF-8, no NUL,
+	// cut on a character boundary.
+	cfg.Name = truncateUTF8(sanitizeText(cfg.Name), 60)
 	setDefault(&cfg.Workers, WorkersDefault)
 	setDefault(&cfg.BatchSize, BatchSizeDefault)
 	setDefault(&cfg.PollInterval, PollIntervalDefault)
@@ -645,8 +646,8 @@ func (r *run) process(handlerCtx, bgCtx context.Context, c *claimedRow) {
 // counting the attempt; rec, if set, records the attempt all the same.
 func (r *run) release(ctx context.Context, log rowLogger, c *claimedRow, err error, rec *IntegrationRecord) {
 	log.WarnContext(ctx, "attempt cut off by shutdown; row released", slog.Any("error", err))
-	r.submit(outcome{id: c.delivery.ID, token: c.token, status: StatusPending, reason: "released at shutdown: " + err.Error(),
-		record: rec})
+	r.submit(outcome{id: c.delivery.ID, token: c.token, status: StatusPending,
+		reason: truncateReason("released at shutdown: " + err.Error()), record: rec})
 }
 
 // settle logs an attempt's outcome, looks again when a retry falls due
@@ -773,7 +774,7 @@ func (d *Dispatcher) decide(c *claimedRow, sub SubscriptionConfig, err error) ou
 // settings, falling back to the dispatcher's.
 func (d *Dispatcher) retryDelay(n int, sub SubscriptionConfig) time.Duration {
 	if len(sub.RetrySchedule) > 0 {
-		return scheduleDelay(n, sub.RetrySchedule, randFloat)
+		return scheduleDelay(n, sub.RetrySchedule, mrand.Float64)
 	}
 	initial, maxDelay, mult := d.cfg.BackoffInitial, d.cfg.BackoffMax, d.cfg.BackoffMultiplier
 	if sub.BackoffInitial > 0 {
@@ -814,17 +815,21 @@ func backoffDelay(n int, initial, maxDelay time.Duration, mult float64) time.Dur
 	return delay
 }
 
-// scheduleDelay is the delay before retry n (1-based) of a fixed schedule,
-// whose last entry repeats, with ±20 % jitter from rnd (in [0, 1)).
+// scheduleDelay is the delay before retry n (1-based; the last entry
+// repeats) of a fixed schedule, jittered with rnd (in [0, 1)).
 func scheduleDelay(n int, schedule []Duration, rnd func() float64) time.Duration {
-	base := time.Duration(schedule[min(n, len(schedule))-1])
-	return time.Duration(float64(base) * (1 - BackoffJitter + 2*BackoffJitter*rnd()))
+	n = min(max(n, 1), len(schedule))
+	return jitter(time.Duration(schedule[n-1]), rnd())
 }
 
-func randFloat() float64 {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return float64(uint64(b[0])<<45|uint64(b[1])<<37|uint64(b[2])<<29|uint64(b[3])<<21|uint64(b[4])<<13|uint64(b[5])<<5|uint64(b[6])>>3) / (1 << 53)
+// jitter spreads d by ±BackoffJitter with r in [0, 1); a delay too long
+// for a Duration saturates rather than wrapping to a negative one.
+func jitter(d time.Duration, r float64) time.Duration {
+	f := float64(d) * (1 - BackoffJitter + 2*BackoffJitter*r)
+	if f >= math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return time.Duration(f)
 }
 
 // subscriptionConfig parses a claimed row's subscription config, cached per
@@ -893,17 +898,11 @@ func (r *run) flush(ctx context.Context, batch []outcome) {
 	// of several rows lock them.
 	slices.SortFunc(batch, func(a, b outcome) int { return compareIDs(a.id, b.id) })
 	w, recs := outcomeArgs(batch)
+	recs = r.storableRecords(ctx, recs)
 	var err error
 	for attempt, wait := 0, 50*time.Millisecond; attempt < outcomeWriteAttempts; attempt, wait = attempt+1, wait*4 {
 		var written int
 		written, err = r.writeOutcomes(ctx, recs, w)
-		if errors.Is(err, ErrInvalidRecord) {
-			// A record the log refuses must not hold back the outcomes.
-			r.d.log.ErrorContext(ctx, "integration records of webhook attempts refused; outcomes written without them",
-				slog.Int("records", len(recs)), slog.Any("error", err))
-			recs = nil
-			written, err = r.writeOutcomes(ctx, nil, w)
-		}
 		if err == nil {
 			if written < n {
 				r.d.log.WarnContext(ctx, "outcomes of rows whose lease was lost were not written",
@@ -929,6 +928,25 @@ func (r *run) flush(ctx context.Context, batch []outcome) {
 	}
 	r.d.log.ErrorContext(ctx, "writing outcomes failed; rows return to the queue when their lease expires",
 		slog.Int("rows", n), slog.Any("error", err))
+}
+
+// storableRecords prepares (validates and redacts) a batch's integration
+// records once, before any write, and drops with a log each one the log
+// would refuse (a response body with a number jsonb cannot hold, one over
+// MaxPayloadBytes...): a record never holds back the outcomes it rides with.
+func (r *run) storableRecords(ctx context.Context, recs []IntegrationRecord) []IntegrationRecord {
+	out := recs[:0]
+	red := r.o.redactor()
+	for _, rec := range recs {
+		p, err := r.o.prepareIntegration(rec, red)
+		if err != nil {
+			r.d.log.ErrorContext(ctx, "integration record of a webhook attempt refused; its outcome is written without it",
+				slog.String("integration", rec.Integration), slog.String("external_id", rec.ExternalID), slog.Any("error", err))
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // outcomeWrite is one batch of outcomes as the statement that writes it.
@@ -992,7 +1010,7 @@ func (r *run) writeOutcomes(ctx context.Context, recs []IntegrationRecord, w out
 	if n, err = rowsAffected(r.o.stmt(tx, text).exec(ctx, full...)); err != nil {
 		return 0, err
 	}
-	if err = r.o.insertIntegrationRecords(ctx, tx, recs); err != nil {
+	if err = r.o.insertPrepared(ctx, tx, recs); err != nil {
 		return 0, err
 	}
 	if err = tx.Commit(); err != nil {
@@ -1282,11 +1300,8 @@ func truncateReason(s string) string {
 	if len(s) <= MaxFailureReasonBytes {
 		return s
 	}
-	cut := MaxFailureReasonBytes - len(" …[truncated]")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + " …[truncated]"
+	const marker = " …[truncated]"
+	return truncateUTF8(s, MaxFailureReasonBytes-len(marker)) + marker
 }
 
 func sanitizeText(s string) string {

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -573,6 +575,17 @@ func TestRetryDelays(t *testing.T) {
 	if got := scheduleDelay(1, sched.RetrySchedule, func() float64 { return 0 }); got != 800*time.Millisecond {
 		t.Errorf("schedule jitter low bound = %s", got)
 	}
+	// A schedule entry near Duration's limit saturates: never a negative
+	// delay, which would retry at once.
+	huge := []Duration{Duration(math.MaxInt64)}
+	if got := scheduleDelay(1, huge, func() float64 { return 0.99 }); got != math.MaxInt64 {
+		t.Errorf("jittered maximal entry = %s, want the largest Duration", got)
+	}
+	for range 20 {
+		if got := d.retryDelay(1, SubscriptionConfig{RetrySchedule: huge}); got <= 0 {
+			t.Fatalf("retry delay %s of a maximal schedule entry", got)
+		}
+	}
 }
 
 func TestFirstAnalyzeOfABacklog(t *testing.T) {
@@ -669,5 +682,28 @@ func TestHeartbeatSkipsLockedRows(t *testing.T) {
 	}
 	if n := b.count(t, "id = $1 AND locked_until > now() + interval '30 seconds'", all[1]); n != 1 {
 		t.Fatal("the unlocked row's lease was not extended")
+	}
+}
+
+// TestDispatcherNameCleaned: a dispatcher name that is long and not ASCII,
+// or holds a NUL, still makes claim tokens PostgreSQL stores.
+func TestDispatcherNameCleaned(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	b.subscribe(t, "a", "#", "a")
+	for i, name := range []string{"a" + strings.Repeat("é", 40), "x\x00y"} {
+		cfg := fastConfig()
+		cfg.Name = name
+		d, err := b.ob.NewDispatcher(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{}, 1)
+		d.Handle("a", func(context.Context, *Delivery) error { done <- struct{}{}; return nil })
+		stop := startDispatcher(t, d)
+		b.enqueue(t, "x", i)
+		recv(t, done)
+		waitFor(t, "the outcome", func() bool { return b.count(t, "status = 'COMPLETED'") == int64(i+1) })
+		stop()
 	}
 }

@@ -541,24 +541,6 @@ func (l *IntegrationLog) Stats(ctx context.Context, w IntegrationWindow) ([]Inte
 	return out, nil
 }
 
-// insertIntegrationRecords validates, redacts (with the handle's redaction
-// rules) and inserts recs through q in one statement. It is the write path
-// of webhook delivery attempts.
-func (o *Outbox) insertIntegrationRecords(ctx context.Context, q Querier, recs []IntegrationRecord) error {
-	_, err := o.insertIntegrations(ctx, q, recs, o.redactor())
-	return err
-}
-
-// httpCallRecord builds a redacted API_CALL_MADE record of one HTTP exchange
-// that started duration ago. resp is nil when the call failed with callErr.
-func (o *Outbox) httpCallRecord(integration string, req *http.Request, reqBody []byte, resp *http.Response, respBody []byte,
-	callErr error, duration time.Duration) IntegrationRecord {
-	red := o.redactor()
-	rec := red.httpRecord(integration, OpAPICallMade, req, reqBody, int64(len(reqBody)), resp, respBody, int64(len(respBody)), callErr, duration, nil)
-	rec.OccurredAt = o.now().Add(-duration)
-	return rec
-}
-
 // redactor returns the redaction rules of records written outside an
 // IntegrationLog (webhook delivery attempts): Config.Redaction, or the
 // built-in rules.
@@ -569,10 +551,35 @@ func (o *Outbox) redactor() *Redactor {
 	return defaultRedactor
 }
 
-// insertIntegrations is the one write path of integration records.
+// insertIntegrations is the one write path of integration records: it
+// prepares (validates and redacts) recs and inserts them.
 func (o *Outbox) insertIntegrations(ctx context.Context, q Querier, recs []IntegrationRecord, red *Redactor) ([]IntegrationRecord, error) {
 	if len(recs) == 0 {
 		return nil, nil
+	}
+	out := make([]IntegrationRecord, len(recs))
+	index := make(map[uuid.UUID]int, len(recs))
+	for i, rec := range recs {
+		r, err := o.prepareIntegration(rec, red)
+		if err != nil {
+			if len(recs) > 1 {
+				return nil, fmt.Errorf("record %d: %w", i, err)
+			}
+			return nil, err
+		}
+		if _, dup := index[r.ID]; dup {
+			return nil, fmt.Errorf("record %d: %w", i, invalid(ErrInvalidRecord, "id", "repeats record %d's id", index[r.ID]))
+		}
+		out[i], index[r.ID] = r, i
+	}
+	return out, o.insertPrepared(ctx, q, out)
+}
+
+// insertPrepared inserts records prepareIntegration returned (distinct ids)
+// in one statement, and sets each one's OccurredAt to the stored time.
+func (o *Outbox) insertPrepared(ctx context.Context, q Querier, recs []IntegrationRecord) error {
+	if len(recs) == 0 {
+		return nil
 	}
 	n := len(recs)
 	var (
@@ -587,21 +594,10 @@ func (o *Outbox) insertIntegrations(ctx context.Context, q Querier, recs []Integ
 		exts     = make([]sql.NullString, n)
 		ats      = make([]sql.NullString, n)
 		durs     = make([]sql.NullInt64, n)
-		out      = make([]IntegrationRecord, n)
 		index    = make(map[uuid.UUID]int, n)
 	)
-	for i, rec := range recs {
-		r, err := o.prepareIntegration(rec, red)
-		if err != nil {
-			if n > 1 {
-				return nil, fmt.Errorf("record %d: %w", i, err)
-			}
-			return nil, err
-		}
-		if _, dup := index[r.ID]; dup {
-			return nil, fmt.Errorf("record %d: %w", i, invalid(ErrInvalidRecord, "id", "repeats record %d's id", index[r.ID]))
-		}
-		out[i], index[r.ID] = r, i
+	for i, r := range recs {
+		index[r.ID] = i
 		ids[i], names[i], ops[i], oks[i] = r.ID.String(), r.Integration, string(r.Operation), r.Success
 		if r.Request != nil {
 			reqs[i] = sql.NullString{String: string(r.Request), Valid: true}
@@ -629,21 +625,21 @@ func (o *Outbox) insertIntegrations(ctx context.Context, q Querier, recs []Integ
 		pq.Array(reqs), pq.Array(resps), pq.Array(statuses), pq.Array(oks), pq.Array(errs), pq.Array(exts), pq.Array(ats),
 		o.nowArg(), pq.Array(durs))
 	if err != nil {
-		return nil, fmt.Errorf("outbox: record integration: %w", err)
+		return fmt.Errorf("outbox: record integration: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var id uuid.UUID
 		var at time.Time
 		if err := rows.Scan(&id, &at); err != nil {
-			return nil, fmt.Errorf("outbox: record integration: %w", err)
+			return fmt.Errorf("outbox: record integration: %w", err)
 		}
-		out[index[id]].OccurredAt = at
+		recs[index[id]].OccurredAt = at
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("outbox: record integration: %w", err)
+		return fmt.Errorf("outbox: record integration: %w", err)
 	}
-	return out, nil
+	return nil
 }
 
 // prepareIntegration validates and redacts one record.

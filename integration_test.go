@@ -225,7 +225,7 @@ func TestIntegrationInsertBatchForDispatcher(t *testing.T) {
 	}
 	// Rolled back: nothing stays.
 	tx, _ := b.db.BeginTx(ctx, nil)
-	if err := b.ob.insertIntegrationRecords(ctx, tx, recs); err != nil {
+	if err := b.ob.insertPrepared(ctx, tx, b.prepared(t, recs)); err != nil {
 		t.Fatal(err)
 	}
 	_ = tx.Rollback()
@@ -233,7 +233,7 @@ func TestIntegrationInsertBatchForDispatcher(t *testing.T) {
 		t.Fatalf("%d rows after rollback", n)
 	}
 	tx, _ = b.db.BeginTx(ctx, nil)
-	if err := b.ob.insertIntegrationRecords(ctx, tx, recs); err != nil {
+	if err := b.ob.insertPrepared(ctx, tx, b.prepared(t, recs)); err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -247,7 +247,7 @@ func TestIntegrationInsertBatchForDispatcher(t *testing.T) {
 	if leaked != 0 {
 		t.Fatalf("%d rows hold a secret", leaked)
 	}
-	if err := b.ob.insertIntegrationRecords(ctx, b.db, nil); err != nil {
+	if err := b.ob.insertPrepared(ctx, b.db, nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -497,4 +497,28 @@ func jsonHas(raw json.RawMessage, sub string) bool {
 		return false
 	}
 	return strings.Contains(buf.String(), sub)
+}
+
+// httpCallRecord (tests) builds a redacted API_CALL_MADE record of one HTTP exchange
+// that started duration ago. resp is nil when the call failed with callErr.
+func (o *Outbox) httpCallRecord(integration string, req *http.Request, reqBody []byte, resp *http.Response, respBody []byte,
+	callErr error, duration time.Duration) IntegrationRecord {
+	red := o.redactor()
+	rec := red.httpRecord(integration, OpAPICallMade, req, reqBody, int64(len(reqBody)), resp, respBody, int64(len(respBody)), callErr, duration, nil)
+	rec.OccurredAt = o.now().Add(-duration)
+	return rec
+}
+
+// prepared is what the dispatcher's completer does to a batch's records
+// before it writes them.
+func (b *bundle) prepared(t testing.TB, recs []IntegrationRecord) []IntegrationRecord {
+	t.Helper()
+	out := make([]IntegrationRecord, len(recs))
+	for i, rec := range recs {
+		var err error
+		if out[i], err = b.ob.prepareIntegration(rec, b.ob.redactor()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
 }

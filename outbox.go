@@ -158,11 +158,6 @@ func (o *Outbox) MigrateDown(ctx context.Context) error {
 	return o.migrate(ctx, func(m *migrate.Migrate) error { return m.Down() })
 }
 
-// migrateTo moves the schema to one version (tests of a migration's data step).
-func (o *Outbox) migrateTo(ctx context.Context, version uint) error {
-	return o.migrate(ctx, func(m *migrate.Migrate) error { return m.Migrate(version) })
-}
-
 func (o *Outbox) migrate(ctx context.Context, step func(*migrate.Migrate) error) (err error) {
 	conn, err := o.db.Conn(ctx)
 	if err != nil {

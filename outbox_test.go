@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-migrate/migrate/v4"
+
 	"github.com/outboxkit/outbox/internal/pgtest"
 	migrations "github.com/outboxkit/outbox/schema"
 )
@@ -231,4 +233,9 @@ func TestMigration7CopiesMetadataToQueue(t *testing.T) {
 	if err := ob.MigrateDown(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// migrateTo moves the schema to one version (tests of a migration's data step).
+func (o *Outbox) migrateTo(ctx context.Context, version uint) error {
+	return o.migrate(ctx, func(m *migrate.Migrate) error { return m.Migrate(version) })
 }

@@ -48,7 +48,7 @@ const (
 	WebhookMaxRetriesDefault = 9
 	// WebhookRetryJitter is the randomization factor of webhook retry
 	// delays (±20 %).
-	WebhookRetryJitter = 0.2
+	WebhookRetryJitter = BackoffJitter
 	// WebhookDisableAfterDefault is how long an endpoint may fail every
 	// delivery before its subscription is paused: 5 days, as Svix does.
 	WebhookDisableAfterDefault = 5 * 24 * time.Hour
@@ -453,13 +453,7 @@ func webhookRetryDelay(retry int, schedule []Duration, rnd func() float64) time.
 	if rnd == nil {
 		rnd = rand.Float64
 	}
-	retry = min(max(retry, 1), len(schedule))
-	base := float64(schedule[retry-1])
-	d := base * (1 - WebhookRetryJitter + 2*WebhookRetryJitter*rnd())
-	if d >= math.MaxInt64 {
-		return math.MaxInt64
-	}
-	return time.Duration(d)
+	return scheduleDelay(retry, schedule, rnd)
 }
 
 // webhookBody is the JSON envelope of d, as signed and sent.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
 	"time"
@@ -68,7 +69,7 @@ func (r *run) deliverWebhook(handlerCtx, bgCtx context.Context, c *claimedRow, s
 	a := r.sender.sendMode(handlerCtx, c.webhookURL, sub, dl, false)
 	if a.busy {
 		// Nothing was sent: the row waits a little, no attempt counted.
-		delay := time.Duration(float64(r.d.busyDelay) * (1 - BackoffJitter + 2*BackoffJitter*randFloat()))
+		delay := jitter(r.d.busyDelay, mrand.Float64())
 		log.DebugContext(bgCtx, "endpoint busy; row deferred", slog.Duration("retry_in", delay))
 		r.submit(outcome{id: dl.ID, token: c.token, status: StatusPending, delay: delay})
 		r.dueIn(delay)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -453,5 +454,32 @@ func TestWebhookDispatchShutdownReleases(t *testing.T) {
 	}
 	if n := b.attempts(t, "hang", "NOT success"); n != 1 {
 		t.Fatalf("records = %d, want the cut-off attempt recorded", n)
+	}
+}
+
+// TestWebhookUnstorableRecordDoesNotHoldOutcome: a receiver's response the
+// integration log cannot store (a number jsonb cannot hold) costs only its
+// record: the attempt's outcome is written, once, and the failure logged.
+func TestWebhookUnstorableRecordDoesNotHoldOutcome(t *testing.T) {
+	t.Parallel()
+	var logs lockedBuffer
+	b := setup(t, &Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	srv, got := whReceiver(t, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"n":1e200000}`))
+	})
+	b.subscribeWebhook(t, "crm", "order.*", srv.URL, SubscriptionConfig{})
+	b.enqueue(t, "order.created", map[string]any{"id": 7})
+	startDispatcher(t, whDispatcher(t, b, nil))
+	whRecv(t, got)
+	waitFor(t, "the attempt's outcome", func() bool { return b.count(t, "status = 'COMPLETED'") == 1 })
+	if n := b.countRows(t, "integration_log", ""); n != 0 {
+		t.Fatalf("%d integration records, want 0 (the unstorable one dropped)", n)
+	}
+	if !strings.Contains(logs.String(), "integration record of a webhook attempt refused") {
+		t.Fatalf("dropped record not logged: %s", logs.String())
+	}
+	if len(got) != 0 {
+		t.Fatal("delivered again")
 	}
 }
