@@ -68,7 +68,11 @@ func Example() {
 	defer stop()
 	stopped := make(chan error)
 	go func() { stopped <- d.Run(runCtx) }()
-	<-done
+	select {
+	case <-done:
+	case err := <-stopped: // Run ended (10 s passed) before the delivery
+		panic(fmt.Sprintf("no delivery: %v", err))
+	}
 	stop()
 	if err := <-stopped; err != nil {
 		panic(err)
