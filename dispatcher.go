@@ -734,7 +734,8 @@ func (r *run) runTx(ctx, bgCtx context.Context, fn TxHandlerFunc, c *claimedRow)
 	}
 	if err := tx.Commit(); err != nil {
 		// Whether it committed is unknown; the outcome write is fenced on
-		// status and token, so a retry outcome cannot undo a commit.
+		// the claim token (cleared by a commit), so a retry outcome cannot
+		// undo a commit.
 		return false, fmt.Errorf("outbox: commit handler transaction: %w", err)
 	}
 	return true, nil

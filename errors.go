@@ -31,9 +31,6 @@ var (
 	// still has PENDING or PROCESSING rows and the caller did not ask to
 	// discard them.
 	ErrSubscriptionBusy = errors.New("outbox: subscription has undelivered rows")
-	// ErrLeaseLost reports that a row's lease passed to another claim before
-	// its outcome could be written; the row will be delivered again.
-	ErrLeaseLost = errors.New("outbox: lease lost")
 	// ErrNotFound reports that a queue row or record does not exist.
 	ErrNotFound = errors.New("outbox: not found")
 )

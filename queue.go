@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -236,6 +235,7 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, tx Querier, events []Event) (
 		results             = make([]EnqueueResult, n)
 		index               = make(map[uuid.UUID]int, n) // event id -> index in events
 		firstOfKey          = map[string]int{}           // idempotency key -> index of its first event
+		keyAt               = map[int]string{}           // index -> its idempotency key
 		dupOf               = map[int]int{}              // index -> index of the earlier event with its key
 		nullString          = func(p *string) sql.NullString { return sql.NullString{String: deref(p), Valid: p != nil} }
 		nullBytes           = func(b []byte) sql.NullString { return sql.NullString{String: string(b), Valid: b != nil} }
@@ -253,6 +253,7 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, tx Querier, events []Event) (
 				continue
 			}
 			firstOfKey[*ev.idemKey] = i
+			keyAt[i] = *ev.idemKey
 		}
 		results[i].EventID = ev.id
 		index[ev.id] = i
@@ -303,7 +304,7 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, tx Querier, events []Event) (
 		results[i].Deliveries = deliveries
 		if !inserted {
 			results[i].Duplicate = true
-			existing = append(existing, idemKeys[slices.Index(ids, id.String())].String)
+			existing = append(existing, keyAt[i])
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -553,11 +554,11 @@ func (o *Outbox) execCount(ctx context.Context, op, stmt string, args ...any) (i
 	if err != nil {
 		return 0, fmt.Errorf("outbox: %s: %w", op, err)
 	}
-	n, err := res.RowsAffected()
+	n, err := rowsAffected(res, nil)
 	if err != nil {
 		return 0, fmt.Errorf("outbox: %s: %w", op, err)
 	}
-	return n, nil
+	return int64(n), nil
 }
 
 func uuidStrings(ids []uuid.UUID) []string {

@@ -124,8 +124,8 @@ func (c SubscriptionConfig) validate() error {
 	field := func(name, format string, args ...any) error {
 		return invalid(ErrInvalidSubscription, "subscription_config."+name, format, args...)
 	}
-	if c.MaxRetries != nil && (*c.MaxRetries < 0 || *c.MaxRetries > 1000) {
-		return field("max_retries", "must be between 0 and 1000, got %d", *c.MaxRetries)
+	if c.MaxRetries != nil && (*c.MaxRetries < 0 || *c.MaxRetries > MaxRetriesLimit) {
+		return field("max_retries", "must be between 0 and %d, got %d", MaxRetriesLimit, *c.MaxRetries)
 	}
 	if c.BackoffInitial < 0 || c.BackoffMax < 0 || c.Timeout < 0 {
 		return field("backoff_initial", "durations must not be negative")
