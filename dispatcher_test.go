@@ -74,16 +74,10 @@ func (b *bundle) count(t testing.TB, where string, args ...any) int64 {
 	return countRows(t, b.db, `SELECT count(*) FROM "`+b.schema+`".event_queue WHERE `+where, args...)
 }
 
-// waitFor polls cond (a database check) until it holds or the deadline passes.
+// waitFor polls cond (a database check) until it holds, for up to 30 s.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUntil(t, 30*time.Second, what, cond, nil)
 }
 
 func fastConfig() DispatcherConfig {

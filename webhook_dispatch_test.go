@@ -129,7 +129,7 @@ func TestWebhookDispatchDelivers(t *testing.T) {
 	stopPlain()
 
 	startDispatcher(t, whDispatcher(t, b, nil))
-	req := whRecv(t, got)
+	req := recv(t, got)
 	v, err := NewWebhookVerifier(secret)
 	if err != nil {
 		t.Fatal(err)
@@ -203,7 +203,7 @@ func TestWebhookDispatchRetryAfterAndSchedule(t *testing.T) {
 	b.enqueue(t, "a", map[string]any{})
 	b.enqueue(t, "b", map[string]any{})
 	startDispatcher(t, whDispatcher(t, b, nil))
-	whRecv(t, got)
+	recv(t, got)
 	waitFor(t, "the Retry-After retry", func() bool { return b.whRow(t, "ra").retries == 1 })
 	waitFor(t, "the scheduled retry", func() bool { return b.whRow(t, "std").retries == 1 })
 	now := b.clock.Now()
@@ -235,7 +235,7 @@ func TestWebhookDispatchRetryAfterAndSchedule(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	b.clock.Advance(2 * time.Second)
-	whRecv(t, got)
+	recv(t, got)
 	waitFor(t, "completion", func() bool { return b.whRow(t, "ra").status == "COMPLETED" })
 	if n, fails := b.attempts(t, "ra", ""), b.attempts(t, "ra", "NOT success AND http_status_code = 503"); n != 2 || fails != 1 {
 		t.Fatalf("records = %d (%d failed with 503), want 2 (1)", n, fails)
@@ -249,7 +249,7 @@ func TestWebhookDispatchGone(t *testing.T) {
 	b.subscribeWebhook(t, "gone", "#", srv.URL, SubscriptionConfig{})
 	b.enqueue(t, "x", map[string]any{})
 	startDispatcher(t, whDispatcher(t, b, nil))
-	whRecv(t, got)
+	recv(t, got)
 	waitFor(t, "the row to fail", func() bool { return b.whRow(t, "gone").status == "FAILED" })
 	if r := b.whRow(t, "gone"); r.retries != 1 || !strings.Contains(r.reason.String, "410") {
 		t.Fatalf("row = %+v", r)
@@ -269,7 +269,7 @@ func TestWebhookDispatchSSRFBlocked(t *testing.T) {
 	srv, got := whReceiver(t, whStatus(http.StatusOK))
 	// Subscribe refuses what no receiver can be, without DNS ...
 	for _, u := range []string{"http://169.254.169.254/latest/meta-data/", "http://[::ffff:169.254.169.254]/", "http://0.0.0.0/", "http://224.0.0.1/"} {
-		_, err := b.ob.Subscribe(ctx(t), Subscription{Name: "bad", Pattern: "#", WebhookURL: u})
+		_, err := b.ob.Subscribe(ctxT(t), Subscription{Name: "bad", Pattern: "#", WebhookURL: u})
 		var ve *ValidationError
 		if !errors.As(err, &ve) || ve.Field != "webhook_url" {
 			t.Errorf("Subscribe(%s) = %v, want a webhook_url ValidationError", u, err)
@@ -295,8 +295,6 @@ func TestWebhookDispatchSSRFBlocked(t *testing.T) {
 	}
 }
 
-func ctx(t *testing.T) context.Context { return ctxT(t) }
-
 func TestWebhookDispatchSecretRotation(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
@@ -308,7 +306,7 @@ func TestWebhookDispatchSecretRotation(t *testing.T) {
 	b.subscribeWebhook(t, "rot", "#", srv.URL, SubscriptionConfig{Secrets: []string{oldS, newS}})
 	startDispatcher(t, whDispatcher(t, b, nil))
 	b.enqueue(t, "x", map[string]any{"n": 1})
-	req := whRecv(t, got)
+	req := recv(t, got)
 	if err := vOld.Verify(req.header, req.body); err != nil {
 		t.Fatalf("old secret during rotation: %v", err)
 	}
@@ -322,7 +320,7 @@ func TestWebhookDispatchSecretRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.enqueue(t, "x", map[string]any{"n": 2})
-	req = whRecv(t, got)
+	req = recv(t, got)
 	if err := vNew.Verify(req.header, req.body); err != nil {
 		t.Fatalf("new secret after rotation: %v", err)
 	}
@@ -346,7 +344,7 @@ func TestWebhookDispatchEndpointHealth(t *testing.T) {
 	startDispatcher(t, whDispatcher(t, b, &WebhookOptions{AllowedNetworks: loopbackNetworks, DisableAfter: time.Hour, DisableMinFailures: 3}))
 	attempt := func(n int) {
 		t.Helper()
-		whRecv(t, got)
+		recv(t, got)
 		waitFor(t, "the attempt's outcome", func() bool { return b.whRow(t, "flaky").retries == n && b.attempts(t, "flaky", "") == int64(n) })
 	}
 	attempt(1)
@@ -410,7 +408,7 @@ func TestWebhookDispatchSlowEndpoint(t *testing.T) {
 		b.enqueue(t, "slow", map[string]any{})
 	}
 	startDispatcher(t, d)
-	whRecv(t, slowGot) // the slow endpoint holds its one slot
+	recv(t, slowGot) // the slow endpoint holds its one slot
 	for range 6 {
 		b.enqueue(t, "fast", map[string]any{})
 	}
@@ -446,7 +444,7 @@ func TestWebhookDispatchShutdownReleases(t *testing.T) {
 	}
 	b.enqueue(t, "x", map[string]any{})
 	stop := startDispatcher(t, d)
-	whRecv(t, got)
+	recv(t, got)
 	stop() // returns once the outcome is written
 	r := b.whRow(t, "hang")
 	if r.status != "PENDING" || r.retries != 0 || !strings.Contains(r.reason.String, "released at shutdown") {
@@ -471,7 +469,7 @@ func TestWebhookUnstorableRecordDoesNotHoldOutcome(t *testing.T) {
 	b.subscribeWebhook(t, "crm", "order.*", srv.URL, SubscriptionConfig{})
 	b.enqueue(t, "order.created", map[string]any{"id": 7})
 	startDispatcher(t, whDispatcher(t, b, nil))
-	whRecv(t, got)
+	recv(t, got)
 	waitFor(t, "the attempt's outcome", func() bool { return b.count(t, "status = 'COMPLETED'") == 1 })
 	if n := b.countRows(t, "integration_log", ""); n != 0 {
 		t.Fatalf("%d integration records, want 0 (the unstorable one dropped)", n)

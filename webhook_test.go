@@ -82,18 +82,6 @@ func whStatus(code int) func(http.ResponseWriter, *http.Request) {
 	return func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(code) }
 }
 
-// whRecv waits for one value with a deadline.
-func whRecv[T any](t *testing.T, ch <-chan T) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatal("timed out waiting")
-		panic("unreachable")
-	}
-}
-
 func isPermanent(err error) bool {
 	var p *permanentError
 	return errors.As(err, &p)
@@ -129,7 +117,7 @@ func TestWebhookSenderDelivers(t *testing.T) {
 	if a.err != nil {
 		t.Fatalf("send: %v", a.err)
 	}
-	r := whRecv(t, got)
+	r := recv(t, got)
 
 	for k, want := range map[string]string{
 		"Content-Type":         "application/json",
@@ -206,7 +194,7 @@ func TestWebhookSenderReferenceReceiver(t *testing.T) {
 	if a.err != nil {
 		t.Fatal(a.err)
 	}
-	if err := whRecv(t, verified); err != nil {
+	if err := recv(t, verified); err != nil {
 		t.Fatalf("reference library refused our delivery: %v", err)
 	}
 }
@@ -219,7 +207,7 @@ func TestWebhookSenderSecretRotation(t *testing.T) {
 	if a.err != nil {
 		t.Fatal(a.err)
 	}
-	r := whRecv(t, got)
+	r := recv(t, got)
 	if n := len(strings.Fields(r.header.Get(WebhookSignatureHeader))); n != 2 {
 		t.Fatalf("%d signatures, want 2", n)
 	}
@@ -234,7 +222,7 @@ func TestWebhookSenderSecretRotation(t *testing.T) {
 	if a.err != nil {
 		t.Fatal(a.err)
 	}
-	r = whRecv(t, got)
+	r = recv(t, got)
 	if r.header.Get(WebhookSignatureHeader) != "" || r.header.Get(WebhookIDHeader) == "" {
 		t.Errorf("unsigned delivery headers: %v", r.header)
 	}
@@ -513,12 +501,12 @@ func TestWebhookSenderEndpointConcurrency(t *testing.T) {
 	for range slowSends {
 		go func() { results <- s.send(ctxT(t), slow.URL, SubscriptionConfig{}, whDelivery()) }()
 	}
-	whRecv(t, arrived)
-	whRecv(t, arrived) // two slow deliveries hold both slots
+	recv(t, arrived)
+	recv(t, arrived) // two slow deliveries hold both slots
 
 	done := make(chan webhookAttempt, 1)
 	go func() { done <- s.send(ctxT(t), fast.URL, SubscriptionConfig{}, whDelivery()) }()
-	if a := whRecv(t, done); a.err != nil {
+	if a := recv(t, done); a.err != nil {
 		t.Fatalf("fast endpoint: %v", a.err)
 	}
 	select {
@@ -528,7 +516,7 @@ func TestWebhookSenderEndpointConcurrency(t *testing.T) {
 	}
 	stop()
 	for range slowSends {
-		if a := whRecv(t, results); a.err != nil {
+		if a := recv(t, results); a.err != nil {
 			t.Errorf("slow endpoint: %v", a.err)
 		}
 	}
@@ -561,13 +549,13 @@ func TestWebhookSenderEndpointSlotTimeout(t *testing.T) {
 	s := newTestSender(t, WebhookOptions{EndpointConcurrency: 1})
 	first := make(chan webhookAttempt, 1)
 	go func() { first <- s.send(ctxT(t), slow.URL, SubscriptionConfig{}, whDelivery()) }()
-	whRecv(t, arrived)
+	recv(t, arrived)
 	a := s.send(ctxT(t), slow.URL, SubscriptionConfig{Timeout: Duration(50 * time.Millisecond)}, whDelivery())
 	if a.err == nil || isPermanent(a.err) || !strings.Contains(a.err.Error(), "no free slot") || a.status != 0 {
 		t.Errorf("busy endpoint: err = %v", a.err)
 	}
 	stop()
-	if a := whRecv(t, first); a.err != nil {
+	if a := recv(t, first); a.err != nil {
 		t.Fatal(a.err)
 	}
 }
