@@ -6,7 +6,7 @@
 #                                # the issue's full sizes (long: about an hour on two cores)
 #   bench/run.sh pgbench [all|enqueue|batch|drain|...]
 #                                # only the pure-SQL limits (bench/pgbench/run.sh, copied from
-#                                # ../shared/bench/pgbench; it documents its environment)
+#                                # the pgbench kit issue 7 names; it documents its environment)
 #   bench/run.sh lib             # pgbench on the library's own statements, in a scratch schema
 #   bench/run.sh micro           # go test -bench of the hot pure functions
 #

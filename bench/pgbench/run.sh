@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Copied from ../shared/bench/pgbench (issue 7). lib_*.sql beside it run the library's own
+# Copied from the pgbench kit that issue 7 names. lib_*.sql beside it run the library's own
 # statements; see bench/run.sh.
 # Re-measure the physical limits of an outbox queue on PostgreSQL with pgbench.
 #

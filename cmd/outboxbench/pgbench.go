@@ -14,9 +14,10 @@ import (
 	"github.com/outboxkit/outbox/internal/store"
 )
 
-// Baseline scripts: the physical limits of an outbox table (../shared/bench/pgbench,
-// copied to bench/pgbench). They work on table outbox_bench found through
-// search_path, which pgbench gets from PGOPTIONS.
+// Baseline scripts: the physical limits of an outbox table (from the pgbench
+// kit issue 7 names). These strings are the source: -write-scripts writes them
+// to bench/pgbench beside the kit's other variants. They work on table
+// outbox_bench found through search_path, which pgbench gets from PGOPTIONS.
 const (
 	baseSchemaSQL = `DROP TABLE IF EXISTS outbox_bench;
 CREATE TABLE outbox_bench (
