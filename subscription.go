@@ -16,6 +16,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/outboxkit/outbox/internal/store"
+	"github.com/outboxkit/outbox/webhook"
 )
 
 // Subscription says who receives the events whose topic matches Pattern: a
@@ -145,7 +146,7 @@ func (c SubscriptionConfig) validate() error {
 		}
 	}
 	for _, s := range c.Secrets {
-		if _, err := decodeSecret(s); err != nil {
+		if err := webhook.CheckSecret(s); err != nil {
 			return field("secrets", "%v", err)
 		}
 	}

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/outboxkit/outbox/webhook"
 )
 
 // Version is the library's version, sent in the User-Agent of webhook
@@ -74,20 +76,6 @@ func WebhookRetrySchedule() []Duration {
 // (redirects are not followed: a 3xx is a failure too). The error text holds
 // the status and the start of the response body.
 var ErrWebhookStatus = errors.New("outbox: webhook failed")
-
-// WebhookEnvelope is the JSON body of every webhook delivery, the shape the
-// Standard Webhooks specification recommends:
-//
-//	{"id": "<event id>", "type": "<topic>", "timestamp": "<RFC 3339>", "data": <payload>}
-//
-// id equals the webhook-id header and is the same on every attempt;
-// timestamp is when the event was enqueued. Receivers may unmarshal into it.
-type WebhookEnvelope struct {
-	ID        string          `json:"id"`
-	Type      string          `json:"type"`
-	Timestamp time.Time       `json:"timestamp"`
-	Data      json.RawMessage `json:"data"`
-}
 
 // WebhookOptions configures webhook delivery. The zero value means defaults.
 type WebhookOptions struct {
@@ -270,7 +258,7 @@ func newWebhookSender(opts *WebhookOptions) (*webhookSender, error) {
 func (s *webhookSender) close() { s.transport.CloseIdleConnections() }
 
 // send makes one delivery attempt of d to rawURL under cfg: it POSTs the
-// WebhookEnvelope with Standard Webhooks headers (one signature per secret
+// webhook.Envelope with Standard Webhooks headers (one signature per secret
 // in cfg.Secrets, none without secrets), cfg.Headers, Content-Type and
 // User-Agent. The attempt, including the wait for one of the endpoint's
 // slots, is bounded by cfg.Timeout (or WebhookOptions.Timeout) and by ctx.
@@ -295,7 +283,7 @@ func (s *webhookSender) sendMode(ctx context.Context, rawURL string, cfg Subscri
 		return a
 	}
 	host := u.Host
-	keys, err := decodeSecrets(cfg.Secrets)
+	signer, err := webhook.NewSigner(cfg.Secrets...)
 	if err != nil {
 		a.err = Permanent(fmt.Errorf("outbox: webhook to %s: %w", host, err))
 		return a
@@ -315,7 +303,6 @@ func (s *webhookSender) sendMode(ctx context.Context, rawURL string, cfg Subscri
 	defer cancel()
 
 	id := d.EventID.String()
-	ts := a.started.Unix()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL, bytes.NewReader(body))
 	if err != nil {
 		a.err = Permanent(fmt.Errorf("outbox: webhook to %s: %w", host, err))
@@ -328,11 +315,9 @@ func (s *webhookSender) sendMode(ctx context.Context, rawURL string, cfg Subscri
 		req.Header.Set("User-Agent", s.opts.UserAgent)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(WebhookIDHeader, id)
-	req.Header.Set(WebhookTimestampHeader, strconv.FormatInt(ts, 10))
-	req.Header.Del(WebhookSignatureHeader)
-	if len(keys) > 0 {
-		req.Header.Set(WebhookSignatureHeader, signWebhook(keys, id, ts, body))
+	signer.Header(req.Header, id, a.started, body)
+	if len(cfg.Secrets) == 0 {
+		req.Header.Del(webhook.HeaderSignature)
 	}
 	a.reqHeader = req.Header.Clone()
 
@@ -466,7 +451,7 @@ func webhookBody(d *Delivery, now time.Time) ([]byte, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		data = json.RawMessage("null")
 	}
-	body, err := json.Marshal(WebhookEnvelope{ID: d.EventID.String(), Type: d.Topic, Timestamp: ts.UTC(), Data: data})
+	body, err := json.Marshal(webhook.Envelope{ID: d.EventID.String(), Type: d.Topic, Timestamp: ts.UTC(), Data: data})
 	if err != nil {
 		return nil, fmt.Errorf("envelope: %w", err)
 	}

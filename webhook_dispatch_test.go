@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/outboxkit/outbox/webhook"
 )
 
 // whDispatcher returns a dispatcher that delivers webhooks under opts (nil:
@@ -105,7 +107,7 @@ func (b *bundle) disabledEvents(t *testing.T) []WebhookEndpointDisabled {
 func TestWebhookDispatchDelivers(t *testing.T) {
 	t.Parallel()
 	b := setupClock(t, nil)
-	secret, err := NewWebhookSecret()
+	secret, err := webhook.NewSecret()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +132,7 @@ func TestWebhookDispatchDelivers(t *testing.T) {
 
 	startDispatcher(t, whDispatcher(t, b, nil))
 	req := recv(t, got)
-	v, err := NewWebhookVerifier(secret)
+	v, err := webhook.NewVerifier(secret)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,11 +140,11 @@ func TestWebhookDispatchDelivers(t *testing.T) {
 		t.Fatalf("signature does not verify: %v", err)
 	}
 	h := req.header
-	if h.Get(WebhookIDHeader) != res.EventID.String() || !strings.HasPrefix(h.Get("User-Agent"), "outboxkit/") ||
+	if h.Get(webhook.HeaderID) != res.EventID.String() || !strings.HasPrefix(h.Get("User-Agent"), "outboxkit/") ||
 		h.Get("X-Tenant") != "acme" || h.Get("Authorization") != "Bearer tok-123-secret" || h.Get("Content-Type") != "application/json" {
 		t.Fatalf("headers = %v", h)
 	}
-	var env WebhookEnvelope
+	var env webhook.Envelope
 	if err := json.Unmarshal(req.body, &env); err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +167,7 @@ func TestWebhookDispatchDelivers(t *testing.T) {
 	if status != 204 || !ok || extID != res.EventID.String() || durMS < 1 || !sameTx {
 		t.Fatalf("record: status %d success %v external id %s duration %d ms, same transaction %v", status, ok, extID, durMS, sameTx)
 	}
-	if strings.Contains(reqData, "tok-123-secret") || strings.Contains(reqData, h.Get(WebhookSignatureHeader)[3:]) {
+	if strings.Contains(reqData, "tok-123-secret") || strings.Contains(reqData, h.Get(webhook.HeaderSignature)[3:]) {
 		t.Fatalf("record keeps a credential: %s", reqData)
 	}
 	if !strings.Contains(reqData, "acme") || !strings.Contains(reqData, "POST") {
@@ -298,10 +300,10 @@ func TestWebhookDispatchSSRFBlocked(t *testing.T) {
 func TestWebhookDispatchSecretRotation(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	oldS, _ := NewWebhookSecret()
-	newS, _ := NewWebhookSecret()
-	vOld, _ := NewWebhookVerifier(oldS)
-	vNew, _ := NewWebhookVerifier(newS)
+	oldS, _ := webhook.NewSecret()
+	newS, _ := webhook.NewSecret()
+	vOld, _ := webhook.NewVerifier(oldS)
+	vNew, _ := webhook.NewVerifier(newS)
 	srv, got := whReceiver(t, whStatus(http.StatusOK))
 	b.subscribeWebhook(t, "rot", "#", srv.URL, SubscriptionConfig{Secrets: []string{oldS, newS}})
 	startDispatcher(t, whDispatcher(t, b, nil))
@@ -313,7 +315,7 @@ func TestWebhookDispatchSecretRotation(t *testing.T) {
 	if err := vNew.Verify(req.header, req.body); err != nil {
 		t.Fatalf("new secret during rotation: %v", err)
 	}
-	if sigs := strings.Fields(req.header.Get(WebhookSignatureHeader)); len(sigs) != 2 {
+	if sigs := strings.Fields(req.header.Get(webhook.HeaderSignature)); len(sigs) != 2 {
 		t.Fatalf("signatures = %q, want two", sigs)
 	}
 	if _, err := b.ob.UpdateConfig(ctxT(t), "rot", SubscriptionConfig{Secrets: []string{newS}}); err != nil {
@@ -324,8 +326,8 @@ func TestWebhookDispatchSecretRotation(t *testing.T) {
 	if err := vNew.Verify(req.header, req.body); err != nil {
 		t.Fatalf("new secret after rotation: %v", err)
 	}
-	if err := vOld.Verify(req.header, req.body); !errors.Is(err, ErrWebhookSignature) {
-		t.Fatalf("old secret after rotation: err = %v, want ErrWebhookSignature", err)
+	if err := vOld.Verify(req.header, req.body); !errors.Is(err, webhook.ErrSignature) {
+		t.Fatalf("old secret after rotation: err = %v, want webhook.ErrSignature", err)
 	}
 }
 

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outboxkit/outbox/webhook"
+
 	"github.com/google/uuid"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
@@ -120,25 +122,25 @@ func TestWebhookSenderDelivers(t *testing.T) {
 	r := recv(t, got)
 
 	for k, want := range map[string]string{
-		"Content-Type":         "application/json",
-		"User-Agent":           "outboxkit/" + Version,
-		WebhookIDHeader:        d.EventID.String(),
-		WebhookTimestampHeader: strconv.FormatInt(webhookClock.Unix(), 10),
-		"Authorization":        "Bearer t0ken",
-		"X-Tenant":             "acme",
+		"Content-Type":          "application/json",
+		"User-Agent":            "outboxkit/" + Version,
+		webhook.HeaderID:        d.EventID.String(),
+		webhook.HeaderTimestamp: strconv.FormatInt(webhookClock.Unix(), 10),
+		"Authorization":         "Bearer t0ken",
+		"X-Tenant":              "acme",
 	} {
 		if v := r.header.Get(k); v != want {
 			t.Errorf("header %s = %q, want %q", k, v, want)
 		}
 	}
-	if sigs := r.header.Values(WebhookSignatureHeader); len(sigs) != 1 || strings.Count(sigs[0], "v1,") != 1 {
+	if sigs := r.header.Values(webhook.HeaderSignature); len(sigs) != 1 || strings.Count(sigs[0], "v1,") != 1 {
 		t.Errorf("signature header = %q", sigs)
 	}
 	if err := mustVerifier(t, webhookClock, vectorSecret).Verify(r.header, r.body); err != nil {
 		t.Errorf("verify: %v", err)
 	}
 
-	var env WebhookEnvelope
+	var env webhook.Envelope
 	if err := json.Unmarshal(r.body, &env); err != nil {
 		t.Fatalf("body %s: %v", r.body, err)
 	}
@@ -159,14 +161,14 @@ func TestWebhookSenderDelivers(t *testing.T) {
 		a.respHeader.Get("X-Receiver") != "yes" || a.gone {
 		t.Errorf("attempt = status %d body %q truncated %v gone %v", a.status, a.respBody, a.respTruncated, a.gone)
 	}
-	if string(a.reqBody) != string(r.body) || a.reqHeader.Get(WebhookSignatureHeader) != r.header.Get(WebhookSignatureHeader) ||
+	if string(a.reqBody) != string(r.body) || a.reqHeader.Get(webhook.HeaderSignature) != r.header.Get(webhook.HeaderSignature) ||
 		a.method != http.MethodPost || a.url != srv.URL+"/hooks?x=1" || !a.started.Equal(webhookClock) || a.duration <= 0 {
 		t.Errorf("attempt request = %s %s started %v duration %v", a.method, a.url, a.started, a.duration)
 	}
 
 	// The same event, attempt 2: the same id and body, so the same dedupe key.
 	d.Attempt = 2
-	if a2 := s.send(ctxT(t), srv.URL, cfg, d); a2.err != nil || string(a2.reqBody) != string(a.reqBody) || a2.reqHeader.Get(WebhookIDHeader) != d.EventID.String() {
+	if a2 := s.send(ctxT(t), srv.URL, cfg, d); a2.err != nil || string(a2.reqBody) != string(a.reqBody) || a2.reqHeader.Get(webhook.HeaderID) != d.EventID.String() {
 		t.Errorf("retry: err %v, body %s", a2.err, a2.reqBody)
 	}
 }
@@ -208,7 +210,7 @@ func TestWebhookSenderSecretRotation(t *testing.T) {
 		t.Fatal(a.err)
 	}
 	r := recv(t, got)
-	if n := len(strings.Fields(r.header.Get(WebhookSignatureHeader))); n != 2 {
+	if n := len(strings.Fields(r.header.Get(webhook.HeaderSignature))); n != 2 {
 		t.Fatalf("%d signatures, want 2", n)
 	}
 	for _, secret := range []string{vectorSecret, otherSecret} {
@@ -223,7 +225,7 @@ func TestWebhookSenderSecretRotation(t *testing.T) {
 		t.Fatal(a.err)
 	}
 	r = recv(t, got)
-	if r.header.Get(WebhookSignatureHeader) != "" || r.header.Get(WebhookIDHeader) == "" {
+	if r.header.Get(webhook.HeaderSignature) != "" || r.header.Get(webhook.HeaderID) == "" {
 		t.Errorf("unsigned delivery headers: %v", r.header)
 	}
 }
@@ -727,4 +729,21 @@ func TestWebhookEndpointKey(t *testing.T) {
 			t.Errorf("endpointKey(%s) = %s, want %s", raw, got, want)
 		}
 	}
+}
+
+// Secrets of the Standard Webhooks test vector and a second one for
+// rotation (the webhook package's tests check the vector itself).
+const (
+	vectorSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	otherSecret  = "whsec_dGhpcyBpcyBhIHNlY29uZCB0ZXN0IHNlY3JldCE="
+)
+
+func mustVerifier(t testing.TB, now time.Time, secrets ...string) *webhook.Verifier {
+	t.Helper()
+	v, err := webhook.NewVerifier(secrets...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Now = func() time.Time { return now }
+	return v
 }

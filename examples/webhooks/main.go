@@ -2,7 +2,7 @@
 // do: it starts a local receiver, subscribes it with a signing secret,
 // enqueues two events and runs a dispatcher that delivers webhooks. The
 // receiver verifies every request's Standard Webhooks signature with
-// outbox.NewWebhookVerifier, answers the first request with 503 and a
+// webhook.NewVerifier, answers the first request with 503 and a
 // Retry-After of 0, and accepts the retry. It then prints the attempts the
 // dispatcher recorded in integration_log and exits.
 //
@@ -25,6 +25,8 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+
+	"github.com/outboxkit/outbox/webhook"
 
 	_ "github.com/lib/pq"
 
@@ -69,16 +71,16 @@ func run() error {
 
 	// The receiving side: a service that verifies each webhook before it
 	// trusts it. It shares the subscription's secret.
-	secret, err := outbox.NewWebhookSecret()
+	secret, err := webhook.NewSecret()
 	if err != nil {
 		return err
 	}
-	verifier, err := outbox.NewWebhookVerifier(secret)
+	verifier, err := webhook.NewVerifier(secret)
 	if err != nil {
 		return err
 	}
 	var requests atomic.Int32
-	accepted := make(chan outbox.WebhookEnvelope, 4)
+	accepted := make(chan webhook.Envelope, 4)
 	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := requests.Add(1)
 		body, err := verifier.VerifyRequest(r)
@@ -87,12 +89,12 @@ func run() error {
 			http.Error(w, "bad signature", http.StatusUnauthorized)
 			return
 		}
-		var env outbox.WebhookEnvelope
+		var env webhook.Envelope
 		if err := json.Unmarshal(body, &env); err != nil {
 			http.Error(w, "bad body", http.StatusBadRequest)
 			return
 		}
-		fmt.Printf("receiver: request %d, webhook-id %s, type %s: signature valid\n", n, r.Header.Get(outbox.WebhookIDHeader), env.Type)
+		fmt.Printf("receiver: request %d, webhook-id %s, type %s: signature valid\n", n, r.Header.Get(webhook.HeaderID), env.Type)
 		if n == 1 {
 			// Busy: ask for a retry right away. (Without Retry-After the
 			// subscription's retry_schedule, 100 ms here, would apply.)

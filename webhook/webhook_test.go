@@ -1,4 +1,4 @@
-package outbox
+package webhook
 
 import (
 	"bytes"
@@ -26,18 +26,22 @@ const (
 	otherSecret = "whsec_dGhpcyBpcyBhIHNlY29uZCB0ZXN0IHNlY3JldCE="
 )
 
-func mustKeys(t testing.TB, secrets ...string) [][]byte {
+func mustKeys(t testing.TB, secrets ...string) *Signer {
 	t.Helper()
-	keys, err := decodeSecrets(secrets)
+	s, err := NewSigner(secrets...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return keys
+	return s
 }
 
-func mustVerifier(t testing.TB, now time.Time, secrets ...string) *WebhookVerifier {
+func signWebhook(s *Signer, id string, ts int64, body []byte) string {
+	return s.Sign(id, time.Unix(ts, 0), body)
+}
+
+func mustVerifier(t testing.TB, now time.Time, secrets ...string) *Verifier {
 	t.Helper()
-	v, err := NewWebhookVerifier(secrets...)
+	v, err := NewVerifier(secrets...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,9 +51,9 @@ func mustVerifier(t testing.TB, now time.Time, secrets ...string) *WebhookVerifi
 
 func signedHeader(id string, ts int64, sig string) http.Header {
 	h := http.Header{}
-	h.Set(WebhookIDHeader, id)
-	h.Set(WebhookTimestampHeader, strconv.FormatInt(ts, 10))
-	h.Set(WebhookSignatureHeader, sig)
+	h.Set(HeaderID, id)
+	h.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
+	h.Set(HeaderSignature, sig)
 	return h
 }
 
@@ -117,12 +121,12 @@ func TestWebhookSignatureRotation(t *testing.T) {
 			t.Errorf("verifier with %d secret(s) refused: %v", len(secrets), err)
 		}
 	}
-	stranger, err := NewWebhookSecret()
+	stranger, err := NewSecret()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := mustVerifier(t, now, stranger).Verify(h, body); !errors.Is(err, ErrWebhookSignature) {
-		t.Fatalf("unrelated secret: err = %v, want ErrWebhookSignature", err)
+	if err := mustVerifier(t, now, stranger).Verify(h, body); !errors.Is(err, ErrSignature) {
+		t.Fatalf("unrelated secret: err = %v, want ErrSignature", err)
 	}
 }
 
@@ -137,27 +141,27 @@ func TestWebhookVerifierErrors(t *testing.T) {
 		body   []byte
 		want   error
 	}{
-		{"missing id", signedHeader("", vectorTimestamp, vectorSignature), body, ErrWebhookHeaders},
-		{"missing signature", signedHeader(vectorID, vectorTimestamp, ""), body, ErrWebhookHeaders},
+		{"missing id", signedHeader("", vectorTimestamp, vectorSignature), body, ErrMissingHeaders},
+		{"missing signature", signedHeader(vectorID, vectorTimestamp, ""), body, ErrMissingHeaders},
 		{"missing timestamp", func() http.Header {
 			h := signedHeader(vectorID, 0, vectorSignature)
-			h.Del(WebhookTimestampHeader)
+			h.Del(HeaderTimestamp)
 			return h
-		}(), body, ErrWebhookHeaders},
+		}(), body, ErrMissingHeaders},
 		{"timestamp not a number", func() http.Header {
 			h := signedHeader(vectorID, 0, vectorSignature)
-			h.Set(WebhookTimestampHeader, "2021-02-25T15:02:10Z")
+			h.Set(HeaderTimestamp, "2021-02-25T15:02:10Z")
 			return h
-		}(), body, ErrWebhookTimestamp},
-		{"timestamp too old", signedHeader(vectorID, vectorTimestamp-301, signWebhook(mustKeys(t, vectorSecret), vectorID, vectorTimestamp-301, body)), body, ErrWebhookTimestamp},
-		{"timestamp too new", signedHeader(vectorID, vectorTimestamp+301, signWebhook(mustKeys(t, vectorSecret), vectorID, vectorTimestamp+301, body)), body, ErrWebhookTimestamp},
-		{"timestamp absurd", signedHeader(vectorID, -1<<62, vectorSignature), body, ErrWebhookTimestamp},
-		{"tampered body", signedHeader(vectorID, vectorTimestamp, vectorSignature), []byte(`{"test": 2432232315}`), ErrWebhookSignature},
-		{"other id", signedHeader("msg_other", vectorTimestamp, vectorSignature), body, ErrWebhookSignature},
-		{"other timestamp", signedHeader(vectorID, vectorTimestamp+1, vectorSignature), body, ErrWebhookSignature},
-		{"unknown version", signedHeader(vectorID, vectorTimestamp, "v2,"+strings.TrimPrefix(vectorSignature, "v1,")), body, ErrWebhookSignature},
-		{"truncated signature", signedHeader(vectorID, vectorTimestamp, vectorSignature[:len(vectorSignature)-2]), body, ErrWebhookSignature},
-		{"garbage", signedHeader(vectorID, vectorTimestamp, "v1, ,,, v1"), body, ErrWebhookSignature},
+		}(), body, ErrTimestamp},
+		{"timestamp too old", signedHeader(vectorID, vectorTimestamp-301, signWebhook(mustKeys(t, vectorSecret), vectorID, vectorTimestamp-301, body)), body, ErrTimestamp},
+		{"timestamp too new", signedHeader(vectorID, vectorTimestamp+301, signWebhook(mustKeys(t, vectorSecret), vectorID, vectorTimestamp+301, body)), body, ErrTimestamp},
+		{"timestamp absurd", signedHeader(vectorID, -1<<62, vectorSignature), body, ErrTimestamp},
+		{"tampered body", signedHeader(vectorID, vectorTimestamp, vectorSignature), []byte(`{"test": 2432232315}`), ErrSignature},
+		{"other id", signedHeader("msg_other", vectorTimestamp, vectorSignature), body, ErrSignature},
+		{"other timestamp", signedHeader(vectorID, vectorTimestamp+1, vectorSignature), body, ErrSignature},
+		{"unknown version", signedHeader(vectorID, vectorTimestamp, "v2,"+strings.TrimPrefix(vectorSignature, "v1,")), body, ErrSignature},
+		{"truncated signature", signedHeader(vectorID, vectorTimestamp, vectorSignature[:len(vectorSignature)-2]), body, ErrSignature},
+		{"garbage", signedHeader(vectorID, vectorTimestamp, "v1, ,,, v1"), body, ErrSignature},
 	}
 	for _, tt := range tests {
 		err := v.Verify(tt.header, tt.body)
@@ -178,7 +182,7 @@ func TestWebhookVerifierErrors(t *testing.T) {
 	strict := mustVerifier(t, now, vectorSecret)
 	strict.Tolerance = 10 * time.Second
 	ts := int64(vectorTimestamp) - 11
-	if err := strict.Verify(signedHeader(vectorID, ts, signWebhook(mustKeys(t, vectorSecret), vectorID, ts, body)), body); !errors.Is(err, ErrWebhookTimestamp) {
+	if err := strict.Verify(signedHeader(vectorID, ts, signWebhook(mustKeys(t, vectorSecret), vectorID, ts, body)), body); !errors.Is(err, ErrTimestamp) {
 		t.Errorf("tolerance 10s, skew 11s: err = %v", err)
 	}
 }
@@ -206,12 +210,12 @@ func TestWebhookVerifyRequest(t *testing.T) {
 	if err != nil || string(again) != vectorPayload {
 		t.Fatalf("body not restored: %q, %v", again, err)
 	}
-	if _, err := v.VerifyRequest(newReq(vectorPayload + " ")); !errors.Is(err, ErrWebhookSignature) {
+	if _, err := v.VerifyRequest(newReq(vectorPayload + " ")); !errors.Is(err, ErrSignature) {
 		t.Fatalf("tampered: err = %v", err)
 	}
 	small := mustVerifier(t, now, vectorSecret)
 	small.MaxBodyBytes = 5
-	if _, err := small.VerifyRequest(newReq(vectorPayload)); !errors.Is(err, ErrWebhookBodyTooLarge) {
+	if _, err := small.VerifyRequest(newReq(vectorPayload)); !errors.Is(err, ErrBodyTooLarge) {
 		t.Fatalf("too large: err = %v", err)
 	}
 	// A body of exactly the limit is read whole.
@@ -224,25 +228,25 @@ func TestWebhookVerifyRequest(t *testing.T) {
 
 func TestWebhookVerifierConfig(t *testing.T) {
 	t.Parallel()
-	if _, err := NewWebhookVerifier(); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := NewVerifier(); !errors.Is(err, ErrInvalidSecret) {
 		t.Errorf("no secret: err = %v", err)
 	}
 	for _, bad := range []string{"whsec_not base64!", "whsec_" + base64.StdEncoding.EncodeToString([]byte("short")), ""} {
-		_, err := NewWebhookVerifier(vectorSecret, bad)
-		if !errors.Is(err, ErrInvalidConfig) {
+		_, err := NewVerifier(vectorSecret, bad)
+		if !errors.Is(err, ErrInvalidSecret) {
 			t.Errorf("secret %q: err = %v", bad, err)
 		}
 		if err != nil && bad != "" && strings.Contains(err.Error(), strings.TrimPrefix(bad, "whsec_")) {
 			t.Errorf("error %q repeats the secret", err)
 		}
 	}
-	s, err := NewWebhookSecret()
+	s, err := NewSecret()
 	if err != nil {
 		t.Fatal(err)
 	}
 	key, err := decodeSecret(s)
 	if err != nil || len(key) != 32 || !strings.HasPrefix(s, "whsec_") {
-		t.Fatalf("NewWebhookSecret = %q: key %d bytes, %v", s, len(key), err)
+		t.Fatalf("NewSecret = %q: key %d bytes, %v", s, len(key), err)
 	}
 }
 
@@ -274,8 +278,28 @@ func FuzzWebhookSignatureVerify(f *testing.F) {
 		} else {
 			tampered[flip%uint(len(tampered))] ^= 1 << (flip % 8)
 		}
-		if err := v.Verify(h, tampered); !errors.Is(err, ErrWebhookSignature) {
-			t.Fatalf("tampered body: err = %v, want ErrWebhookSignature", err)
+		if err := v.Verify(h, tampered); !errors.Is(err, ErrSignature) {
+			t.Fatalf("tampered body: err = %v, want ErrSignature", err)
 		}
 	})
+}
+
+func TestSignerHeader(t *testing.T) {
+	t.Parallel()
+	s := mustKeys(t, vectorSecret)
+	h := http.Header{}
+	s.Header(h, vectorID, time.Unix(vectorTimestamp, 0), []byte(vectorPayload))
+	if h.Get(HeaderID) != vectorID || h.Get(HeaderTimestamp) != strconv.Itoa(vectorTimestamp) || h.Get(HeaderSignature) != vectorSignature {
+		t.Fatalf("headers = %v", h)
+	}
+	v := mustVerifier(t, time.Unix(vectorTimestamp, 0), vectorSecret)
+	if err := v.Verify(h, []byte(vectorPayload)); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckSecret("whsec_short"); !errors.Is(err, ErrInvalidSecret) {
+		t.Fatalf("CheckSecret: %v", err)
+	}
+	if _, err := NewSigner("whsec_" + strings.Repeat("A", 300)); !errors.Is(err, ErrInvalidSecret) {
+		t.Fatalf("NewSigner with a long secret: %v", err)
+	}
 }
