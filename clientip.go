@@ -53,7 +53,6 @@ type ClientIPConfig struct {
 type ClientIPResolver struct {
 	trusted []netip.Prefix
 	header  realclientip.Strategy
-	remote  realclientip.RemoteAddrStrategy
 }
 
 // NewClientIPResolver validates cfg and returns a resolver.
