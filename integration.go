@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -21,6 +19,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/lib/pq"
 
+	"github.com/outboxkit/outbox/internal/page"
 	"github.com/outboxkit/outbox/internal/store"
 )
 
@@ -439,30 +438,31 @@ type IntegrationPage struct {
 // List returns records matching f, newest first, one page at a time
 // (keyset pagination: stable while new records arrive).
 func (l *IntegrationLog) List(ctx context.Context, f IntegrationFilter) (IntegrationPage, error) {
-	limit, err := pageLimit(f.Limit)
+	limit, err := page.Limit(f.Limit, ListLimitDefault, ListLimitMax)
 	if err != nil {
-		return IntegrationPage{}, err
+		return IntegrationPage{}, filterError(err)
 	}
 	if f.Operation != "" && !f.Operation.valid() {
 		return IntegrationPage{}, invalid(ErrInvalidFilter, "operation", "unknown operation %q", f.Operation)
 	}
-	curAt, curID, err := decodeCursor(f.Cursor)
+	curAt, curID, err := page.DecodeCursor(f.Cursor)
 	if err != nil {
-		return IntegrationPage{}, err
+		return IntegrationPage{}, filterError(err)
 	}
 	var success any
 	if f.Success != nil {
 		success = *f.Success
 	}
 	rows, err := l.o.db.QueryContext(ctx, l.sql.list, f.Integration, string(f.Operation), success, f.ExternalID,
-		nullTime(f.Since), nullTime(f.Until), curAt, curID, limit+1)
-	var page IntegrationPage
-	page.Records, page.Next, err = keysetPage(rows, err, limit, scanIntegrationRecord,
+		page.TimeArg(f.Since), page.TimeArg(f.Until), curAt, curID, limit+1)
+	var out IntegrationPage
+	out.Records, out.Next, err = page.Read(rows, err, limit,
+		func(rows *sql.Rows) (IntegrationRecord, error) { return scanIntegrationRecord(rows) },
 		func(r IntegrationRecord) (time.Time, uuid.UUID) { return r.OccurredAt, r.ID })
 	if err != nil {
 		return IntegrationPage{}, fmt.Errorf("outbox: list integration records: %w", err)
 	}
-	return page, nil
+	return out, nil
 }
 
 func scanIntegrationRecord(row rowScanner) (IntegrationRecord, error) {
@@ -1045,81 +1045,6 @@ type readCloser struct {
 type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
-
-// pageLimit applies the List page-size default and bounds.
-func pageLimit(n int) (int, error) {
-	switch {
-	case n < 0:
-		return 0, invalid(ErrInvalidFilter, "limit", "must not be negative, got %d", n)
-	case n == 0:
-		return ListLimitDefault, nil
-	}
-	return min(n, ListLimitMax), nil
-}
-
-// keysetPage reads a List query's rows (newest first, at most limit+1 of
-// them: err is the query's error) with scan, and returns the first limit
-// and the cursor of the next page, "" when there is none. key gives a row's
-// (occurred_at, id).
-func keysetPage[T any](rows *sql.Rows, err error, limit int, scan func(rowScanner) (T, error),
-	key func(T) (time.Time, uuid.UUID)) (page []T, next string, _ error) {
-	if err != nil {
-		return nil, "", err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, "", err
-		}
-		page = append(page, v)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", err
-	}
-	if len(page) > limit {
-		page = page[:limit]
-		next = encodeCursor(key(page[limit-1]))
-	}
-	return page, next, nil
-}
-
-// encodeCursor makes an opaque keyset cursor of a row's (occurred_at, id).
-func encodeCursor(at time.Time, id uuid.UUID) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(at.UTC().Format(time.RFC3339Nano) + " " + id.String()))
-}
-
-// decodeCursor returns the SQL arguments of a cursor: nil, nil for none.
-func decodeCursor(c string) (at, id any, err error) {
-	if c == "" {
-		return nil, nil, nil
-	}
-	bad := invalid(ErrInvalidFilter, "cursor", "is not a cursor returned by List")
-	raw, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil {
-		return nil, nil, bad
-	}
-	ts, sid, ok := strings.Cut(string(raw), " ")
-	if !ok {
-		return nil, nil, bad
-	}
-	t, err := time.Parse(time.RFC3339Nano, ts)
-	if err != nil {
-		return nil, nil, bad
-	}
-	u, err := uuid.Parse(sid)
-	if err != nil {
-		return nil, nil, bad
-	}
-	return t.UTC(), u, nil
-}
-
-func nullTime(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return t.UTC()
-}
 
 type integrationSQL struct{ insert, list, stats string }
 

@@ -128,8 +128,11 @@ func TestIntegrationRecordTypedAndList(t *testing.T) {
 			t.Errorf("filter %+v: %d records, want %d", c.f, len(got), c.want)
 		}
 	}
-	if _, err := l.List(ctx, IntegrationFilter{Cursor: "garbage"}); !errors.Is(err, ErrInvalidFilter) {
-		t.Errorf("bad cursor: %v", err)
+	for field, f := range map[string]IntegrationFilter{"cursor": {Cursor: "garbage"}, "limit": {Limit: -1}} {
+		var ve *ValidationError
+		if _, err := l.List(ctx, f); !errors.Is(err, ErrInvalidFilter) || !errors.As(err, &ve) || ve.Field != field {
+			t.Errorf("bad %s: %v", field, err)
+		}
 	}
 	if _, err := l.List(ctx, IntegrationFilter{Operation: "NOPE"}); !errors.Is(err, ErrInvalidFilter) {
 		t.Errorf("bad operation: %v", err)

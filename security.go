@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/lib/pq"
 
+	"github.com/outboxkit/outbox/internal/page"
 	"github.com/outboxkit/outbox/internal/store"
 )
 
@@ -439,9 +440,9 @@ type SecurityPage struct {
 // List returns events matching f, newest first, one page at a time (keyset
 // pagination: stable while new events arrive).
 func (s *SecurityLog) List(ctx context.Context, f SecurityFilter) (SecurityPage, error) {
-	limit, err := pageLimit(f.Limit)
+	limit, err := page.Limit(f.Limit, ListLimitDefault, ListLimitMax)
 	if err != nil {
-		return SecurityPage{}, err
+		return SecurityPage{}, filterError(err)
 	}
 	if f.Type != "" && !f.Type.valid() {
 		return SecurityPage{}, invalid(ErrInvalidFilter, "event_type", "unknown type %q", f.Type)
@@ -455,23 +456,24 @@ func (s *SecurityLog) List(ctx context.Context, f SecurityFilter) (SecurityPage,
 			return SecurityPage{}, invalid(ErrInvalidFilter, "ip_address", "is not an IP address")
 		}
 	}
-	curAt, curID, err := decodeCursor(f.Cursor)
+	curAt, curID, err := page.DecodeCursor(f.Cursor)
 	if err != nil {
-		return SecurityPage{}, err
+		return SecurityPage{}, filterError(err)
 	}
 	var user any
 	if f.UserID != uuid.Nil {
 		user = f.UserID
 	}
 	rows, err := s.o.db.QueryContext(ctx, s.sql.list, f.AwaitingReview, string(f.Type), string(f.MinSeverity), user, ip,
-		nullTime(f.Since), nullTime(f.Until), curAt, curID, limit+1)
-	var page SecurityPage
-	page.Events, page.Next, err = keysetPage(rows, err, limit, scanSecurityEvent,
+		page.TimeArg(f.Since), page.TimeArg(f.Until), curAt, curID, limit+1)
+	var out SecurityPage
+	out.Events, out.Next, err = page.Read(rows, err, limit,
+		func(rows *sql.Rows) (SecurityEvent, error) { return scanSecurityEvent(rows) },
 		func(ev SecurityEvent) (time.Time, uuid.UUID) { return ev.OccurredAt, ev.ID })
 	if err != nil {
 		return SecurityPage{}, fmt.Errorf("outbox: list security events: %w", err)
 	}
-	return page, nil
+	return out, nil
 }
 
 // AwaitingReview lists the events that require review and have none yet:
