@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/lib/pq"
 
+	"github.com/outboxkit/outbox/internal/httprecord"
 	"github.com/outboxkit/outbox/internal/page"
 	"github.com/outboxkit/outbox/internal/store"
 )
@@ -323,17 +323,10 @@ func (l *IntegrationLog) Transport(integration string, base http.RoundTripper, o
 	if err := checkIntegrationName(integration); err != nil {
 		panic(err)
 	}
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	t := &recordingTransport{l: l, integration: integration, base: base}
-	if opts != nil {
-		t.opts = *opts
-	}
-	if t.opts.DB == nil {
-		t.opts.DB = l.o.db
-	}
-	return t
+	o := l.httpOptions(opts)
+	return httprecord.Transport(base, l.captureConfig(), func(ex *httprecord.Exchange) {
+		l.writeExchange(integration, OpAPICallMade, o, ex)
+	})
 }
 
 // Middleware returns HTTP middleware that records every request it serves
@@ -346,70 +339,11 @@ func (l *IntegrationLog) Middleware(integration string, opts *HTTPRecordOptions)
 	if err := checkIntegrationName(integration); err != nil {
 		panic(err)
 	}
-	var o HTTPRecordOptions
-	if opts != nil {
-		o = *opts
-	}
-	if o.DB == nil {
-		o.DB = l.o.db
-	}
+	o := l.httpOptions(opts)
 	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			l.serveRecorded(w, r, next, integration, &o)
+		return httprecord.Handler(next, l.captureConfig(), func(ex *httprecord.Exchange) {
+			l.writeExchange(integration, OpWebhookReceived, o, ex)
 		})
-	}
-}
-
-func (l *IntegrationLog) serveRecorded(w http.ResponseWriter, r *http.Request, next http.Handler, integration string, o *HTTPRecordOptions) {
-	start, began := l.o.now(), time.Now()
-	limit := l.red.maxBody + 1
-	var reqBody []byte
-	var counted *countingReader
-	if r.Body != nil && r.Body != http.NoBody {
-		// Read up to the limit now (the next handler may never read the
-		// body), and give the next handler those bytes and the rest.
-		buf, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)))
-		reqBody = buf
-		orig := r.Body
-		rest := io.Reader(orig)
-		if err != nil {
-			rest = errReader{err}
-		}
-		counted = &countingReader{r: io.MultiReader(bytes.NewReader(buf), rest)}
-		r.Body = readCloser{Reader: counted, Closer: orig}
-	}
-	rw := &recordingWriter{ResponseWriter: w, limit: limit}
-	var panicked any
-	func() {
-		defer func() {
-			if p := recover(); p != nil {
-				panicked = p
-			}
-		}()
-		next.ServeHTTP(rw, r)
-	}()
-	status := rw.status
-	if status == 0 {
-		status = http.StatusOK
-	}
-	var callErr error
-	if panicked != nil {
-		status, callErr = http.StatusInternalServerError, fmt.Errorf("panic: %v", panicked)
-	}
-	resp := &http.Response{StatusCode: status, Header: w.Header()}
-	ext := ""
-	if o.ExternalID != nil {
-		ext = o.ExternalID(r, reqBody, resp, rw.body.Bytes())
-	}
-	total := max(r.ContentLength, int64(len(reqBody)))
-	if counted != nil {
-		total = max(total, counted.n)
-	}
-	rec := l.red.httpRecord(integration, OpWebhookReceived, r, reqBody, total, resp, rw.body.Bytes(), rw.total, callErr, time.Since(began), o.Headers)
-	rec.OccurredAt, rec.ExternalID = start, ext
-	l.write(context.WithoutCancel(r.Context()), o.DB, rec)
-	if panicked != nil {
-		panic(panicked)
 	}
 }
 
@@ -710,6 +644,35 @@ func (op Operation) valid() bool {
 
 func okStatus(s int) bool { return s == 0 || (s >= 200 && s < 300) }
 
+// httpOptions returns opts with its defaults filled in.
+func (l *IntegrationLog) httpOptions(opts *HTTPRecordOptions) *HTTPRecordOptions {
+	var o HTTPRecordOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.DB == nil {
+		o.DB = l.o.db
+	}
+	return &o
+}
+
+// captureConfig keeps one byte over the body limit, so that the redactor
+// sees which bodies it cuts.
+func (l *IntegrationLog) captureConfig() httprecord.Config {
+	return httprecord.Config{Limit: l.red.maxBody + 1, Now: l.o.now}
+}
+
+// writeExchange records an exchange Transport or Middleware captured.
+func (l *IntegrationLog) writeExchange(integration string, op Operation, o *HTTPRecordOptions, ex *httprecord.Exchange) {
+	rec := l.red.httpRecord(integration, op, ex.Request, ex.RequestBody, ex.RequestBytes, ex.Response, ex.ResponseBody,
+		ex.ResponseBytes, ex.Err, ex.Duration, o.Headers)
+	rec.OccurredAt = ex.Start
+	if o.ExternalID != nil {
+		rec.ExternalID = o.ExternalID(ex.Request, ex.RequestBody, ex.Response, ex.ResponseBody)
+	}
+	l.write(context.WithoutCancel(ex.Request.Context()), o.DB, rec)
+}
+
 // write inserts one record for Transport or Middleware, logging a failure.
 func (l *IntegrationLog) write(ctx context.Context, db Querier, rec IntegrationRecord) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -719,194 +682,6 @@ func (l *IntegrationLog) write(ctx context.Context, db Querier, rec IntegrationR
 			slog.String("operation", string(rec.Operation)), slog.Any("error", err))
 	}
 }
-
-// recordingTransport is the http.RoundTripper of IntegrationLog.Transport.
-type recordingTransport struct {
-	l           *IntegrationLog
-	integration string
-	base        http.RoundTripper
-	opts        HTTPRecordOptions
-}
-
-func (t *recordingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	start, began := t.l.o.now(), time.Now()
-	limit := t.l.red.maxBody + 1
-	out := req
-	var capReq *capture
-	var reqBody []byte
-	var reqTotal int64
-	if req.Body != nil && req.Body != http.NoBody {
-		if req.GetBody != nil {
-			// A replayable body: read a copy, never the caller's stream.
-			if rc, err := req.GetBody(); err == nil {
-				reqBody, _ = io.ReadAll(io.LimitReader(rc, int64(limit)))
-				_ = rc.Close()
-				reqTotal = max(req.ContentLength, int64(len(reqBody)))
-			}
-		} else {
-			capReq = &capture{limit: limit}
-			out = req.Clone(req.Context())
-			out.Body = &teeBody{rc: req.Body, c: capReq}
-		}
-	}
-	resp, err := t.base.RoundTrip(out)
-	duration := time.Since(began)
-	if capReq != nil {
-		reqBody, reqTotal = capReq.snapshot()
-	}
-	ctx := context.WithoutCancel(req.Context())
-	if err != nil {
-		rec := t.l.red.httpRecord(t.integration, OpAPICallMade, req, reqBody, reqTotal, nil, nil, 0, err, duration, t.opts.Headers)
-		rec.OccurredAt = start
-		if t.opts.ExternalID != nil {
-			rec.ExternalID = t.opts.ExternalID(req, reqBody, nil, nil)
-		}
-		t.l.write(ctx, t.opts.DB, rec)
-		return resp, err
-	}
-	c := &capture{limit: limit}
-	finish := func() {
-		respBody, respTotal := c.snapshot()
-		if capReq != nil {
-			reqBody, reqTotal = capReq.snapshot()
-		}
-		rec := t.l.red.httpRecord(t.integration, OpAPICallMade, req, reqBody, reqTotal, resp, respBody, respTotal, nil, duration, t.opts.Headers)
-		rec.OccurredAt = start
-		if t.opts.ExternalID != nil {
-			rec.ExternalID = t.opts.ExternalID(req, reqBody, resp, respBody)
-		}
-		t.l.write(ctx, t.opts.DB, rec)
-	}
-	if resp.Body == nil || resp.Body == http.NoBody {
-		finish()
-		return resp, nil
-	}
-	resp.Body = &recordingBody{rc: resp.Body, c: c, finish: finish}
-	return resp, nil
-}
-
-// capture keeps the first limit bytes written to it and counts them all.
-type capture struct {
-	mu    sync.Mutex
-	limit int
-	buf   []byte
-	total int64
-}
-
-func (c *capture) add(p []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.total += int64(len(p))
-	if room := c.limit - len(c.buf); room > 0 {
-		c.buf = append(c.buf, p[:min(room, len(p))]...)
-	}
-}
-
-func (c *capture) snapshot() ([]byte, int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]byte(nil), c.buf...), c.total
-}
-
-// teeBody copies what the transport reads from a request body.
-type teeBody struct {
-	rc io.ReadCloser
-	c  *capture
-}
-
-func (b *teeBody) Read(p []byte) (int, error) {
-	n, err := b.rc.Read(p)
-	b.c.add(p[:n])
-	return n, err
-}
-
-func (b *teeBody) Close() error { return b.rc.Close() }
-
-// recordingBody copies what the caller reads from a response body and
-// records the exchange at EOF or Close, whichever comes first.
-type recordingBody struct {
-	rc     io.ReadCloser
-	c      *capture
-	once   sync.Once
-	finish func()
-}
-
-func (b *recordingBody) Read(p []byte) (int, error) {
-	n, err := b.rc.Read(p)
-	b.c.add(p[:n])
-	if err == io.EOF {
-		b.once.Do(b.finish)
-	}
-	return n, err
-}
-
-func (b *recordingBody) Close() error {
-	err := b.rc.Close()
-	b.once.Do(b.finish)
-	return err
-}
-
-// recordingWriter captures the status and the first bytes of the body a
-// handler writes.
-type recordingWriter struct {
-	http.ResponseWriter
-	status int
-	limit  int
-	body   bytes.Buffer
-	total  int64
-}
-
-func (w *recordingWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *recordingWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := w.ResponseWriter.Write(p)
-	w.total += int64(n)
-	if room := w.limit - w.body.Len(); room > 0 {
-		w.body.Write(p[:min(room, n)])
-	}
-	return n, err
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (w *recordingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// Flush forwards to the underlying writer when it can flush.
-func (w *recordingWriter) Flush() {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
-type readCloser struct {
-	io.Reader
-	io.Closer
-}
-
-type errReader struct{ err error }
-
-func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 type integrationSQL struct{ insert, list, stats string }
 
