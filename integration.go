@@ -42,14 +42,6 @@ const (
 	OpDataSync        Operation = "DATA_SYNC"        // a batch synchronisation ran
 )
 
-// Well-known integration names. Any name of 1 to 100 characters without
-// control characters is accepted.
-const (
-	IntegrationStripe        = "STRIPE"
-	IntegrationPayPal        = "PAYPAL"
-	IntegrationEmailProvider = "EMAIL_PROVIDER"
-)
-
 // Limits and defaults of the integration log.
 const (
 	// MaxIntegrationNameChars is the longest integration name.
@@ -73,7 +65,8 @@ const (
 type IntegrationRecord struct {
 	// ID identifies the record. Left zero, a UUIDv7 is assigned.
 	ID uuid.UUID
-	// Integration names the third party, such as IntegrationStripe.
+	// Integration names the third party, such as "stripe": free text of 1
+	// to MaxIntegrationNameChars characters without control characters.
 	Integration string
 	// Operation is what happened.
 	Operation Operation
@@ -153,7 +146,7 @@ func (l *IntegrationLog) RecordBatch(ctx context.Context, q Querier, recs []Inte
 
 // APICall describes one call we made to a third party.
 type APICall struct {
-	Integration string        // the third party, such as IntegrationStripe
+	Integration string        // the third party, such as "stripe"
 	Method      string        // the HTTP method or RPC name
 	URL         string        // the endpoint; user info and query secrets are redacted
 	Request     any           // the request body or value: JSON-marshalled, []byte as a body
@@ -186,7 +179,7 @@ func (l *IntegrationLog) RecordAPICall(ctx context.Context, q Querier, c APICall
 
 // WebhookReceipt describes one webhook a third party sent us.
 type WebhookReceipt struct {
-	Integration string        // the sender, such as IntegrationStripe
+	Integration string        // the sender, such as "stripe"
 	EventType   string        // the sender's event type, such as "charge.succeeded"
 	Headers     http.Header   // the request headers, redacted before storage
 	Payload     any           // the body: JSON-marshalled, []byte as a body
