@@ -109,41 +109,6 @@ type IntegrationLog struct {
 	sql *integrationSQL
 }
 
-// NewIntegrationLog returns the integration recorder of o.
-func NewIntegrationLog(o *Outbox, cfg IntegrationLogConfig) (*IntegrationLog, error) {
-	if o == nil {
-		return nil, invalid(ErrInvalidConfig, "outbox", "is nil")
-	}
-	red, err := NewRedactor(cfg.Redaction)
-	if err != nil {
-		return nil, err
-	}
-	return &IntegrationLog{o: o, red: red, sql: integrationStatements(o.cfg.Schema)}, nil
-}
-
-// Redactor returns the redaction rules the log applies.
-func (l *IntegrationLog) Redactor() *Redactor { return l.red }
-
-// Record validates, redacts and inserts one record through q and returns it
-// as stored (ID, OccurredAt and the redacted data filled in). An invalid
-// record is an ErrInvalidRecord (or ErrInvalidPayload, ErrPayloadTooLarge)
-// *ValidationError returned before any SQL is sent, so q's transaction
-// stays usable.
-func (l *IntegrationLog) Record(ctx context.Context, q Querier, rec IntegrationRecord) (IntegrationRecord, error) {
-	out, err := l.o.insertIntegrations(ctx, q, []IntegrationRecord{rec}, l.red)
-	if err != nil {
-		return IntegrationRecord{}, err
-	}
-	return out[0], nil
-}
-
-// RecordBatch inserts many records in one statement, with Record's
-// guarantees: if any record is invalid nothing is sent, and the error names
-// its index.
-func (l *IntegrationLog) RecordBatch(ctx context.Context, q Querier, recs []IntegrationRecord) ([]IntegrationRecord, error) {
-	return l.o.insertIntegrations(ctx, q, recs, l.red)
-}
-
 // APICall describes one call we made to a third party.
 type APICall struct {
 	Integration string        // the third party, such as "stripe"
@@ -158,25 +123,6 @@ type APICall struct {
 	Duration    time.Duration // how long the call took
 }
 
-// RecordAPICall records an API_CALL_MADE. The call succeeded when Error is
-// empty and HTTPStatus is 0 or 2xx. request_data holds method, url and
-// body; response_data holds body.
-func (l *IntegrationLog) RecordAPICall(ctx context.Context, q Querier, c APICall) (IntegrationRecord, error) {
-	req, err := l.red.envelope("request_data", map[string]any{"method": c.Method, "url": l.red.URL(c.URL)}, c.Request)
-	if err != nil {
-		return IntegrationRecord{}, err
-	}
-	resp, err := l.red.envelope("response_data", map[string]any{}, c.Response)
-	if err != nil {
-		return IntegrationRecord{}, err
-	}
-	return l.Record(ctx, q, IntegrationRecord{
-		Integration: c.Integration, Operation: OpAPICallMade, Request: req, Response: resp,
-		HTTPStatus: c.HTTPStatus, Success: c.Error == "" && okStatus(c.HTTPStatus), Error: c.Error,
-		ExternalID: c.ExternalID, OccurredAt: c.OccurredAt, Duration: c.Duration,
-	})
-}
-
 // WebhookReceipt describes one webhook a third party sent us.
 type WebhookReceipt struct {
 	Integration string        // the sender, such as "stripe"
@@ -188,28 +134,6 @@ type WebhookReceipt struct {
 	ExternalID  string        // the sender's event id
 	OccurredAt  time.Time     // zero: now
 	Duration    time.Duration // how long we took
-}
-
-// RecordWebhookReceived records a WEBHOOK_RECEIVED. It succeeded when Error
-// is empty and HTTPStatus is 0 or 2xx. request_data holds event_type,
-// headers and body.
-func (l *IntegrationLog) RecordWebhookReceived(ctx context.Context, q Querier, w WebhookReceipt) (IntegrationRecord, error) {
-	head := map[string]any{}
-	if w.EventType != "" {
-		head["event_type"] = w.EventType
-	}
-	if h := l.red.Headers(w.Headers, nil); h != nil {
-		head["headers"] = h
-	}
-	req, err := l.red.envelope("request_data", head, w.Payload)
-	if err != nil {
-		return IntegrationRecord{}, err
-	}
-	return l.Record(ctx, q, IntegrationRecord{
-		Integration: w.Integration, Operation: OpWebhookReceived, Request: req,
-		HTTPStatus: w.HTTPStatus, Success: w.Error == "" && okStatus(w.HTTPStatus), Error: w.Error,
-		ExternalID: w.ExternalID, OccurredAt: w.OccurredAt, Duration: w.Duration,
-	})
 }
 
 // DataSyncRun describes one synchronisation run with a third party.
@@ -226,35 +150,6 @@ type DataSyncRun struct {
 	Duration    time.Duration // how long the run took
 }
 
-// RecordDataSync records a DATA_SYNC. It succeeded when Error is empty and
-// Failed is 0. request_data holds entity, direction and details;
-// response_data holds processed and failed.
-func (l *IntegrationLog) RecordDataSync(ctx context.Context, q Querier, d DataSyncRun) (IntegrationRecord, error) {
-	if d.Processed < 0 || d.Failed < 0 {
-		return IntegrationRecord{}, invalid(ErrInvalidRecord, "response_data", "processed and failed must not be negative")
-	}
-	head := map[string]any{}
-	if d.Entity != "" {
-		head["entity"] = d.Entity
-	}
-	if d.Direction != "" {
-		head["direction"] = d.Direction
-	}
-	req, err := l.red.envelopeKey("request_data", head, "details", d.Details)
-	if err != nil {
-		return IntegrationRecord{}, err
-	}
-	resp, err := marshalJSONValue(map[string]any{"processed": d.Processed, "failed": d.Failed})
-	if err != nil {
-		return IntegrationRecord{}, err
-	}
-	return l.Record(ctx, q, IntegrationRecord{
-		Integration: d.Integration, Operation: OpDataSync, Request: req, Response: resp,
-		Success: d.Error == "" && d.Failed == 0, Error: d.Error, ExternalID: d.ExternalID,
-		OccurredAt: d.OccurredAt, Duration: d.Duration,
-	})
-}
-
 // HTTPRecordOptions tunes what Transport and Middleware record. A nil
 // *HTTPRecordOptions means defaults.
 type HTTPRecordOptions struct {
@@ -268,6 +163,57 @@ type HTTPRecordOptions struct {
 	// DB is where records are written. Default: the Outbox's *sql.DB, each
 	// record in its own statement.
 	DB Querier
+}
+
+// IntegrationFilter selects records for IntegrationLog.List. Zero fields
+// do not filter.
+type IntegrationFilter struct {
+	Integration string    // only this integration
+	Operation   Operation // only this operation
+	Success     *bool     // only successes (true) or failures (false)
+	ExternalID  string    // only this external id
+	Since       time.Time // occurred at or after
+	Until       time.Time // occurred before
+	Limit       int       // page size: default ListLimitDefault, at most ListLimitMax
+	Cursor      string    // IntegrationPage.Next of the previous page
+}
+
+// IntegrationPage is one page of records, newest first.
+type IntegrationPage struct {
+	Records []IntegrationRecord
+	// Next is the cursor of the following page, "" when this page is the
+	// last one.
+	Next string
+}
+
+// IntegrationWindow selects the records IntegrationLog.Stats aggregates.
+type IntegrationWindow struct {
+	Since       time.Time // default Until minus StatsWindowDefault
+	Until       time.Time // exclusive; default now
+	Integration string    // only this integration, if set
+	Operation   Operation // only this operation, if set
+}
+
+// IntegrationStats summarises one integration over a window.
+type IntegrationStats struct {
+	Integration string
+	Calls       int64         // records in the window
+	Failures    int64         // records with success false
+	SuccessRate float64       // (Calls-Failures)/Calls, in [0, 1]
+	P50         time.Duration // median duration of the records that have one
+	P95         time.Duration // 95th percentile duration
+}
+
+// NewIntegrationLog returns the integration recorder of o.
+func NewIntegrationLog(o *Outbox, cfg IntegrationLogConfig) (*IntegrationLog, error) {
+	if o == nil {
+		return nil, invalid(ErrInvalidConfig, "outbox", "is nil")
+	}
+	red, err := NewRedactor(cfg.Redaction)
+	if err != nil {
+		return nil, err
+	}
+	return &IntegrationLog{o: o, red: red, sql: integrationStatements(o.cfg.Schema)}, nil
 }
 
 // ExternalIDFromJSON returns an HTTPRecordOptions.ExternalID func that takes
@@ -299,6 +245,99 @@ func ExternalIDFromJSON(key string) func(*http.Request, []byte, *http.Response, 
 		}
 		return get(reqBody)
 	}
+}
+
+// Redactor returns the redaction rules the log applies.
+func (l *IntegrationLog) Redactor() *Redactor { return l.red }
+
+// Record validates, redacts and inserts one record through q and returns it
+// as stored (ID, OccurredAt and the redacted data filled in). An invalid
+// record is an ErrInvalidRecord (or ErrInvalidPayload, ErrPayloadTooLarge)
+// *ValidationError returned before any SQL is sent, so q's transaction
+// stays usable.
+func (l *IntegrationLog) Record(ctx context.Context, q Querier, rec IntegrationRecord) (IntegrationRecord, error) {
+	out, err := l.o.insertIntegrations(ctx, q, []IntegrationRecord{rec}, l.red)
+	if err != nil {
+		return IntegrationRecord{}, err
+	}
+	return out[0], nil
+}
+
+// RecordBatch inserts many records in one statement, with Record's
+// guarantees: if any record is invalid nothing is sent, and the error names
+// its index.
+func (l *IntegrationLog) RecordBatch(ctx context.Context, q Querier, recs []IntegrationRecord) ([]IntegrationRecord, error) {
+	return l.o.insertIntegrations(ctx, q, recs, l.red)
+}
+
+// RecordAPICall records an API_CALL_MADE. The call succeeded when Error is
+// empty and HTTPStatus is 0 or 2xx. request_data holds method, url and
+// body; response_data holds body.
+func (l *IntegrationLog) RecordAPICall(ctx context.Context, q Querier, c APICall) (IntegrationRecord, error) {
+	req, err := l.red.envelope("request_data", map[string]any{"method": c.Method, "url": l.red.URL(c.URL)}, c.Request)
+	if err != nil {
+		return IntegrationRecord{}, err
+	}
+	resp, err := l.red.envelope("response_data", map[string]any{}, c.Response)
+	if err != nil {
+		return IntegrationRecord{}, err
+	}
+	return l.Record(ctx, q, IntegrationRecord{
+		Integration: c.Integration, Operation: OpAPICallMade, Request: req, Response: resp,
+		HTTPStatus: c.HTTPStatus, Success: c.Error == "" && okStatus(c.HTTPStatus), Error: c.Error,
+		ExternalID: c.ExternalID, OccurredAt: c.OccurredAt, Duration: c.Duration,
+	})
+}
+
+// RecordWebhookReceived records a WEBHOOK_RECEIVED. It succeeded when Error
+// is empty and HTTPStatus is 0 or 2xx. request_data holds event_type,
+// headers and body.
+func (l *IntegrationLog) RecordWebhookReceived(ctx context.Context, q Querier, w WebhookReceipt) (IntegrationRecord, error) {
+	head := map[string]any{}
+	if w.EventType != "" {
+		head["event_type"] = w.EventType
+	}
+	if h := l.red.Headers(w.Headers, nil); h != nil {
+		head["headers"] = h
+	}
+	req, err := l.red.envelope("request_data", head, w.Payload)
+	if err != nil {
+		return IntegrationRecord{}, err
+	}
+	return l.Record(ctx, q, IntegrationRecord{
+		Integration: w.Integration, Operation: OpWebhookReceived, Request: req,
+		HTTPStatus: w.HTTPStatus, Success: w.Error == "" && okStatus(w.HTTPStatus), Error: w.Error,
+		ExternalID: w.ExternalID, OccurredAt: w.OccurredAt, Duration: w.Duration,
+	})
+}
+
+// RecordDataSync records a DATA_SYNC. It succeeded when Error is empty and
+// Failed is 0. request_data holds entity, direction and details;
+// response_data holds processed and failed.
+func (l *IntegrationLog) RecordDataSync(ctx context.Context, q Querier, d DataSyncRun) (IntegrationRecord, error) {
+	if d.Processed < 0 || d.Failed < 0 {
+		return IntegrationRecord{}, invalid(ErrInvalidRecord, "response_data", "processed and failed must not be negative")
+	}
+	head := map[string]any{}
+	if d.Entity != "" {
+		head["entity"] = d.Entity
+	}
+	if d.Direction != "" {
+		head["direction"] = d.Direction
+	}
+	req, err := l.red.envelopeKey("request_data", head, "details", d.Details)
+	if err != nil {
+		return IntegrationRecord{}, err
+	}
+	resp, err := marshalJSONValue(map[string]any{"processed": d.Processed, "failed": d.Failed})
+	if err != nil {
+		return IntegrationRecord{}, err
+	}
+	return l.Record(ctx, q, IntegrationRecord{
+		Integration: d.Integration, Operation: OpDataSync, Request: req, Response: resp,
+		Success: d.Error == "" && d.Failed == 0, Error: d.Error, ExternalID: d.ExternalID,
+		OccurredAt: d.OccurredAt, Duration: d.Duration,
+	})
 }
 
 // Transport wraps base (http.DefaultTransport when nil) so that every call
@@ -340,27 +379,6 @@ func (l *IntegrationLog) Middleware(integration string, opts *HTTPRecordOptions)
 	}
 }
 
-// IntegrationFilter selects records for IntegrationLog.List. Zero fields
-// do not filter.
-type IntegrationFilter struct {
-	Integration string    // only this integration
-	Operation   Operation // only this operation
-	Success     *bool     // only successes (true) or failures (false)
-	ExternalID  string    // only this external id
-	Since       time.Time // occurred at or after
-	Until       time.Time // occurred before
-	Limit       int       // page size: default ListLimitDefault, at most ListLimitMax
-	Cursor      string    // IntegrationPage.Next of the previous page
-}
-
-// IntegrationPage is one page of records, newest first.
-type IntegrationPage struct {
-	Records []IntegrationRecord
-	// Next is the cursor of the following page, "" when this page is the
-	// last one.
-	Next string
-}
-
 // List returns records matching f, newest first, one page at a time
 // (keyset pagination: stable while new records arrive).
 func (l *IntegrationLog) List(ctx context.Context, f IntegrationFilter) (IntegrationPage, error) {
@@ -389,42 +407,6 @@ func (l *IntegrationLog) List(ctx context.Context, f IntegrationFilter) (Integra
 		return IntegrationPage{}, fmt.Errorf("outbox: list integration records: %w", err)
 	}
 	return out, nil
-}
-
-func scanIntegrationRecord(row rowScanner) (IntegrationRecord, error) {
-	var r IntegrationRecord
-	var req, resp string
-	var dur sql.NullInt64
-	if err := row.Scan(&r.ID, &r.Integration, &r.Operation, &req, &resp, &r.HTTPStatus, &r.Success, &r.Error,
-		&r.ExternalID, &r.OccurredAt, &dur); err != nil {
-		return IntegrationRecord{}, err
-	}
-	if req != "" {
-		r.Request = json.RawMessage(req)
-	}
-	if resp != "" {
-		r.Response = json.RawMessage(resp)
-	}
-	r.Duration = time.Duration(dur.Int64) * time.Millisecond
-	return r, nil
-}
-
-// IntegrationWindow selects the records IntegrationLog.Stats aggregates.
-type IntegrationWindow struct {
-	Since       time.Time // default Until minus StatsWindowDefault
-	Until       time.Time // exclusive; default now
-	Integration string    // only this integration, if set
-	Operation   Operation // only this operation, if set
-}
-
-// IntegrationStats summarises one integration over a window.
-type IntegrationStats struct {
-	Integration string
-	Calls       int64         // records in the window
-	Failures    int64         // records with success false
-	SuccessRate float64       // (Calls-Failures)/Calls, in [0, 1]
-	P50         time.Duration // median duration of the records that have one
-	P95         time.Duration // 95th percentile duration
 }
 
 // Stats aggregates records per integration over a window, by integration
@@ -465,6 +447,45 @@ func (l *IntegrationLog) Stats(ctx context.Context, w IntegrationWindow) ([]Inte
 		return nil, fmt.Errorf("outbox: integration stats: %w", err)
 	}
 	return out, nil
+}
+
+// httpOptions returns opts with its defaults filled in.
+func (l *IntegrationLog) httpOptions(opts *HTTPRecordOptions) *HTTPRecordOptions {
+	var o HTTPRecordOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.DB == nil {
+		o.DB = l.o.db
+	}
+	return &o
+}
+
+// captureConfig keeps one byte over the body limit, so that the redactor
+// sees which bodies it cuts.
+func (l *IntegrationLog) captureConfig() httprecord.Config {
+	return httprecord.Config{Limit: l.red.maxBody + 1, Now: l.o.now}
+}
+
+// writeExchange records an exchange Transport or Middleware captured.
+func (l *IntegrationLog) writeExchange(integration string, op Operation, o *HTTPRecordOptions, ex *httprecord.Exchange) {
+	rec := l.red.httpRecord(integration, op, ex.Request, ex.RequestBody, ex.RequestBytes, ex.Response, ex.ResponseBody,
+		ex.ResponseBytes, ex.Err, ex.Duration, o.Headers)
+	rec.OccurredAt = ex.Start
+	if o.ExternalID != nil {
+		rec.ExternalID = o.ExternalID(ex.Request, ex.RequestBody, ex.Response, ex.ResponseBody)
+	}
+	l.write(context.WithoutCancel(ex.Request.Context()), o.DB, rec)
+}
+
+// write inserts one record for Transport or Middleware, logging a failure.
+func (l *IntegrationLog) write(ctx context.Context, db Querier, rec IntegrationRecord) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := l.o.insertIntegrations(ctx, db, []IntegrationRecord{rec}, l.red); err != nil {
+		l.o.log.WarnContext(ctx, "integration record not written", slog.String("integration", rec.Integration),
+			slog.String("operation", string(rec.Operation)), slog.Any("error", err))
+	}
 }
 
 // redactor returns the redaction rules of records written outside an
@@ -637,43 +658,22 @@ func (op Operation) valid() bool {
 
 func okStatus(s int) bool { return s == 0 || (s >= 200 && s < 300) }
 
-// httpOptions returns opts with its defaults filled in.
-func (l *IntegrationLog) httpOptions(opts *HTTPRecordOptions) *HTTPRecordOptions {
-	var o HTTPRecordOptions
-	if opts != nil {
-		o = *opts
+func scanIntegrationRecord(row rowScanner) (IntegrationRecord, error) {
+	var r IntegrationRecord
+	var req, resp string
+	var dur sql.NullInt64
+	if err := row.Scan(&r.ID, &r.Integration, &r.Operation, &req, &resp, &r.HTTPStatus, &r.Success, &r.Error,
+		&r.ExternalID, &r.OccurredAt, &dur); err != nil {
+		return IntegrationRecord{}, err
 	}
-	if o.DB == nil {
-		o.DB = l.o.db
+	if req != "" {
+		r.Request = json.RawMessage(req)
 	}
-	return &o
-}
-
-// captureConfig keeps one byte over the body limit, so that the redactor
-// sees which bodies it cuts.
-func (l *IntegrationLog) captureConfig() httprecord.Config {
-	return httprecord.Config{Limit: l.red.maxBody + 1, Now: l.o.now}
-}
-
-// writeExchange records an exchange Transport or Middleware captured.
-func (l *IntegrationLog) writeExchange(integration string, op Operation, o *HTTPRecordOptions, ex *httprecord.Exchange) {
-	rec := l.red.httpRecord(integration, op, ex.Request, ex.RequestBody, ex.RequestBytes, ex.Response, ex.ResponseBody,
-		ex.ResponseBytes, ex.Err, ex.Duration, o.Headers)
-	rec.OccurredAt = ex.Start
-	if o.ExternalID != nil {
-		rec.ExternalID = o.ExternalID(ex.Request, ex.RequestBody, ex.Response, ex.ResponseBody)
+	if resp != "" {
+		r.Response = json.RawMessage(resp)
 	}
-	l.write(context.WithoutCancel(ex.Request.Context()), o.DB, rec)
-}
-
-// write inserts one record for Transport or Middleware, logging a failure.
-func (l *IntegrationLog) write(ctx context.Context, db Querier, rec IntegrationRecord) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := l.o.insertIntegrations(ctx, db, []IntegrationRecord{rec}, l.red); err != nil {
-		l.o.log.WarnContext(ctx, "integration record not written", slog.String("integration", rec.Integration),
-			slog.String("operation", string(rec.Operation)), slog.Any("error", err))
-	}
+	r.Duration = time.Duration(dur.Int64) * time.Millisecond
+	return r, nil
 }
 
 type integrationSQL struct{ insert, list, stats string }

@@ -157,6 +157,15 @@ type SuspiciousActivity struct {
 	OccurredAt     time.Time
 }
 
+// FailedLoginResult is what RecordFailedLogin recorded.
+type FailedLoginResult struct {
+	Event SecurityEvent
+	// Escalations are the SUSPICIOUS_ACTIVITY events (HIGH, requiring
+	// review) this failure triggered: at most one per rule and key per
+	// window.
+	Escalations []SecurityEvent
+}
+
 // BruteForceScope says what a brute-force rule counts.
 type BruteForceScope string
 
@@ -179,19 +188,6 @@ type BruteForceRule struct {
 	Scope     BruteForceScope
 	Threshold int
 	Window    time.Duration // at least one second
-}
-
-// DefaultBruteForceRules returns the rules used when
-// BruteForceConfig.Rules is nil: 10 failures for one account from one IP in
-// 15 minutes ("account_ip"), 20 for one account from any IP in an hour
-// ("account"), and one IP failing against 10 accounts in 10 minutes
-// ("ip_accounts").
-func DefaultBruteForceRules() []BruteForceRule {
-	return []BruteForceRule{
-		{Name: "account_ip", Scope: ScopeAccountIP, Threshold: BruteForceAccountIPThresholdDefault, Window: BruteForceAccountIPWindowDefault},
-		{Name: "account", Scope: ScopeAccount, Threshold: BruteForceAccountThresholdDefault, Window: BruteForceAccountWindowDefault},
-		{Name: "ip_accounts", Scope: ScopeIPAccounts, Threshold: BruteForceIPAccountsThresholdDefault, Window: BruteForceIPAccountsWindowDefault},
-	}
 }
 
 // BruteForceConfig configures brute-force detection. The zero value
@@ -226,6 +222,49 @@ type SecurityLog struct {
 	red   *Redactor
 	rules []BruteForceRule
 	sql   *securitySQL
+}
+
+// SecurityFilter selects events for SecurityLog.List. Zero fields do not
+// filter.
+type SecurityFilter struct {
+	AwaitingReview bool              // only events that require review and have none
+	Type           SecurityEventType // only this type
+	MinSeverity    Severity          // only this severity and above
+	UserID         uuid.UUID         // only this user
+	IP             string            // only this IP (any form ParseIP accepts)
+	Since          time.Time         // occurred at or after
+	Until          time.Time         // occurred before
+	Limit          int               // page size: default ListLimitDefault, at most ListLimitMax
+	Cursor         string            // SecurityPage.Next of the previous page
+}
+
+// SecurityPage is one page of events, newest first.
+type SecurityPage struct {
+	Events []SecurityEvent
+	// Next is the cursor of the following page, "" when this page is the
+	// last one.
+	Next string
+}
+
+// AlreadyReviewedError is the error of a second MarkReviewed: it carries
+// the first review and matches ErrAlreadyReviewed.
+type AlreadyReviewedError struct {
+	ID         uuid.UUID
+	ReviewedBy uuid.UUID
+	ReviewedAt time.Time
+}
+
+// DefaultBruteForceRules returns the rules used when
+// BruteForceConfig.Rules is nil: 10 failures for one account from one IP in
+// 15 minutes ("account_ip"), 20 for one account from any IP in an hour
+// ("account"), and one IP failing against 10 accounts in 10 minutes
+// ("ip_accounts").
+func DefaultBruteForceRules() []BruteForceRule {
+	return []BruteForceRule{
+		{Name: "account_ip", Scope: ScopeAccountIP, Threshold: BruteForceAccountIPThresholdDefault, Window: BruteForceAccountIPWindowDefault},
+		{Name: "account", Scope: ScopeAccount, Threshold: BruteForceAccountThresholdDefault, Window: BruteForceAccountWindowDefault},
+		{Name: "ip_accounts", Scope: ScopeIPAccounts, Threshold: BruteForceIPAccountsThresholdDefault, Window: BruteForceIPAccountsWindowDefault},
+	}
 }
 
 // NewSecurityLog validates cfg and returns the security recorder of o.
@@ -280,15 +319,6 @@ func (s *SecurityLog) Record(ctx context.Context, q Querier, in SecurityEventInp
 		return res.Event, err
 	}
 	return s.insert(ctx, q, p)
-}
-
-// FailedLoginResult is what RecordFailedLogin recorded.
-type FailedLoginResult struct {
-	Event SecurityEvent
-	// Escalations are the SUSPICIOUS_ACTIVITY events (HIGH, requiring
-	// review) this failure triggered: at most one per rule and key per
-	// window.
-	Escalations []SecurityEvent
 }
 
 // RecordFailedLogin records a FAILED_LOGIN (severity MEDIUM by default)
@@ -358,22 +388,6 @@ func (s *SecurityLog) RecordSuspiciousActivity(ctx context.Context, q Querier, a
 		Details: details, Severity: a.Severity, RequiresReview: a.RequiresReview, OccurredAt: a.OccurredAt})
 }
 
-// AlreadyReviewedError is the error of a second MarkReviewed: it carries
-// the first review and matches ErrAlreadyReviewed.
-type AlreadyReviewedError struct {
-	ID         uuid.UUID
-	ReviewedBy uuid.UUID
-	ReviewedAt time.Time
-}
-
-// Error names the event and its earlier review.
-func (e *AlreadyReviewedError) Error() string {
-	return fmt.Sprintf("%v: %s by %s at %s", ErrAlreadyReviewed, e.ID, e.ReviewedBy, e.ReviewedAt.Format(time.RFC3339))
-}
-
-// Unwrap returns ErrAlreadyReviewed.
-func (e *AlreadyReviewedError) Unwrap() error { return ErrAlreadyReviewed }
-
 // MarkReviewed records, through q, that reviewer reviewed event id, and
 // returns the event. reviewed_by and reviewed_at are set together, once: a
 // second review (even a concurrent one) returns an *AlreadyReviewedError
@@ -413,28 +427,6 @@ func (s *SecurityLog) Get(ctx context.Context, id uuid.UUID) (SecurityEvent, err
 		return SecurityEvent{}, fmt.Errorf("outbox: get security event: %w", err)
 	}
 	return ev, nil
-}
-
-// SecurityFilter selects events for SecurityLog.List. Zero fields do not
-// filter.
-type SecurityFilter struct {
-	AwaitingReview bool              // only events that require review and have none
-	Type           SecurityEventType // only this type
-	MinSeverity    Severity          // only this severity and above
-	UserID         uuid.UUID         // only this user
-	IP             string            // only this IP (any form ParseIP accepts)
-	Since          time.Time         // occurred at or after
-	Until          time.Time         // occurred before
-	Limit          int               // page size: default ListLimitDefault, at most ListLimitMax
-	Cursor         string            // SecurityPage.Next of the previous page
-}
-
-// SecurityPage is one page of events, newest first.
-type SecurityPage struct {
-	Events []SecurityEvent
-	// Next is the cursor of the following page, "" when this page is the
-	// last one.
-	Next string
 }
 
 // List returns events matching f, newest first, one page at a time (keyset
@@ -482,6 +474,14 @@ func (s *SecurityLog) AwaitingReview(ctx context.Context, f SecurityFilter) (Sec
 	f.AwaitingReview = true
 	return s.List(ctx, f)
 }
+
+// Error names the event and its earlier review.
+func (e *AlreadyReviewedError) Error() string {
+	return fmt.Sprintf("%v: %s by %s at %s", ErrAlreadyReviewed, e.ID, e.ReviewedBy, e.ReviewedAt.Format(time.RFC3339))
+}
+
+// Unwrap returns ErrAlreadyReviewed.
+func (e *AlreadyReviewedError) Unwrap() error { return ErrAlreadyReviewed }
 
 // preparedSecurity is a validated event ready for SQL.
 type preparedSecurity struct {
