@@ -142,7 +142,8 @@ func TestTransportEarlyCloseAndNoBody(t *testing.T) {
 	got.none(t)
 }
 
-// brokenBody answers with fewer bytes than its Content-Length.
+// A response body cut short (fewer bytes than its Content-Length) fails the
+// caller's read; the exchange ends at Close with what was read.
 func TestTransportBodyReadError(t *testing.T) {
 	t.Parallel()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
