@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/outboxkit/outbox/internal/page"
 )
 
 // Sentinel errors. Every error the package returns that belongs to one of these
@@ -54,6 +56,17 @@ func (e *ValidationError) Unwrap() error { return e.Err }
 
 func invalid(class error, field, format string, args ...any) error {
 	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...), Err: class}
+}
+
+// filterError turns a page size or cursor rejected by internal/page into
+// the ErrInvalidFilter *ValidationError of a List call; other errors pass
+// through.
+func filterError(err error) error {
+	var pe *page.Error
+	if errors.As(err, &pe) {
+		return invalid(ErrInvalidFilter, pe.Field, "%s", pe.Reason)
+	}
+	return err
 }
 
 // permanentError marks a handler error that must not be retried.

@@ -68,7 +68,7 @@ func ExampleIntegrationLog_Transport() {
 	if err != nil {
 		return
 	}
-	stripe := &http.Client{Transport: il.Transport(outbox.IntegrationStripe, nil,
+	stripe := &http.Client{Transport: il.Transport("stripe", nil,
 		&outbox.HTTPRecordOptions{ExternalID: outbox.ExternalIDFromJSON("id")})}
 	_ = stripe // use it like any http.Client; close every response body
 }

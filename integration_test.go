@@ -51,7 +51,7 @@ func TestIntegrationRecordTypedAndList(t *testing.T) {
 	ctx := ctxT(t)
 
 	call, err := l.RecordAPICall(ctx, b.db, APICall{
-		Integration: IntegrationStripe, Method: "POST", URL: "https://api.stripe.com/v1/charges?api_key=sk_live_x",
+		Integration: "STRIPE", Method: "POST", URL: "https://api.stripe.com/v1/charges?api_key=sk_live_x",
 		Request:    map[string]any{"amount": 1000, "card": map[string]any{"number": "4242424242424242", "cvc": "123"}},
 		Response:   json.RawMessage(`{"id":"ch_1","status":"succeeded"}`),
 		HTTPStatus: 200, ExternalID: "ch_1", Duration: 120 * time.Millisecond,
@@ -64,7 +64,7 @@ func TestIntegrationRecordTypedAndList(t *testing.T) {
 	}
 	b.clock.Advance(time.Second)
 	hook, err := l.RecordWebhookReceived(ctx, b.db, WebhookReceipt{
-		Integration: IntegrationPayPal, EventType: "PAYMENT.CAPTURE.COMPLETED",
+		Integration: "PAYPAL", EventType: "PAYMENT.CAPTURE.COMPLETED",
 		Headers: http.Header{"Paypal-Transmission-Sig": {"abc"}, "Content-Type": {"application/json"}},
 		Payload: []byte(`{"id":"WH-1","resource":{"payer":{"email":"a@b.c"}}}`), HTTPStatus: 500, Error: "handler failed\nstack",
 		ExternalID: "WH-1",
@@ -76,7 +76,7 @@ func TestIntegrationRecordTypedAndList(t *testing.T) {
 		t.Fatalf("webhook: %+v", hook)
 	}
 	b.clock.Advance(time.Second)
-	syncRec, err := l.RecordDataSync(ctx, b.db, DataSyncRun{Integration: IntegrationEmailProvider, Entity: "contacts",
+	syncRec, err := l.RecordDataSync(ctx, b.db, DataSyncRun{Integration: "EMAIL_PROVIDER", Entity: "contacts",
 		Direction: "export", Processed: 10, Failed: 0, Details: map[string]string{"cursor": "c1", "token": "t0kv4lue"}})
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +115,7 @@ func TestIntegrationRecordTypedAndList(t *testing.T) {
 		f    IntegrationFilter
 		want int
 	}{
-		{IntegrationFilter{Integration: IntegrationStripe}, 1},
+		{IntegrationFilter{Integration: "STRIPE"}, 1},
 		{IntegrationFilter{Operation: OpDataSync}, 2},
 		{IntegrationFilter{Success: &no}, 2},
 		{IntegrationFilter{Success: &yes}, 2},
@@ -128,8 +128,11 @@ func TestIntegrationRecordTypedAndList(t *testing.T) {
 			t.Errorf("filter %+v: %d records, want %d", c.f, len(got), c.want)
 		}
 	}
-	if _, err := l.List(ctx, IntegrationFilter{Cursor: "garbage"}); !errors.Is(err, ErrInvalidFilter) {
-		t.Errorf("bad cursor: %v", err)
+	for field, f := range map[string]IntegrationFilter{"cursor": {Cursor: "garbage"}, "limit": {Limit: -1}} {
+		var ve *ValidationError
+		if _, err := l.List(ctx, f); !errors.Is(err, ErrInvalidFilter) || !errors.As(err, &ve) || ve.Field != field {
+			t.Errorf("bad %s: %v", field, err)
+		}
 	}
 	if _, err := l.List(ctx, IntegrationFilter{Operation: "NOPE"}); !errors.Is(err, ErrInvalidFilter) {
 		t.Errorf("bad operation: %v", err)
@@ -274,7 +277,7 @@ func TestIntegrationTransport(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	client := &http.Client{Transport: l.Transport(IntegrationStripe, nil, &HTTPRecordOptions{ExternalID: ExternalIDFromJSON("id")})}
+	client := &http.Client{Transport: l.Transport("STRIPE", nil, &HTTPRecordOptions{ExternalID: ExternalIDFromJSON("id")})}
 
 	reqBody := `{"amount":1000,"password":"hunter2"}`
 	req, _ := http.NewRequestWithContext(ctx, "POST", srv.URL+"/charges?api_key=sk_test_1", strings.NewReader(reqBody))
@@ -313,7 +316,7 @@ func TestIntegrationTransport(t *testing.T) {
 		t.Fatal("call to a closed server succeeded")
 	}
 
-	recs := listAll(t, l, IntegrationFilter{Integration: IntegrationStripe})
+	recs := listAll(t, l, IntegrationFilter{Integration: "STRIPE"})
 	if len(recs) != 4 {
 		t.Fatalf("%d records, want 4", len(recs))
 	}
@@ -404,7 +407,7 @@ func TestIntegrationMiddleware(t *testing.T) {
 	b := setup(t, nil)
 	l := newIntegrationLog(t, b, IntegrationLogConfig{})
 	var seen []byte
-	mw := l.Middleware(IntegrationStripe, &HTTPRecordOptions{ExternalID: ExternalIDFromJSON("id")})
+	mw := l.Middleware("STRIPE", &HTTPRecordOptions{ExternalID: ExternalIDFromJSON("id")})
 	h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seen, _ = io.ReadAll(r.Body)
 		if r.URL.Query().Get("panic") != "" {
@@ -456,11 +459,11 @@ func TestIntegrationStats(t *testing.T) {
 	ctx := ctxT(t)
 	var recs []IntegrationRecord
 	for i := 1; i <= 20; i++ {
-		recs = append(recs, IntegrationRecord{Integration: IntegrationStripe, Operation: OpAPICallMade, Success: i%5 != 0,
+		recs = append(recs, IntegrationRecord{Integration: "STRIPE", Operation: OpAPICallMade, Success: i%5 != 0,
 			Duration: time.Duration(i*10) * time.Millisecond})
 	}
-	recs = append(recs, IntegrationRecord{Integration: IntegrationPayPal, Operation: OpWebhookReceived, Success: true},
-		IntegrationRecord{Integration: IntegrationStripe, Operation: OpAPICallMade, Success: false, OccurredAt: b.clock.Now().Add(-48 * time.Hour)})
+	recs = append(recs, IntegrationRecord{Integration: "PAYPAL", Operation: OpWebhookReceived, Success: true},
+		IntegrationRecord{Integration: "STRIPE", Operation: OpAPICallMade, Success: false, OccurredAt: b.clock.Now().Add(-48 * time.Hour)})
 	if _, err := l.RecordBatch(ctx, b.db, recs); err != nil {
 		t.Fatal(err)
 	}
@@ -473,14 +476,14 @@ func TestIntegrationStats(t *testing.T) {
 		t.Fatalf("stats: %+v", stats)
 	}
 	pp, st := stats[0], stats[1]
-	if pp.Integration != IntegrationPayPal || pp.Calls != 1 || pp.Failures != 0 || pp.SuccessRate != 1 || pp.P50 != 0 {
+	if pp.Integration != "PAYPAL" || pp.Calls != 1 || pp.Failures != 0 || pp.SuccessRate != 1 || pp.P50 != 0 {
 		t.Errorf("paypal: %+v", pp)
 	}
 	// Durations 10..200 ms: median 105 ms, p95 190.5 ms (linear interpolation).
 	if st.Calls != 20 || st.Failures != 4 || st.SuccessRate != 0.8 || st.P50 != 105*time.Millisecond || st.P95 != 190500*time.Microsecond {
 		t.Errorf("stripe: %+v", st)
 	}
-	old, err := l.Stats(ctx, IntegrationWindow{Since: b.clock.Now().Add(-72 * time.Hour), Until: b.clock.Now().Add(-24 * time.Hour), Integration: IntegrationStripe})
+	old, err := l.Stats(ctx, IntegrationWindow{Since: b.clock.Now().Add(-72 * time.Hour), Until: b.clock.Now().Add(-24 * time.Hour), Integration: "STRIPE"})
 	if err != nil || len(old) != 1 || old[0].Calls != 1 || old[0].SuccessRate != 0 {
 		t.Errorf("old window: %+v %v", old, err)
 	}

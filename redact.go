@@ -3,11 +3,13 @@ package outbox
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -375,6 +377,135 @@ func (r *Redactor) value(v any) any {
 	}
 }
 
+// envelope builds a request or response object from head plus a body.
+func (r *Redactor) envelope(field string, head map[string]any, body any) (json.RawMessage, error) {
+	return r.envelopeKey(field, head, "body", body)
+}
+
+func (r *Redactor) envelopeKey(field string, head map[string]any, key string, body any) (json.RawMessage, error) {
+	if body != nil {
+		v, truncated, err := r.anyBody(body)
+		if err != nil {
+			return nil, invalid(ErrInvalidRecord, field, "%v", err)
+		}
+		if v != nil {
+			head[key] = v
+		}
+		if truncated {
+			head[key+"_truncated"] = true
+		}
+	}
+	if len(head) == 0 {
+		return nil, nil
+	}
+	return marshalJSONValue(head)
+}
+
+// anyBody encodes a caller's request or response value: []byte and
+// json.RawMessage as an HTTP body, anything else marshalled to JSON.
+func (r *Redactor) anyBody(v any) (json.RawMessage, bool, error) {
+	switch x := v.(type) {
+	case []byte:
+		b, t := r.Body(x, "")
+		return b, t, nil
+	case json.RawMessage:
+		b, t := r.Body(x, "")
+		return b, t, nil
+	}
+	b, err := r.Value(v)
+	if err != nil {
+		return nil, false, err
+	}
+	b, t := r.limitJSON(b)
+	return b, t, nil
+}
+
+// httpRecord builds a redacted record of one HTTP exchange. reqTotal and
+// respTotal are the bodies' full sizes (the slices may hold a prefix).
+func (r *Redactor) httpRecord(integration string, op Operation, req *http.Request, reqBody []byte, reqTotal int64,
+	resp *http.Response, respBody []byte, respTotal int64, callErr error, duration time.Duration, only []string) IntegrationRecord {
+	rec := IntegrationRecord{Integration: integration, Operation: op, Duration: max(duration, 0)}
+	if req != nil {
+		u := ""
+		if req.URL != nil {
+			u = req.URL.String()
+			if req.URL.Host == "" && req.Host != "" {
+				// A server request: rebuild the URL the sender used.
+				scheme := "http"
+				if req.TLS != nil {
+					scheme = "https"
+				}
+				u = scheme + "://" + req.Host + req.URL.RequestURI()
+			}
+		}
+		head := map[string]any{"method": req.Method, "url": r.URL(u)}
+		if h := r.Headers(req.Header, only); h != nil {
+			head["headers"] = h
+		}
+		r.putBody(head, reqBody, reqTotal, req.Header.Get("Content-Type"))
+		rec.Request, _ = marshalJSONValue(head)
+	}
+	if resp != nil {
+		rec.HTTPStatus = resp.StatusCode
+		head := map[string]any{}
+		if h := r.Headers(resp.Header, only); h != nil {
+			head["headers"] = h
+		}
+		r.putBody(head, respBody, respTotal, resp.Header.Get("Content-Type"))
+		if len(head) > 0 {
+			rec.Response, _ = marshalJSONValue(head)
+		}
+	}
+	switch {
+	case callErr != nil:
+		rec.Error = r.errorText(callErr)
+	case resp == nil:
+		rec.Error = "no response"
+	case resp.StatusCode < 200 || resp.StatusCode > 299:
+		rec.Error = fmt.Sprintf("HTTP %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
+	default:
+		rec.Success = true
+	}
+	if rec.HTTPStatus < 100 || rec.HTTPStatus > 599 {
+		rec.HTTPStatus = 0
+	}
+	return rec
+}
+
+func (r *Redactor) putBody(head map[string]any, body []byte, total int64, contentType string) {
+	if len(body) == 0 {
+		return
+	}
+	total = max(total, int64(len(body)))
+	partial := total > int64(r.maxBody)
+	if len(body) > r.maxBody {
+		body = []byte(truncateUTF8(string(body), r.maxBody))
+	}
+	v, truncated := r.Body(body, contentType)
+	if partial && !truncated {
+		// Only a prefix was kept: store it as text ending in the marker.
+		s, ok := jsonStringValue(v)
+		if !ok {
+			s = string(v)
+		}
+		v, truncated = mustJSONString(s+TruncatedMarker), true
+	}
+	head["body"] = v
+	if truncated {
+		head["body_truncated"] = true
+		head["body_bytes"] = total
+	}
+}
+
+// errorText renders a call error with the URL inside a *url.Error redacted.
+func (r *Redactor) errorText(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Sprintf("%s %q: %s", ue.Op, r.URL(ue.URL), r.String(errString(ue.Err)))
+	}
+	return r.String(err.Error())
+}
+
 // decodeJSONValue decodes JSON text keeping numbers exact.
 func decodeJSONValue(b []byte) (any, error) {
 	if err := checkJSONSyntaxDepth(b); err != nil {
@@ -432,6 +563,14 @@ func marshalJSONValue(v any) (json.RawMessage, error) {
 func mustJSONString(s string) json.RawMessage {
 	b, _ := marshalJSONValue(cleanString(s))
 	return b
+}
+
+func jsonStringValue(v json.RawMessage) (string, bool) {
+	var s string
+	if json.Unmarshal(v, &s) != nil {
+		return "", false
+	}
+	return s, true
 }
 
 func isForm(contentType string) bool {

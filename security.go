@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/lib/pq"
 
+	"github.com/outboxkit/outbox/internal/page"
 	"github.com/outboxkit/outbox/internal/store"
 )
 
@@ -156,6 +157,15 @@ type SuspiciousActivity struct {
 	OccurredAt     time.Time
 }
 
+// FailedLoginResult is what RecordFailedLogin recorded.
+type FailedLoginResult struct {
+	Event SecurityEvent
+	// Escalations are the SUSPICIOUS_ACTIVITY events (HIGH, requiring
+	// review) this failure triggered: at most one per rule and key per
+	// window.
+	Escalations []SecurityEvent
+}
+
 // BruteForceScope says what a brute-force rule counts.
 type BruteForceScope string
 
@@ -178,19 +188,6 @@ type BruteForceRule struct {
 	Scope     BruteForceScope
 	Threshold int
 	Window    time.Duration // at least one second
-}
-
-// DefaultBruteForceRules returns the rules used when
-// BruteForceConfig.Rules is nil: 10 failures for one account from one IP in
-// 15 minutes ("account_ip"), 20 for one account from any IP in an hour
-// ("account"), and one IP failing against 10 accounts in 10 minutes
-// ("ip_accounts").
-func DefaultBruteForceRules() []BruteForceRule {
-	return []BruteForceRule{
-		{Name: "account_ip", Scope: ScopeAccountIP, Threshold: BruteForceAccountIPThresholdDefault, Window: BruteForceAccountIPWindowDefault},
-		{Name: "account", Scope: ScopeAccount, Threshold: BruteForceAccountThresholdDefault, Window: BruteForceAccountWindowDefault},
-		{Name: "ip_accounts", Scope: ScopeIPAccounts, Threshold: BruteForceIPAccountsThresholdDefault, Window: BruteForceIPAccountsWindowDefault},
-	}
 }
 
 // BruteForceConfig configures brute-force detection. The zero value
@@ -225,6 +222,49 @@ type SecurityLog struct {
 	red   *Redactor
 	rules []BruteForceRule
 	sql   *securitySQL
+}
+
+// SecurityFilter selects events for SecurityLog.List. Zero fields do not
+// filter.
+type SecurityFilter struct {
+	AwaitingReview bool              // only events that require review and have none
+	Type           SecurityEventType // only this type
+	MinSeverity    Severity          // only this severity and above
+	UserID         uuid.UUID         // only this user
+	IP             string            // only this IP (any form ParseIP accepts)
+	Since          time.Time         // occurred at or after
+	Until          time.Time         // occurred before
+	Limit          int               // page size: default ListLimitDefault, at most ListLimitMax
+	Cursor         string            // SecurityPage.Next of the previous page
+}
+
+// SecurityPage is one page of events, newest first.
+type SecurityPage struct {
+	Events []SecurityEvent
+	// Next is the cursor of the following page, "" when this page is the
+	// last one.
+	Next string
+}
+
+// AlreadyReviewedError is the error of a second MarkReviewed: it carries
+// the first review and matches ErrAlreadyReviewed.
+type AlreadyReviewedError struct {
+	ID         uuid.UUID
+	ReviewedBy uuid.UUID
+	ReviewedAt time.Time
+}
+
+// DefaultBruteForceRules returns the rules used when
+// BruteForceConfig.Rules is nil: 10 failures for one account from one IP in
+// 15 minutes ("account_ip"), 20 for one account from any IP in an hour
+// ("account"), and one IP failing against 10 accounts in 10 minutes
+// ("ip_accounts").
+func DefaultBruteForceRules() []BruteForceRule {
+	return []BruteForceRule{
+		{Name: "account_ip", Scope: ScopeAccountIP, Threshold: BruteForceAccountIPThresholdDefault, Window: BruteForceAccountIPWindowDefault},
+		{Name: "account", Scope: ScopeAccount, Threshold: BruteForceAccountThresholdDefault, Window: BruteForceAccountWindowDefault},
+		{Name: "ip_accounts", Scope: ScopeIPAccounts, Threshold: BruteForceIPAccountsThresholdDefault, Window: BruteForceIPAccountsWindowDefault},
+	}
 }
 
 // NewSecurityLog validates cfg and returns the security recorder of o.
@@ -279,15 +319,6 @@ func (s *SecurityLog) Record(ctx context.Context, q Querier, in SecurityEventInp
 		return res.Event, err
 	}
 	return s.insert(ctx, q, p)
-}
-
-// FailedLoginResult is what RecordFailedLogin recorded.
-type FailedLoginResult struct {
-	Event SecurityEvent
-	// Escalations are the SUSPICIOUS_ACTIVITY events (HIGH, requiring
-	// review) this failure triggered: at most one per rule and key per
-	// window.
-	Escalations []SecurityEvent
 }
 
 // RecordFailedLogin records a FAILED_LOGIN (severity MEDIUM by default)
@@ -357,22 +388,6 @@ func (s *SecurityLog) RecordSuspiciousActivity(ctx context.Context, q Querier, a
 		Details: details, Severity: a.Severity, RequiresReview: a.RequiresReview, OccurredAt: a.OccurredAt})
 }
 
-// AlreadyReviewedError is the error of a second MarkReviewed: it carries
-// the first review and matches ErrAlreadyReviewed.
-type AlreadyReviewedError struct {
-	ID         uuid.UUID
-	ReviewedBy uuid.UUID
-	ReviewedAt time.Time
-}
-
-// Error names the event and its earlier review.
-func (e *AlreadyReviewedError) Error() string {
-	return fmt.Sprintf("%v: %s by %s at %s", ErrAlreadyReviewed, e.ID, e.ReviewedBy, e.ReviewedAt.Format(time.RFC3339))
-}
-
-// Unwrap returns ErrAlreadyReviewed.
-func (e *AlreadyReviewedError) Unwrap() error { return ErrAlreadyReviewed }
-
 // MarkReviewed records, through q, that reviewer reviewed event id, and
 // returns the event. reviewed_by and reviewed_at are set together, once: a
 // second review (even a concurrent one) returns an *AlreadyReviewedError
@@ -414,34 +429,12 @@ func (s *SecurityLog) Get(ctx context.Context, id uuid.UUID) (SecurityEvent, err
 	return ev, nil
 }
 
-// SecurityFilter selects events for SecurityLog.List. Zero fields do not
-// filter.
-type SecurityFilter struct {
-	AwaitingReview bool              // only events that require review and have none
-	Type           SecurityEventType // only this type
-	MinSeverity    Severity          // only this severity and above
-	UserID         uuid.UUID         // only this user
-	IP             string            // only this IP (any form ParseIP accepts)
-	Since          time.Time         // occurred at or after
-	Until          time.Time         // occurred before
-	Limit          int               // page size: default ListLimitDefault, at most ListLimitMax
-	Cursor         string            // SecurityPage.Next of the previous page
-}
-
-// SecurityPage is one page of events, newest first.
-type SecurityPage struct {
-	Events []SecurityEvent
-	// Next is the cursor of the following page, "" when this page is the
-	// last one.
-	Next string
-}
-
 // List returns events matching f, newest first, one page at a time (keyset
 // pagination: stable while new events arrive).
 func (s *SecurityLog) List(ctx context.Context, f SecurityFilter) (SecurityPage, error) {
-	limit, err := pageLimit(f.Limit)
+	limit, err := page.Limit(f.Limit, ListLimitDefault, ListLimitMax)
 	if err != nil {
-		return SecurityPage{}, err
+		return SecurityPage{}, filterError(err)
 	}
 	if f.Type != "" && !f.Type.valid() {
 		return SecurityPage{}, invalid(ErrInvalidFilter, "event_type", "unknown type %q", f.Type)
@@ -455,23 +448,24 @@ func (s *SecurityLog) List(ctx context.Context, f SecurityFilter) (SecurityPage,
 			return SecurityPage{}, invalid(ErrInvalidFilter, "ip_address", "is not an IP address")
 		}
 	}
-	curAt, curID, err := decodeCursor(f.Cursor)
+	curAt, curID, err := page.DecodeCursor(f.Cursor)
 	if err != nil {
-		return SecurityPage{}, err
+		return SecurityPage{}, filterError(err)
 	}
 	var user any
 	if f.UserID != uuid.Nil {
 		user = f.UserID
 	}
 	rows, err := s.o.db.QueryContext(ctx, s.sql.list, f.AwaitingReview, string(f.Type), string(f.MinSeverity), user, ip,
-		nullTime(f.Since), nullTime(f.Until), curAt, curID, limit+1)
-	var page SecurityPage
-	page.Events, page.Next, err = keysetPage(rows, err, limit, scanSecurityEvent,
+		page.TimeArg(f.Since), page.TimeArg(f.Until), curAt, curID, limit+1)
+	var out SecurityPage
+	out.Events, out.Next, err = page.Read(rows, err, limit,
+		func(rows *sql.Rows) (SecurityEvent, error) { return scanSecurityEvent(rows) },
 		func(ev SecurityEvent) (time.Time, uuid.UUID) { return ev.OccurredAt, ev.ID })
 	if err != nil {
 		return SecurityPage{}, fmt.Errorf("outbox: list security events: %w", err)
 	}
-	return page, nil
+	return out, nil
 }
 
 // AwaitingReview lists the events that require review and have none yet:
@@ -480,6 +474,14 @@ func (s *SecurityLog) AwaitingReview(ctx context.Context, f SecurityFilter) (Sec
 	f.AwaitingReview = true
 	return s.List(ctx, f)
 }
+
+// Error names the event and its earlier review.
+func (e *AlreadyReviewedError) Error() string {
+	return fmt.Sprintf("%v: %s by %s at %s", ErrAlreadyReviewed, e.ID, e.ReviewedBy, e.ReviewedAt.Format(time.RFC3339))
+}
+
+// Unwrap returns ErrAlreadyReviewed.
+func (e *AlreadyReviewedError) Unwrap() error { return ErrAlreadyReviewed }
 
 // preparedSecurity is a validated event ready for SQL.
 type preparedSecurity struct {

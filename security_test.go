@@ -285,9 +285,11 @@ func TestSecurityAwaitingReviewFiltersAndPages(t *testing.T) {
 	if err != nil || len(everything.Events) != 13 {
 		t.Fatalf("List: %d %v", len(everything.Events), err)
 	}
-	for _, f := range []SecurityFilter{{IP: "nope"}, {Type: "X"}, {MinSeverity: "X"}, {Cursor: "!"}, {Limit: -1}} {
-		if _, err := s.List(ctx, f); !errors.Is(err, ErrInvalidFilter) {
-			t.Errorf("filter %+v: %v", f, err)
+	for field, f := range map[string]SecurityFilter{"ip_address": {IP: "nope"}, "event_type": {Type: "X"},
+		"severity": {MinSeverity: "X"}, "cursor": {Cursor: "!"}, "limit": {Limit: -1}} {
+		var ve *ValidationError
+		if _, err := s.List(ctx, f); !errors.Is(err, ErrInvalidFilter) || !errors.As(err, &ve) || ve.Field != field {
+			t.Errorf("filter %+v: %v, want an ErrInvalidFilter on %s", f, err, field)
 		}
 	}
 }

@@ -139,7 +139,7 @@ func payments(ctx context.Context, il *outbox.IntegrationLog) error {
 		_, _ = fmt.Fprintf(w, `{"id":"ch_%d","object":"charge","status":"succeeded","amount":%s}`, time.Now().UnixNano()%1e6, r.Form.Get("amount"))
 	}))
 	defer api.Close()
-	client := &http.Client{Transport: il.Transport(outbox.IntegrationStripe, nil,
+	client := &http.Client{Transport: il.Transport("stripe", nil,
 		&outbox.HTTPRecordOptions{ExternalID: outbox.ExternalIDFromJSON("id")})}
 	for _, amount := range []string{"1999", "999999"} {
 		form := url.Values{"amount": {amount}, "currency": {"eur"}, "card[number]": {"4242424242424242"}, "card[cvc]": {"123"}}
@@ -163,7 +163,7 @@ func payments(ctx context.Context, il *outbox.IntegrationLog) error {
 
 // webhooks receives a webhook through the recording middleware.
 func webhooks(ctx context.Context, il *outbox.IntegrationLog) error {
-	handler := il.Middleware(outbox.IntegrationStripe, &outbox.HTTPRecordOptions{ExternalID: outbox.ExternalIDFromJSON("id")})(
+	handler := il.Middleware("stripe", &outbox.HTTPRecordOptions{ExternalID: outbox.ExternalIDFromJSON("id")})(
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			var ev struct{ Type string }
 			if err := json.NewDecoder(r.Body).Decode(&ev); err != nil {
