@@ -24,6 +24,8 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/google/uuid"
 	"github.com/lib/pq"
+
+	"github.com/outboxkit/outbox/internal/store"
 )
 
 // Defaults for DispatcherConfig fields left at their zero value.
@@ -125,7 +127,6 @@ type Dispatcher struct {
 	// webhooks holds the validated webhook options, nil when this
 	// dispatcher does not deliver webhooks.
 	webhooks *WebhookOptions
-	whSQL    webhookSQL
 	// busyDelay is how long a webhook row waits when its endpoint has no
 	// free slot (webhookBusyDelay; tests shorten it).
 	busyDelay time.Duration
@@ -189,7 +190,6 @@ func (o *Outbox) NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 		}
 		s.close()
 		d.webhooks = &s.opts
-		d.whSQL = newWebhookSQL(o.cfg.Schema)
 	}
 	return d, nil
 }
@@ -537,7 +537,7 @@ func (r *run) claim(bgCtx, handlerCtx context.Context, limit int) (int, error) {
 	token := newToken(cfg.Name)
 	ctx, cancel := context.WithTimeout(bgCtx, 30*time.Second)
 	defer cancel()
-	rows, err := r.o.stmt(nil, r.o.q.claim).query(ctx, r.o.nowArg(), pq.Array(r.methods), r.sender != nil,
+	rows, err := r.o.st.Stmt(nil, r.o.st.Queue.Claim).Query(ctx, r.o.nowArg(), pq.Array(r.methods), r.sender != nil,
 		limit, token, cfg.LeaseDuration.Microseconds())
 	if err != nil {
 		return 0, err
@@ -721,7 +721,7 @@ func (r *run) runTx(ctx, bgCtx context.Context, fn TxHandlerFunc, c *claimedRow)
 		_ = tx.Rollback()
 		return false, err
 	}
-	res, err := r.o.stmt(tx, r.o.q.completeOne).exec(ctx, r.o.nowArg(), c.delivery.ID, c.token)
+	res, err := r.o.st.Stmt(tx, r.o.st.Queue.CompleteOne).Exec(ctx, r.o.nowArg(), c.delivery.ID, c.token)
 	if err != nil {
 		_ = tx.Rollback()
 		return false, fmt.Errorf("outbox: complete in handler transaction: %w", err)
@@ -989,13 +989,13 @@ func outcomeArgs(batch []outcome) (w outcomeWrite, recs []IntegrationRecord) {
 func (r *run) writeOutcomes(ctx context.Context, recs []IntegrationRecord, w outcomeWrite) (n int, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	text := r.o.q.outcomes
+	text := r.o.st.Queue.Outcomes
 	if w.completed {
-		text = r.o.q.completeMany
+		text = r.o.st.Queue.CompleteMany
 	}
 	full := append([]any{r.o.nowArg()}, w.args...)
 	if len(recs) == 0 {
-		return rowsAffected(r.o.stmt(nil, text).exec(ctx, full...))
+		return store.RowsAffected(r.o.st.Stmt(nil, text).Exec(ctx, full...))
 	}
 	tx, err := r.o.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -1008,7 +1008,7 @@ func (r *run) writeOutcomes(ctx context.Context, recs []IntegrationRecord, w out
 			}
 		}
 	}()
-	if n, err = rowsAffected(r.o.stmt(tx, text).exec(ctx, full...)); err != nil {
+	if n, err = store.RowsAffected(r.o.st.Stmt(tx, text).Exec(ctx, full...)); err != nil {
 		return 0, err
 	}
 	if err = r.o.insertPrepared(ctx, tx, recs); err != nil {
@@ -1023,15 +1023,6 @@ func (r *run) writeOutcomes(ctx context.Context, recs []IntegrationRecord, w out
 // outcomeWriteAttempts is how often a batch of outcomes is tried (waiting
 // 50 ms, 200 ms, 800 ms in between) before it is left to the lease.
 const outcomeWriteAttempts = 4
-
-// rowsAffected is the row count of an UPDATE's result.
-func rowsAffected(res sql.Result, err error) (int, error) {
-	if err != nil {
-		return 0, err
-	}
-	n, err := res.RowsAffected()
-	return int(n), err
-}
 
 // heartbeat extends the leases of running rows until ctx ends.
 func (r *run) heartbeat(ctx context.Context) {
@@ -1059,7 +1050,7 @@ func (r *run) heartbeat(ctx context.Context) {
 			continue
 		}
 		hctx, cancel := context.WithTimeout(ctx, r.d.cfg.HeartbeatInterval)
-		_, err := r.o.db.ExecContext(hctx, r.o.q.heartbeat, r.o.nowArg(), pq.Array(ids), pq.Array(tokens),
+		_, err := r.o.db.ExecContext(hctx, r.o.st.Queue.Heartbeat, r.o.nowArg(), pq.Array(ids), pq.Array(tokens),
 			r.d.cfg.LeaseDuration.Microseconds())
 		cancel()
 		if err != nil && ctx.Err() == nil {
@@ -1121,13 +1112,13 @@ const firstAnalyzeRows = 1000
 func (d *Dispatcher) firstAnalyze(ctx context.Context) bool {
 	var analyzed bool
 	var changed int64
-	if err := d.o.db.QueryRowContext(ctx, d.o.q.needsFirstAnalyze, d.o.cfg.Schema).Scan(&analyzed, &changed); err != nil {
+	if err := d.o.db.QueryRowContext(ctx, d.o.st.Queue.NeedsFirstAnalyze, d.o.cfg.Schema).Scan(&analyzed, &changed); err != nil {
 		return false
 	}
 	if analyzed || changed < firstAnalyzeRows {
 		return analyzed
 	}
-	if _, err := d.o.db.ExecContext(ctx, d.o.q.analyze); err != nil {
+	if _, err := d.o.db.ExecContext(ctx, d.o.st.Queue.Analyze); err != nil {
 		d.log.WarnContext(ctx, "analyze of the queue table failed", slog.Any("error", err))
 		return false
 	}
@@ -1139,7 +1130,7 @@ func (d *Dispatcher) firstAnalyze(ctx context.Context) bool {
 func (d *Dispatcher) rescue(ctx context.Context) (int64, error) {
 	var total int64
 	for {
-		n, err := d.o.execCount(ctx, "rescue", d.o.q.rescue, d.o.nowArg(), maintenanceBatch)
+		n, err := d.o.execCount(ctx, "rescue", d.o.st.Queue.Rescue, d.o.nowArg(), maintenanceBatch)
 		total += n
 		if err != nil || n < maintenanceBatch {
 			return total, err
@@ -1161,7 +1152,7 @@ func (d *Dispatcher) cleanup(ctx context.Context) (int64, error) {
 			continue
 		}
 		for range 100 {
-			n, err := d.o.execCount(ctx, "cleanup", d.o.q.deleteFinished, now.Add(-j.retention).UTC(), string(j.status), maintenanceBatch)
+			n, err := d.o.execCount(ctx, "cleanup", d.o.st.Queue.DeleteFinished, now.Add(-j.retention).UTC(), string(j.status), maintenanceBatch)
 			total += n
 			if err != nil {
 				return total, err
@@ -1181,7 +1172,7 @@ func (d *Dispatcher) cleanup(ctx context.Context) (int64, error) {
 			if d.o.cfg.Clock == nil {
 				bound = uuidV7Floor(cutoff)
 			}
-			n, err := d.o.execCount(ctx, "cleanup events", d.o.q.deleteEvents, cutoff.UTC(), maintenanceBatch, bound)
+			n, err := d.o.execCount(ctx, "cleanup events", d.o.st.Queue.DeleteEvents, cutoff.UTC(), maintenanceBatch, bound)
 			total += n
 			if err != nil {
 				return total, err

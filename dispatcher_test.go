@@ -667,7 +667,7 @@ func TestHeartbeatSkipsLockedRows(t *testing.T) {
 	}
 	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	res, err := b.db.ExecContext(hctx, b.ob.q.heartbeat, nil, pq.Array(all), pq.Array([]string{"hb/1", "hb/1"}), time.Minute.Microseconds())
+	res, err := b.db.ExecContext(hctx, b.ob.st.Queue.Heartbeat, nil, pq.Array(all), pq.Array([]string{"hb/1", "hb/1"}), time.Minute.Microseconds())
 	if err != nil {
 		t.Fatalf("heartbeat with a row locked elsewhere: %v", err)
 	}

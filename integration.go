@@ -115,7 +115,7 @@ type IntegrationLogConfig struct {
 type IntegrationLog struct {
 	o   *Outbox
 	red *Redactor
-	sql *integrationSQL
+	sql *store.IntegrationStatements
 }
 
 // NewIntegrationLog returns the integration recorder of o.
@@ -127,7 +127,7 @@ func NewIntegrationLog(o *Outbox, cfg IntegrationLogConfig) (*IntegrationLog, er
 	if err != nil {
 		return nil, err
 	}
-	return &IntegrationLog{o: o, red: red, sql: integrationStatements(o.cfg.Schema)}, nil
+	return &IntegrationLog{o: o, red: red, sql: &o.st.Integration}, nil
 }
 
 // Redactor returns the redaction rules the log applies.
@@ -454,7 +454,7 @@ func (l *IntegrationLog) List(ctx context.Context, f IntegrationFilter) (Integra
 	if f.Success != nil {
 		success = *f.Success
 	}
-	rows, err := l.o.db.QueryContext(ctx, l.sql.list, f.Integration, string(f.Operation), success, f.ExternalID,
+	rows, err := l.o.db.QueryContext(ctx, l.sql.List, f.Integration, string(f.Operation), success, f.ExternalID,
 		nullTime(f.Since), nullTime(f.Until), curAt, curID, limit+1)
 	var page IntegrationPage
 	page.Records, page.Next, err = keysetPage(rows, err, limit, scanIntegrationRecord,
@@ -516,7 +516,7 @@ func (l *IntegrationLog) Stats(ctx context.Context, w IntegrationWindow) ([]Inte
 	if !w.Since.Before(w.Until) {
 		return nil, invalid(ErrInvalidFilter, "since", "must be before until")
 	}
-	rows, err := l.o.db.QueryContext(ctx, l.sql.stats, w.Since.UTC(), w.Until.UTC(), w.Integration, string(w.Operation))
+	rows, err := l.o.db.QueryContext(ctx, l.sql.Stats, w.Since.UTC(), w.Until.UTC(), w.Integration, string(w.Operation))
 	if err != nil {
 		return nil, fmt.Errorf("outbox: integration stats: %w", err)
 	}
@@ -621,7 +621,7 @@ func (o *Outbox) insertPrepared(ctx context.Context, q Querier, recs []Integrati
 			durs[i] = sql.NullInt64{Int64: r.Duration.Milliseconds(), Valid: true}
 		}
 	}
-	rows, err := q.QueryContext(ctx, integrationStatements(o.cfg.Schema).insert, pq.Array(ids), pq.Array(names), pq.Array(ops),
+	rows, err := q.QueryContext(ctx, o.st.Integration.Insert, pq.Array(ids), pq.Array(names), pq.Array(ops),
 		pq.Array(reqs), pq.Array(resps), pq.Array(statuses), pq.Array(oks), pq.Array(errs), pq.Array(exts), pq.Array(ats),
 		o.nowArg(), pq.Array(durs))
 	if err != nil {
@@ -1119,20 +1119,4 @@ func nullTime(t time.Time) any {
 		return nil
 	}
 	return t.UTC()
-}
-
-type integrationSQL struct{ insert, list, stats string }
-
-var integrationSQLCache sync.Map // schema name → *integrationSQL
-
-// integrationStatements returns the integration_log statements of a
-// schema, rendered once per schema.
-func integrationStatements(schema string) *integrationSQL {
-	if s, ok := integrationSQLCache.Load(schema); ok {
-		return s.(*integrationSQL)
-	}
-	s := &integrationSQL{insert: store.IntegrationInsert, list: store.IntegrationList, stats: store.IntegrationStats}
-	store.RenderAll(schema, &s.insert, &s.list, &s.stats)
-	v, _ := integrationSQLCache.LoadOrStore(schema, s)
-	return v.(*integrationSQL)
 }

@@ -61,11 +61,11 @@ func TestBatchWritesUsePrimaryKey(t *testing.T) {
 	ids := q(`SELECT array_agg(id)::text FROM "` + b.schema + `".event_queue WHERE locked_by = 'plan/1'`)
 	tokens := fmt.Sprintf("array_fill('plan/1'::text, ARRAY[%d])", 100)
 	for _, c := range []struct{ name, stmt, args string }{
-		{"outcomes", b.ob.q.outcomes, fmt.Sprintf(
+		{"outcomes", b.ob.st.Queue.Outcomes, fmt.Sprintf(
 			`NULL, '%s', %s, array_fill('COMPLETED'::text, ARRAY[100]), array_fill(0, ARRAY[100]),
 			array_fill(0::bigint, ARRAY[100]), array_fill(NULL::text, ARRAY[100])`, ids, tokens)},
-		{"completeMany", b.ob.q.completeMany, fmt.Sprintf(`NULL, '%s', %s`, ids, tokens)},
-		{"heartbeat", b.ob.q.heartbeat, fmt.Sprintf(`NULL, '%s', %s, 30000000`, ids, tokens)},
+		{"completeMany", b.ob.st.Queue.CompleteMany, fmt.Sprintf(`NULL, '%s', %s`, ids, tokens)},
+		{"heartbeat", b.ob.st.Queue.Heartbeat, fmt.Sprintf(`NULL, '%s', %s, 30000000`, ids, tokens)},
 	} {
 		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
 			q(`SET plan_cache_mode = ` + mode)

@@ -15,7 +15,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/lib/pq"
 
-	"github.com/outboxkit/outbox/internal/store"
 	"github.com/outboxkit/outbox/webhook"
 )
 
@@ -177,18 +176,18 @@ func (o *Outbox) Subscribe(ctx context.Context, s Subscription) (Subscription, e
 	if err != nil {
 		return Subscription{}, fmt.Errorf("outbox: subscribe: %w", err)
 	}
-	row := o.db.QueryRowContext(ctx, o.sub.upsert, s.Name, s.Pattern, s.WebhookURL, s.CallbackMethod, string(cfg), o.nowArg())
+	row := o.db.QueryRowContext(ctx, o.st.Subscription.Upsert, s.Name, s.Pattern, s.WebhookURL, s.CallbackMethod, string(cfg), o.nowArg())
 	return o.scanSubscription(row, "subscribe")
 }
 
 // Subscription returns the subscription called name, or ErrSubscriptionNotFound.
 func (o *Outbox) Subscription(ctx context.Context, name string) (Subscription, error) {
-	return o.scanSubscription(o.db.QueryRowContext(ctx, o.sub.get, name), "get subscription "+name)
+	return o.scanSubscription(o.db.QueryRowContext(ctx, o.st.Subscription.Get, name), "get subscription "+name)
 }
 
 // Subscriptions lists every subscription, by name.
 func (o *Outbox) Subscriptions(ctx context.Context) ([]Subscription, error) {
-	rows, err := o.db.QueryContext(ctx, o.sub.list)
+	rows, err := o.db.QueryContext(ctx, o.st.Subscription.List)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: list subscriptions: %w", err)
 	}
@@ -219,7 +218,7 @@ func (o *Outbox) Resume(ctx context.Context, name string) (Subscription, error) 
 }
 
 func (o *Outbox) setActive(ctx context.Context, name string, active bool) (Subscription, error) {
-	return o.scanSubscription(o.db.QueryRowContext(ctx, o.sub.setActive, name, active, o.nowArg()), "set active "+name)
+	return o.scanSubscription(o.db.QueryRowContext(ctx, o.st.Subscription.SetActive, name, active, o.nowArg()), "set active "+name)
 }
 
 // UpdateConfig replaces the subscription's config. It applies to rows
@@ -232,7 +231,7 @@ func (o *Outbox) UpdateConfig(ctx context.Context, name string, cfg Subscription
 	if err != nil {
 		return Subscription{}, fmt.Errorf("outbox: update config: %w", err)
 	}
-	return o.scanSubscription(o.db.QueryRowContext(ctx, o.sub.setConfig, name, string(b), o.nowArg()), "update config "+name)
+	return o.scanSubscription(o.db.QueryRowContext(ctx, o.st.Subscription.SetConfig, name, string(b), o.nowArg()), "update config "+name)
 }
 
 // DeleteOptions tune Delete.
@@ -278,7 +277,7 @@ func (o *Outbox) Delete(ctx context.Context, name string, opts *DeleteOptions) (
 	}()
 	var id uuid.UUID
 	var undelivered int64
-	if err := tx.QueryRowContext(ctx, o.sub.lockForDelete, name).Scan(&id, &undelivered); err != nil {
+	if err := tx.QueryRowContext(ctx, o.st.Subscription.LockForDelete, name).Scan(&id, &undelivered); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: %s", ErrSubscriptionNotFound, name)
 		}
@@ -288,14 +287,14 @@ func (o *Outbox) Delete(ctx context.Context, name string, opts *DeleteOptions) (
 		if !opts.DiscardUndelivered {
 			return fmt.Errorf("%w: %s has %d PENDING or PROCESSING rows (pass DiscardUndelivered to fail them)", ErrSubscriptionBusy, name, undelivered)
 		}
-		if _, err := tx.ExecContext(ctx, o.sub.failUndelivered, id, "subscription "+name+" deleted", o.nowArg()); err != nil {
+		if _, err := tx.ExecContext(ctx, o.st.Subscription.FailUndelivered, id, "subscription "+name+" deleted", o.nowArg()); err != nil {
 			return fmt.Errorf("outbox: delete subscription: %w", err)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, o.sub.detachRows, id); err != nil {
+	if _, err := tx.ExecContext(ctx, o.st.Subscription.DetachRows, id); err != nil {
 		return fmt.Errorf("outbox: delete subscription: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, o.sub.delete, id); err != nil {
+	if _, err := tx.ExecContext(ctx, o.st.Subscription.Delete, id); err != nil {
 		return fmt.Errorf("outbox: delete subscription: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -427,13 +426,13 @@ const deleteWaitLimit = 30 * time.Second
 // (or rolls back) first.
 func (o *Outbox) waitForSubscriptionReaders(ctx context.Context, name string) error {
 	var open pq.StringArray
-	if err := o.db.QueryRowContext(ctx, o.sub.readers).Scan(&open); err != nil {
+	if err := o.db.QueryRowContext(ctx, o.st.Subscription.Readers).Scan(&open); err != nil {
 		return fmt.Errorf("outbox: delete subscription: %w", err)
 	}
 	deadline := time.Now().Add(deleteWaitLimit)
 	for wait := time.Millisecond; len(open) > 0; wait = min(2*wait, 100*time.Millisecond) {
 		var n int
-		if err := o.db.QueryRowContext(ctx, o.sub.txOpen, open).Scan(&n); err != nil {
+		if err := o.db.QueryRowContext(ctx, o.st.Subscription.TransactionsOpen, open).Scan(&n); err != nil {
 			return fmt.Errorf("outbox: delete subscription: %w", err)
 		}
 		if n == 0 {
@@ -450,22 +449,4 @@ func (o *Outbox) waitForSubscriptionReaders(ctx context.Context, name string) er
 		}
 	}
 	return nil
-}
-
-type subscriptionSQL struct {
-	upsert, get, list, setActive, setConfig, lockForDelete, failUndelivered, detachRows, delete string
-	readers, txOpen                                                                             string
-}
-
-func newSubscriptionSQL(schema string) subscriptionSQL {
-	s := subscriptionSQL{
-		upsert: store.SubscriptionUpsert, get: store.SubscriptionGet, list: store.SubscriptionList,
-		setActive: store.SubscriptionSetActive, setConfig: store.SubscriptionSetConfig,
-		lockForDelete: store.SubscriptionLockForDelete, failUndelivered: store.SubscriptionFailUndelivered,
-		detachRows: store.SubscriptionDetachRows, delete: store.SubscriptionDelete,
-		readers: store.SubscriptionReaders, txOpen: store.TransactionsOpen,
-	}
-	store.RenderAll(schema, &s.upsert, &s.get, &s.list, &s.setActive, &s.setConfig, &s.lockForDelete, &s.failUndelivered, &s.detachRows, &s.delete,
-		&s.readers)
-	return s
 }

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-
-	"github.com/outboxkit/outbox/internal/store"
 )
 
 // WebhookEndpointDisabledTopic is the topic of the event enqueued when a
@@ -52,14 +50,6 @@ type WebhookEndpointDisabled struct {
 // again when every delivery slot of its endpoint was taken. No attempt is
 // counted.
 const webhookBusyDelay = time.Second
-
-type webhookSQL struct{ failureRun, pause string }
-
-func newWebhookSQL(schema string) webhookSQL {
-	s := webhookSQL{failureRun: store.WebhookFailureRun, pause: store.WebhookPause}
-	store.RenderAll(schema, &s.failureRun, &s.pause)
-	return s
-}
 
 // deliverWebhook makes one delivery attempt of a webhook row and hands its
 // outcome, with the attempt's integration record, to the completer.
@@ -136,7 +126,7 @@ func (d *Dispatcher) checkEndpointHealth(ctx context.Context, c *claimedRow, las
 	var n int64
 	var first sql.NullTime
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err := d.o.db.QueryRowContext(qctx, d.whSQL.failureRun, c.delivery.Subscription, opts.DisableMinFailures).Scan(&n, &first)
+	err := d.o.db.QueryRowContext(qctx, d.o.st.Webhook.FailureRun, c.delivery.Subscription, opts.DisableMinFailures).Scan(&n, &first)
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
@@ -195,7 +185,7 @@ func (d *Dispatcher) disableEndpointTx(ctx context.Context, c *claimedRow, reaso
 		LastError: d.o.redactor().String(lastErr),
 	}
 	var rawURL string
-	if err = tx.QueryRowContext(ctx, d.whSQL.pause, ev.Subscription, d.o.nowArg()).Scan(&ev.SubscriptionID, &rawURL); err != nil {
+	if err = tx.QueryRowContext(ctx, d.o.st.Webhook.Pause, ev.Subscription, d.o.nowArg()).Scan(&ev.SubscriptionID, &rawURL); err != nil {
 		return err
 	}
 	ev.URL = d.o.redactor().URL(rawURL)
