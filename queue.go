@@ -12,6 +12,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/outboxkit/outbox/internal/store"
+	"github.com/outboxkit/outbox/internal/subconfig"
 )
 
 // Status is the delivery state of a queue row.
@@ -26,7 +27,7 @@ const (
 )
 
 // MaxRetriesLimit is the largest max_retries an option or config accepts.
-const MaxRetriesLimit = 1000
+const MaxRetriesLimit = subconfig.MaxRetriesLimit
 
 // EnqueueResult describes an enqueued event.
 type EnqueueResult struct {

@@ -19,6 +19,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/outboxkit/outbox/internal/subconfig"
 	"github.com/outboxkit/outbox/webhook"
 )
 
@@ -201,7 +202,7 @@ func newWebhookSender(opts *WebhookOptions) (*webhookSender, error) {
 	if o.UserAgent == "" {
 		o.UserAgent = WebhookUserAgentDefault
 	}
-	if !validHeaderValue(o.UserAgent) {
+	if !subconfig.ValidHeaderValue(o.UserAgent) {
 		return nil, fmt.Errorf("%w: webhook user agent holds control characters", ErrInvalidConfig)
 	}
 	if o.MaxResponseBytes == 0 {
