@@ -4,9 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/google/uuid"
 )
 
 // TestBatchWritesUsePrimaryKey: the outcome and heartbeat statements look
@@ -78,25 +75,4 @@ func TestBatchWritesUsePrimaryKey(t *testing.T) {
 		}
 	}
 	q(`RESET plan_cache_mode`)
-}
-
-// TestOutcomeWriteStatement: a batch of successes only takes the lean
-// statement; one retry, failure or reason takes the full one, for the whole
-// batch.
-func TestOutcomeWriteStatement(t *testing.T) {
-	done := func() outcome { return outcome{id: uuid.New(), token: "d/1", status: StatusCompleted} }
-	w, _ := outcomeArgs([]outcome{done(), done()})
-	if !w.completed || len(w.args) != 2 {
-		t.Fatalf("successes only: completed=%v with %d arrays", w.completed, len(w.args))
-	}
-	for _, odd := range []outcome{
-		{id: uuid.New(), token: "d/1", status: StatusPending, inc: 1, delay: time.Second, reason: "boom"},
-		{id: uuid.New(), token: "d/1", status: StatusFailed, inc: 1, reason: "boom"},
-		{id: uuid.New(), token: "d/1", status: StatusPending, reason: "released at shutdown"},
-	} {
-		w, _ := outcomeArgs([]outcome{done(), odd, done()})
-		if w.completed || len(w.args) != 6 {
-			t.Fatalf("%+v: completed=%v with %d arrays", odd, w.completed, len(w.args))
-		}
-	}
 }

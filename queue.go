@@ -11,19 +11,20 @@ import (
 	"github.com/google/uuid"
 	"github.com/lib/pq"
 
+	"github.com/outboxkit/outbox/internal/dispatch"
 	"github.com/outboxkit/outbox/internal/store"
 	"github.com/outboxkit/outbox/internal/subconfig"
 )
 
 // Status is the delivery state of a queue row.
-type Status string
+type Status = dispatch.Status
 
 // The states of a queue row (the event_status enum).
 const (
-	StatusPending    Status = "PENDING"
-	StatusProcessing Status = "PROCESSING"
-	StatusCompleted  Status = "COMPLETED"
-	StatusFailed     Status = "FAILED"
+	StatusPending    = dispatch.StatusPending
+	StatusProcessing = dispatch.StatusProcessing
+	StatusCompleted  = dispatch.StatusCompleted
+	StatusFailed     = dispatch.StatusFailed
 )
 
 // MaxRetriesLimit is the largest max_retries an option or config accepts.

@@ -15,6 +15,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/outboxkit/outbox/internal/subconfig"
+	"github.com/outboxkit/outbox/internal/webhooksend"
 )
 
 // Subscription says who receives the events whose topic matches Pattern: a
@@ -70,8 +71,8 @@ func (o *Outbox) Subscribe(ctx context.Context, s Subscription) (Subscription, e
 		return Subscription{}, err
 	}
 	if s.WebhookURL != "" {
-		if err := checkWebhookTarget(ctx, s.WebhookURL, o.cfg.WebhookAllowedNetworks); err != nil {
-			return Subscription{}, err
+		if err := webhooksend.CheckTarget(ctx, s.WebhookURL, o.cfg.WebhookAllowedNetworks); err != nil {
+			return Subscription{}, invalid(ErrInvalidSubscription, "webhook_url", "%v", err)
 		}
 	}
 	cfg, err := json.Marshal(s.Config)
@@ -257,7 +258,7 @@ func (s Subscription) validate() error {
 }
 
 // checkWebhookURL validates a webhook URL's form, and refuses literal IP
-// hosts no receiver can have (see checkWebhookLiteralAddr).
+// hosts no receiver can have (see webhooksend.CheckLiteralAddr).
 func checkWebhookURL(raw string) error {
 	f := func(format string, args ...any) error {
 		return invalid(ErrInvalidSubscription, "webhook_url", format, args...)
@@ -275,7 +276,7 @@ func checkWebhookURL(raw string) error {
 	if u.Hostname() == "" {
 		return f("has no host")
 	}
-	if why := checkWebhookLiteralAddr(u.Hostname()); why != "" {
+	if why := webhooksend.CheckLiteralAddr(u.Hostname()); why != "" {
 		return f("host %s %s: no webhook can be delivered there", u.Hostname(), why)
 	}
 	if u.User != nil {
