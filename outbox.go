@@ -88,7 +88,6 @@ type Outbox struct {
 	db         *sql.DB
 	cfg        Config
 	log        *slog.Logger
-	channel    string
 	st         *store.Store // every statement, rendered for cfg.Schema, and their runner
 	lastNotify atomic.Int64 // unix nanoseconds of the last NOTIFY sent by Enqueue
 
@@ -120,7 +119,7 @@ func New(db *sql.DB, cfg Config) (*Outbox, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	o := &Outbox{db: db, cfg: cfg, log: log, channel: store.Channel(cfg.Schema)}
+	o := &Outbox{db: db, cfg: cfg, log: log}
 	if cfg.Redaction != nil {
 		red, err := NewRedactor(*cfg.Redaction)
 		if err != nil {
