@@ -2,15 +2,10 @@ package outbox
 
 import (
 	"database/sql"
-	"database/sql/driver"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
-
-	"github.com/google/uuid"
 )
 
 // Benchmarks of the pure functions on the enqueue and delivery paths. They
@@ -150,80 +145,6 @@ func BenchmarkPrepareEvent(b *testing.B) {
 			for b.Loop() {
 				if _, err := o.prepareEvent("orders.created", c.payload, c.opts); err != nil {
 					b.Fatal(err)
-				}
-			}
-		})
-	}
-}
-
-func BenchmarkDecide(b *testing.B) {
-	o := benchOutbox(b)
-	d, err := o.NewDispatcher(DispatcherConfig{Name: "bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	c := &claimedRow{token: "bench/0123456789abcdef", retryCount: 1}
-	c.delivery.ID = uuid.Must(uuid.NewV7())
-	c.delivery.MaxRetries = 3
-	cases := []struct {
-		name string
-		sub  SubscriptionConfig
-		err  error
-	}{
-		{"success", SubscriptionConfig{}, nil},
-		{"retry_backoff", SubscriptionConfig{}, errors.New("smtp: 421 service not available")},
-		{"retry_schedule", SubscriptionConfig{RetrySchedule: []Duration{Duration(time.Second), Duration(time.Minute)}}, errors.New("busy")},
-		{"retry_after", SubscriptionConfig{}, RetryAfter(time.Minute, errors.New("429"))},
-		{"permanent", SubscriptionConfig{}, Permanent(errors.New("bad payload"))},
-	}
-	for _, tc := range cases {
-		b.Run(tc.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				_ = d.decide(c, tc.sub, tc.err)
-			}
-		})
-	}
-}
-
-var sinkDuration time.Duration
-
-func BenchmarkBackoffDelay(b *testing.B) {
-	for _, n := range []int{1, 5, 20} {
-		b.Run(fmt.Sprint("retry_", n), func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				sinkDuration = backoffDelay(n, time.Second, time.Hour, 2)
-			}
-		})
-	}
-}
-
-// BenchmarkOutcomeBatchEncode measures what one outcome write costs in Go
-// for a batch of 100 outcomes: the parameter arrays that flush builds and
-// their encoding by lib/pq (pq.Array's Value), i.e. everything but the
-// round trip. "successes" takes the lean CompleteMany statement (ids and
-// tokens); "mixed" has one retry among 99 successes and takes the full one.
-func BenchmarkOutcomeBatchEncode(b *testing.B) {
-	successes := make([]outcome, 100)
-	for i := range successes {
-		successes[i] = outcome{id: uuid.Must(uuid.NewV7()), token: "bench-host-1234/0123456789abcdef", status: StatusCompleted}
-	}
-	mixed := slices.Clone(successes)
-	mixed[7] = outcome{id: uuid.Must(uuid.NewV7()), token: mixed[0].token, status: StatusPending, inc: 1,
-		delay: 2 * time.Second, reason: "smtp: 421 service not available"}
-	for _, c := range []struct {
-		name  string
-		batch []outcome
-	}{{"successes", successes}, {"mixed", mixed}} {
-		b.Run(c.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				w, _ := outcomeArgs(c.batch)
-				for _, a := range w.args {
-					if _, err := a.(driver.Valuer).Value(); err != nil {
-						b.Fatal(err)
-					}
 				}
 			}
 		})

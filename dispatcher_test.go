@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -432,7 +431,6 @@ func TestNotifyWakesDispatcher(t *testing.T) {
 func TestRetentionCleanup(t *testing.T) {
 	t.Parallel()
 	b := setupClock(t, nil)
-	ctx := ctxT(t)
 	b.subscribe(t, "a", "#", "a")
 	cfg := fastConfig()
 	cfg.CompletedRetention = time.Hour
@@ -449,20 +447,32 @@ func TestRetentionCleanup(t *testing.T) {
 	stop := startDispatcher(t, d)
 	waitFor(t, "both finished", func() bool { return b.count(t, "status IN ('COMPLETED', 'FAILED')") == 2 })
 	stop()
+	// A dispatcher that cleans up every few milliseconds, run after each
+	// move of the clock.
+	cleanCfg := fastConfig()
+	cleanCfg.CompletedRetention, cleanCfg.FailedRetention = cfg.CompletedRetention, cfg.FailedRetention
+	cleanCfg.CleanupInterval = 5 * time.Millisecond
+	cleaner, _ := b.ob.NewDispatcher(cleanCfg)
+	cleaner.Handle("a", func(context.Context, *Delivery) error { return nil })
 	b.clock.Advance(90 * time.Minute)
-	if _, err := d.cleanup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if b.count(t, "status = 'COMPLETED'") != 0 || b.count(t, "status = 'FAILED'") != 1 {
-		t.Fatal("completed row not deleted after its retention, or failed row deleted before its own")
+	stop = startDispatcher(t, cleaner)
+	waitFor(t, "the completed row deleted", func() bool { return b.count(t, "status = 'COMPLETED'") == 0 })
+	waitFor(t, "its event deleted", func() bool {
+		return countRows(t, b.db, `SELECT count(*) FROM "`+b.schema+`".system_event`) == 1
+	})
+	stop()
+	if b.count(t, "status = 'FAILED'") != 1 {
+		t.Fatal("failed row deleted before its own retention")
 	}
 	if n := countRows(t, b.db, `SELECT count(*) FROM "`+b.schema+`".system_event`); n != 1 {
 		t.Fatalf("events = %d, want 1 (the one still referenced by a FAILED row)", n)
 	}
 	b.clock.Advance(time.Hour)
-	if _, err := d.cleanup(ctx); err != nil {
-		t.Fatal(err)
-	}
+	stop = startDispatcher(t, cleaner)
+	waitFor(t, "everything deleted", func() bool {
+		return countRows(t, b.db, `SELECT (SELECT count(*) FROM "`+b.schema+`".system_event) + (SELECT count(*) FROM "`+b.schema+`".event_queue)`) == 0
+	})
+	stop()
 	if n := countRows(t, b.db, `SELECT (SELECT count(*) FROM "`+b.schema+`".system_event) + (SELECT count(*) FROM "`+b.schema+`".event_queue)`); n != 0 {
 		t.Fatalf("%d rows left after both retentions", n)
 	}
@@ -478,7 +488,9 @@ func TestEventCleanupByIDRange(t *testing.T) {
 	sub := b.subscribe(t, "a", "x", "a")
 	cfg := fastConfig()
 	cfg.CompletedRetention = time.Hour
+	cfg.CleanupInterval = 5 * time.Millisecond
 	d, _ := b.ob.NewDispatcher(cfg)
+	d.Handle("unused", func(context.Context, *Delivery) error { return nil })
 	old := time.Now().Add(-2 * time.Hour)
 	oldFree, oldHeld := uuidV7Floor(old), uuidV7Floor(old.Add(time.Millisecond))
 	fresh := b.enqueue(t, "none.matches.this", 1) // no subscription: no row refers to it
@@ -494,30 +506,12 @@ func TestEventCleanupByIDRange(t *testing.T) {
 		VALUES ($1, $2, 'x', '2')`, oldHeld, sub.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.cleanup(ctx); err != nil {
-		t.Fatal(err)
-	}
+	stop := startDispatcher(t, d)
+	waitFor(t, "the old unreferenced event deleted", func() bool { return !b.eventIDs(t)[oldFree] })
+	stop()
 	left := b.eventIDs(t)
 	if left[oldFree] || !left[oldHeld] || !left[fresh.EventID] || len(left) != 2 {
 		t.Fatalf("events left: %v; want the old referenced one and the fresh one", left)
-	}
-}
-
-func TestUUIDV7Floor(t *testing.T) {
-	for _, at := range []time.Time{time.Now(), time.Unix(0, 0), time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)} {
-		f := uuidV7Floor(at)
-		if f.Version() != 7 || f.Variant() != uuid.RFC4122 {
-			t.Fatalf("%v: version %d variant %v", at, f.Version(), f.Variant())
-		}
-		if sec, nsec := f.Time().UnixTime(); time.Unix(sec, nsec).UnixMilli() != at.UnixMilli() {
-			t.Fatalf("%v: floor carries %v", at, time.Unix(sec, nsec))
-		}
-	}
-	before := uuidV7Floor(time.Now())
-	id := uuid.Must(uuid.NewV7())
-	after := uuidV7Floor(time.Now().Add(time.Millisecond))
-	if !(before.String() <= id.String() && id.String() < after.String()) {
-		t.Fatalf("%s not within [%s, %s)", id, before, after)
 	}
 }
 
@@ -546,63 +540,6 @@ func TestHandlerRegistrationPanics(t *testing.T) {
 	}
 	if _, err := b.ob.NewDispatcher(DispatcherConfig{Workers: -1}); !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("negative workers accepted: %v", err)
-	}
-}
-
-func TestRetryDelays(t *testing.T) {
-	t.Parallel()
-	d := &Dispatcher{cfg: DispatcherConfig{BackoffInitial: time.Second, BackoffMax: time.Minute, BackoffMultiplier: 2}}
-	for n, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 7: time.Minute, 500: time.Minute} {
-		got := d.retryDelay(n, SubscriptionConfig{})
-		if got < want*8/10 || got > want*12/10 {
-			t.Errorf("retry %d: delay %s, want %s ± 20%%", n, got, want)
-		}
-	}
-	sub := SubscriptionConfig{BackoffInitial: Duration(10 * time.Millisecond), BackoffMultiplier: 3}
-	if got := d.retryDelay(2, sub); got < 24*time.Millisecond || got > 36*time.Millisecond {
-		t.Errorf("subscription backoff: %s, want 30ms ± 20%%", got)
-	}
-	sched := SubscriptionConfig{RetrySchedule: []Duration{Duration(time.Second), Duration(time.Hour)}}
-	if got := d.retryDelay(5, sched); got < 48*time.Minute || got > 72*time.Minute {
-		t.Errorf("schedule's last entry repeats: %s", got)
-	}
-	if got := scheduleDelay(1, sched.RetrySchedule, func() float64 { return 0 }); got != 800*time.Millisecond {
-		t.Errorf("schedule jitter low bound = %s", got)
-	}
-	// A schedule entry near Duration's limit saturates: never a negative
-	// delay, which would retry at once.
-	huge := []Duration{Duration(math.MaxInt64)}
-	if got := scheduleDelay(1, huge, func() float64 { return 0.99 }); got != math.MaxInt64 {
-		t.Errorf("jittered maximal entry = %s, want the largest Duration", got)
-	}
-	for range 20 {
-		if got := d.retryDelay(1, SubscriptionConfig{RetrySchedule: huge}); got <= 0 {
-			t.Fatalf("retry delay %s of a maximal schedule entry", got)
-		}
-	}
-}
-
-func TestFirstAnalyzeOfABacklog(t *testing.T) {
-	t.Parallel()
-	b := setup(t, nil)
-	ctx := ctxT(t)
-	b.subscribe(t, "a", "#", "a")
-	d, _ := b.ob.NewDispatcher(fastConfig())
-	if d.firstAnalyze(ctx) {
-		t.Fatal("an empty, never analyzed table reported as analyzed")
-	}
-	events := make([]Event, firstAnalyzeRows+10)
-	for i := range events {
-		events[i] = Event{Topic: "x", Payload: i}
-	}
-	if _, err := b.ob.EnqueueBatch(ctx, b.db, events); err != nil {
-		t.Fatal(err)
-	}
-	// Table statistics reach pg_stat_user_tables within about a second.
-	waitFor(t, "the first analyze", func() bool { return d.firstAnalyze(ctx) })
-	if n := countRows(t, b.db, `SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'event_queue'
-		AND (last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL)`, b.schema); n != 1 {
-		t.Fatal("queue table still without statistics")
 	}
 }
 
@@ -667,7 +604,7 @@ func TestHeartbeatSkipsLockedRows(t *testing.T) {
 	}
 	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	res, err := b.db.ExecContext(hctx, b.ob.q.heartbeat, nil, pq.Array(all), pq.Array([]string{"hb/1", "hb/1"}), time.Minute.Microseconds())
+	res, err := b.db.ExecContext(hctx, b.ob.st.Queue.Heartbeat, nil, pq.Array(all), pq.Array([]string{"hb/1", "hb/1"}), time.Minute.Microseconds())
 	if err != nil {
 		t.Fatalf("heartbeat with a row locked elsewhere: %v", err)
 	}
@@ -700,4 +637,17 @@ func TestDispatcherNameCleaned(t *testing.T) {
 		waitFor(t, "the outcome", func() bool { return b.count(t, "status = 'COMPLETED'") == int64(i+1) })
 		stop()
 	}
+}
+
+// uuidV7Floor is the smallest UUIDv7 of t's millisecond (the engine bounds
+// event cleanup with the same value).
+func uuidV7Floor(t time.Time) uuid.UUID {
+	var u uuid.UUID
+	ms := uint64(max(t.UnixMilli(), 0))
+	for i := range 6 {
+		u[i] = byte(ms >> (40 - 8*i))
+	}
+	u[6] = 0x70 // version 7
+	u[8] = 0x80 // RFC 9562 variant
+	return u
 }

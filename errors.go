@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/outboxkit/outbox/internal/dispatch"
 	"github.com/outboxkit/outbox/internal/page"
+	"github.com/outboxkit/outbox/internal/webhooksend"
 )
 
 // Sentinel errors. Every error the package returns that belongs to one of these
@@ -69,31 +71,31 @@ func filterError(err error) error {
 	return err
 }
 
-// permanentError marks a handler error that must not be retried.
-type permanentError struct{ err error }
+// ErrWebhookStatus reports a webhook response whose status is not 2xx
+// (redirects are not followed: a 3xx is a failure too). The error text holds
+// the status and the start of the response body.
+var ErrWebhookStatus = webhooksend.ErrStatus
 
-func (e *permanentError) Error() string { return "permanent: " + errString(e.err) }
-func (e *permanentError) Unwrap() error { return e.err }
+// ErrWebhookBlocked reports a webhook target whose address the SSRF guard
+// refuses: loopback, private, link-local (cloud metadata included), CGNAT,
+// multicast, unspecified, reserved, IPv6 unique-local or link-local, or an
+// IPv4-mapped form of one of them. A delivery refused this way fails at once
+// (it is not retried). WebhookOptions.AllowedNetworks lets chosen networks
+// through.
+var ErrWebhookBlocked = webhooksend.ErrBlocked
 
 // Permanent wraps err so that the dispatcher fails the row at once (status
 // FAILED) instead of retrying it. A nil err still fails the row.
-func Permanent(err error) error { return &permanentError{err: err} }
-
-// retryAfterError asks for the next attempt after a given delay.
-type retryAfterError struct {
-	delay time.Duration
-	err   error
-}
-
-func (e *retryAfterError) Error() string {
-	return fmt.Sprintf("retry after %s: %s", e.delay, errString(e.err))
-}
-func (e *retryAfterError) Unwrap() error { return e.err }
+func Permanent(err error) error { return dispatch.Permanent(err) }
 
 // RetryAfter wraps err so that the next attempt of the row happens after d
 // instead of the subscription's backoff. The attempt still counts against
 // max_retries.
-func RetryAfter(d time.Duration, err error) error { return &retryAfterError{delay: d, err: err} }
+func RetryAfter(d time.Duration, err error) error { return dispatch.RetryAfter(d, err) }
+
+// PanicError is the error a recovered handler panic becomes; its text, with
+// a truncated stack, is stored as failure_reason.
+type PanicError = dispatch.PanicError
 
 func errString(err error) string {
 	if err == nil {

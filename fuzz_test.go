@@ -261,7 +261,7 @@ func FuzzParseSubscriptionConfig(f *testing.F) {
 			}
 			return
 		}
-		if err := c.validate(); err != nil {
+		if err := checkSubscriptionConfig(c); err != nil {
 			t.Fatalf("accepted config fails validate: %v", err)
 		}
 		stored, err := json.Marshal(c)

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -106,7 +105,7 @@ type IntegrationLogConfig struct {
 type IntegrationLog struct {
 	o   *Outbox
 	red *Redactor
-	sql *integrationSQL
+	sql *store.IntegrationStatements
 }
 
 // APICall describes one call we made to a third party.
@@ -213,7 +212,7 @@ func NewIntegrationLog(o *Outbox, cfg IntegrationLogConfig) (*IntegrationLog, er
 	if err != nil {
 		return nil, err
 	}
-	return &IntegrationLog{o: o, red: red, sql: integrationStatements(o.cfg.Schema)}, nil
+	return &IntegrationLog{o: o, red: red, sql: &o.st.Integration}, nil
 }
 
 // ExternalIDFromJSON returns an HTTPRecordOptions.ExternalID func that takes
@@ -397,7 +396,7 @@ func (l *IntegrationLog) List(ctx context.Context, f IntegrationFilter) (Integra
 	if f.Success != nil {
 		success = *f.Success
 	}
-	rows, err := l.o.db.QueryContext(ctx, l.sql.list, f.Integration, string(f.Operation), success, f.ExternalID,
+	rows, err := l.o.db.QueryContext(ctx, l.sql.List, f.Integration, string(f.Operation), success, f.ExternalID,
 		page.TimeArg(f.Since), page.TimeArg(f.Until), curAt, curID, limit+1)
 	var out IntegrationPage
 	out.Records, out.Next, err = page.Read(rows, err, limit,
@@ -424,7 +423,7 @@ func (l *IntegrationLog) Stats(ctx context.Context, w IntegrationWindow) ([]Inte
 	if !w.Since.Before(w.Until) {
 		return nil, invalid(ErrInvalidFilter, "since", "must be before until")
 	}
-	rows, err := l.o.db.QueryContext(ctx, l.sql.stats, w.Since.UTC(), w.Until.UTC(), w.Integration, string(w.Operation))
+	rows, err := l.o.db.QueryContext(ctx, l.sql.Stats, w.Since.UTC(), w.Until.UTC(), w.Integration, string(w.Operation))
 	if err != nil {
 		return nil, fmt.Errorf("outbox: integration stats: %w", err)
 	}
@@ -568,7 +567,7 @@ func (o *Outbox) insertPrepared(ctx context.Context, q Querier, recs []Integrati
 			durs[i] = sql.NullInt64{Int64: r.Duration.Milliseconds(), Valid: true}
 		}
 	}
-	rows, err := q.QueryContext(ctx, integrationStatements(o.cfg.Schema).insert, pq.Array(ids), pq.Array(names), pq.Array(ops),
+	rows, err := q.QueryContext(ctx, o.st.Integration.Insert, pq.Array(ids), pq.Array(names), pq.Array(ops),
 		pq.Array(reqs), pq.Array(resps), pq.Array(statuses), pq.Array(oks), pq.Array(errs), pq.Array(exts), pq.Array(ats),
 		o.nowArg(), pq.Array(durs))
 	if err != nil {
@@ -674,20 +673,4 @@ func scanIntegrationRecord(row rowScanner) (IntegrationRecord, error) {
 	}
 	r.Duration = time.Duration(dur.Int64) * time.Millisecond
 	return r, nil
-}
-
-type integrationSQL struct{ insert, list, stats string }
-
-var integrationSQLCache sync.Map // schema name → *integrationSQL
-
-// integrationStatements returns the integration_log statements of a
-// schema, rendered once per schema.
-func integrationStatements(schema string) *integrationSQL {
-	if s, ok := integrationSQLCache.Load(schema); ok {
-		return s.(*integrationSQL)
-	}
-	s := &integrationSQL{insert: store.IntegrationInsert, list: store.IntegrationList, stats: store.IntegrationStats}
-	store.RenderAll(schema, &s.insert, &s.list, &s.stats)
-	v, _ := integrationSQLCache.LoadOrStore(schema, s)
-	return v.(*integrationSQL)
 }

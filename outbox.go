@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -89,13 +88,8 @@ type Outbox struct {
 	db         *sql.DB
 	cfg        Config
 	log        *slog.Logger
-	channel    string
-	q          queueSQL
-	sub        subscriptionSQL
+	st         *store.Store // every statement, rendered for cfg.Schema, and their runner
 	lastNotify atomic.Int64 // unix nanoseconds of the last NOTIFY sent by Enqueue
-
-	stmtMu sync.Mutex
-	stmts  map[string]*sql.Stmt // statements prepared on db, by text
 
 	red *Redactor // integration_log redaction; nil means the built-in rules
 }
@@ -125,7 +119,7 @@ func New(db *sql.DB, cfg Config) (*Outbox, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	o := &Outbox{db: db, cfg: cfg, log: log, channel: store.Channel(cfg.Schema)}
+	o := &Outbox{db: db, cfg: cfg, log: log}
 	if cfg.Redaction != nil {
 		red, err := NewRedactor(*cfg.Redaction)
 		if err != nil {
@@ -133,8 +127,11 @@ func New(db *sql.DB, cfg Config) (*Outbox, error) {
 		}
 		o.red = red
 	}
-	o.q = newQueueSQL(cfg.Schema)
-	o.sub = newSubscriptionSQL(cfg.Schema)
+	st, err := store.New(db, cfg.Schema, &store.Options{Clock: cfg.Clock, NoPreparedStatements: cfg.NoPreparedStatements})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+	}
+	o.st = st
 	return o, nil
 }
 
@@ -219,17 +216,7 @@ func advisoryKey(name string) int64 {
 
 // nowArg is the time parameter runtime SQL compares against: the configured
 // clock's time, or nil so that the statement uses the database's now().
-func (o *Outbox) nowArg() any {
-	if o.cfg.Clock == nil {
-		return nil
-	}
-	return o.cfg.Clock().UTC()
-}
+func (o *Outbox) nowArg() any { return o.st.NowArg() }
 
 // now is the handle's notion of the current time, for values computed in Go.
-func (o *Outbox) now() time.Time {
-	if o.cfg.Clock == nil {
-		return time.Now()
-	}
-	return o.cfg.Clock()
-}
+func (o *Outbox) now() time.Time { return o.st.Now() }

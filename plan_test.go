@@ -4,9 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/google/uuid"
 )
 
 // TestBatchWritesUsePrimaryKey: the outcome and heartbeat statements look
@@ -61,11 +58,11 @@ func TestBatchWritesUsePrimaryKey(t *testing.T) {
 	ids := q(`SELECT array_agg(id)::text FROM "` + b.schema + `".event_queue WHERE locked_by = 'plan/1'`)
 	tokens := fmt.Sprintf("array_fill('plan/1'::text, ARRAY[%d])", 100)
 	for _, c := range []struct{ name, stmt, args string }{
-		{"outcomes", b.ob.q.outcomes, fmt.Sprintf(
+		{"outcomes", b.ob.st.Queue.Outcomes, fmt.Sprintf(
 			`NULL, '%s', %s, array_fill('COMPLETED'::text, ARRAY[100]), array_fill(0, ARRAY[100]),
 			array_fill(0::bigint, ARRAY[100]), array_fill(NULL::text, ARRAY[100])`, ids, tokens)},
-		{"completeMany", b.ob.q.completeMany, fmt.Sprintf(`NULL, '%s', %s`, ids, tokens)},
-		{"heartbeat", b.ob.q.heartbeat, fmt.Sprintf(`NULL, '%s', %s, 30000000`, ids, tokens)},
+		{"completeMany", b.ob.st.Queue.CompleteMany, fmt.Sprintf(`NULL, '%s', %s`, ids, tokens)},
+		{"heartbeat", b.ob.st.Queue.Heartbeat, fmt.Sprintf(`NULL, '%s', %s, 30000000`, ids, tokens)},
 	} {
 		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
 			q(`SET plan_cache_mode = ` + mode)
@@ -78,25 +75,4 @@ func TestBatchWritesUsePrimaryKey(t *testing.T) {
 		}
 	}
 	q(`RESET plan_cache_mode`)
-}
-
-// TestOutcomeWriteStatement: a batch of successes only takes the lean
-// statement; one retry, failure or reason takes the full one, for the whole
-// batch.
-func TestOutcomeWriteStatement(t *testing.T) {
-	done := func() outcome { return outcome{id: uuid.New(), token: "d/1", status: StatusCompleted} }
-	w, _ := outcomeArgs([]outcome{done(), done()})
-	if !w.completed || len(w.args) != 2 {
-		t.Fatalf("successes only: completed=%v with %d arrays", w.completed, len(w.args))
-	}
-	for _, odd := range []outcome{
-		{id: uuid.New(), token: "d/1", status: StatusPending, inc: 1, delay: time.Second, reason: "boom"},
-		{id: uuid.New(), token: "d/1", status: StatusFailed, inc: 1, reason: "boom"},
-		{id: uuid.New(), token: "d/1", status: StatusPending, reason: "released at shutdown"},
-	} {
-		w, _ := outcomeArgs([]outcome{done(), odd, done()})
-		if w.completed || len(w.args) != 6 {
-			t.Fatalf("%+v: completed=%v with %d arrays", odd, w.completed, len(w.args))
-		}
-	}
 }

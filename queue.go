@@ -3,32 +3,32 @@ package outbox
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
-	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
+	"github.com/outboxkit/outbox/internal/dispatch"
 	"github.com/outboxkit/outbox/internal/store"
+	"github.com/outboxkit/outbox/internal/subconfig"
 )
 
 // Status is the delivery state of a queue row.
-type Status string
+type Status = dispatch.Status
 
 // The states of a queue row (the event_status enum).
 const (
-	StatusPending    Status = "PENDING"
-	StatusProcessing Status = "PROCESSING"
-	StatusCompleted  Status = "COMPLETED"
-	StatusFailed     Status = "FAILED"
+	StatusPending    = dispatch.StatusPending
+	StatusProcessing = dispatch.StatusProcessing
+	StatusCompleted  = dispatch.StatusCompleted
+	StatusFailed     = dispatch.StatusFailed
 )
 
 // MaxRetriesLimit is the largest max_retries an option or config accepts.
-const MaxRetriesLimit = 1000
+const MaxRetriesLimit = subconfig.MaxRetriesLimit
 
 // EnqueueResult describes an enqueued event.
 type EnqueueResult struct {
@@ -164,16 +164,16 @@ func (o *Outbox) Enqueue(ctx context.Context, tx Querier, topic string, payload 
 	if err != nil {
 		return EnqueueResult{}, err
 	}
-	stmt := o.q.enqueueOne
+	stmt := o.st.Queue.EnqueueOne
 	if o.takeNotify() {
-		stmt = o.q.enqueueOneNotify
+		stmt = o.st.Queue.EnqueueOneNotify
 	}
 	var n, inserted int
 	var notified sql.NullString
-	rows, err := o.stmt(tx, stmt).query(ctx, ev.id, ev.topic, ev.payload, ev.metadata, o.nowArg(), ev.maxRetries,
+	rows, err := o.st.Stmt(tx, stmt).Query(ctx, ev.id, ev.topic, ev.payload, ev.metadata, o.nowArg(), ev.maxRetries,
 		ev.runAt, ev.delayUS, ev.orderKey, ev.idemKey)
 	if err == nil {
-		err = scanOne(rows, &n, &inserted, &notified)
+		err = store.ScanOne(rows, &n, &inserted, &notified)
 	}
 	if err != nil {
 		return EnqueueResult{}, fmt.Errorf("outbox: enqueue %s: %w", topic, err)
@@ -191,7 +191,7 @@ func (o *Outbox) Enqueue(ctx context.Context, tx Querier, topic string, payload 
 // eventsByKey returns the ids of the events holding the given idempotency
 // keys, read through q so that the caller's own uncommitted events count.
 func (o *Outbox) eventsByKey(ctx context.Context, q Querier, keys []string) (map[string]uuid.UUID, error) {
-	rows, err := q.QueryContext(ctx, o.q.eventsByIdemKey, pq.Array(keys))
+	rows, err := q.QueryContext(ctx, o.st.Queue.EventsByIdempotencyKey, pq.Array(keys))
 	if err != nil {
 		return nil, fmt.Errorf("outbox: find duplicate event: %w", err)
 	}
@@ -279,12 +279,12 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, tx Querier, events []Event) (
 		}
 		maxRetries, runAt, delays = append(maxRetries, mr), append(runAt, at), append(delays, delay)
 	}
-	stmt := o.q.enqueueBatch
+	stmt := o.st.Queue.EnqueueBatch
 	if o.takeNotify() {
-		stmt = o.q.enqueueBatchNotify
+		stmt = o.st.Queue.EnqueueBatchNotify
 	}
 	payloads = append(payloads, ']')
-	rows, err := o.stmt(tx, stmt).query(ctx, pq.Array(ids), pq.Array(topics), string(payloads),
+	rows, err := o.st.Stmt(tx, stmt).Query(ctx, pq.Array(ids), pq.Array(topics), string(payloads),
 		pq.Array(metadata), o.nowArg(), pq.Array(maxRetries), pq.Array(runAt), pq.Array(delays),
 		pq.Array(orderKeys), pq.Array(idemKeys))
 	if err != nil {
@@ -420,7 +420,7 @@ type Stats struct {
 // dashboards and alerts, not per event.
 func (o *Outbox) Stats(ctx context.Context) (Stats, error) {
 	st := Stats{ByStatus: map[Status]int64{}, BySubscription: map[string]map[Status]int64{}}
-	rows, err := o.db.QueryContext(ctx, o.q.statsByStatus)
+	rows, err := o.db.QueryContext(ctx, o.st.Queue.StatsByStatus)
 	if err != nil {
 		return Stats{}, fmt.Errorf("outbox: stats: %w", err)
 	}
@@ -442,14 +442,14 @@ func (o *Outbox) Stats(ctx context.Context) (Stats, error) {
 		return Stats{}, fmt.Errorf("outbox: stats: %w", err)
 	}
 	var oldest sql.NullTime
-	if err := o.db.QueryRowContext(ctx, o.q.oldestClaimable, o.nowArg()).Scan(&oldest); err != nil {
+	if err := o.db.QueryRowContext(ctx, o.st.Queue.OldestClaimable, o.nowArg()).Scan(&oldest); err != nil {
 		return Stats{}, fmt.Errorf("outbox: stats: %w", err)
 	}
 	if oldest.Valid {
 		st.OldestClaimableAge = max(o.now().Sub(oldest.Time), 0)
 	}
 	var blockedSince sql.NullTime
-	if err := o.db.QueryRowContext(ctx, o.q.blockedKeys).Scan(&st.BlockedKeys, &blockedSince); err != nil {
+	if err := o.db.QueryRowContext(ctx, o.st.Queue.BlockedKeys).Scan(&st.BlockedKeys, &blockedSince); err != nil {
 		return Stats{}, fmt.Errorf("outbox: stats: %w", err)
 	}
 	if blockedSince.Valid {
@@ -491,7 +491,7 @@ func (o *Outbox) ListFailed(ctx context.Context, f FailedFilter) ([]FailedRow, e
 	if f.After != uuid.Nil {
 		after = f.After
 	}
-	rows, err := o.db.QueryContext(ctx, o.q.listFailed, f.Subscription, after, limit)
+	rows, err := o.db.QueryContext(ctx, o.st.Queue.ListFailed, f.Subscription, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: list failed: %w", err)
 	}
@@ -521,7 +521,7 @@ func (o *Outbox) RetryFailed(ctx context.Context, ids ...uuid.UUID) (int64, erro
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	return o.execCount(ctx, "retry failed", o.q.retryFailed, o.nowArg(), pq.Array(uuidStrings(ids)), "")
+	return o.execCount(ctx, "retry failed", o.st.Queue.RetryFailed, o.nowArg(), pq.Array(uuidStrings(ids)), "")
 }
 
 // RetrySubscription re-queues every FAILED row of a subscription (bulk
@@ -530,7 +530,7 @@ func (o *Outbox) RetrySubscription(ctx context.Context, name string) (int64, err
 	if name == "" {
 		return 0, invalid(ErrInvalidSubscription, "subscriber_name", "is empty")
 	}
-	return o.execCount(ctx, "retry subscription", o.q.retryFailed, o.nowArg(), nil, name)
+	return o.execCount(ctx, "retry subscription", o.st.Queue.RetryFailed, o.nowArg(), nil, name)
 }
 
 // DiscardFailed deletes the given FAILED rows; other rows are left alone.
@@ -538,7 +538,7 @@ func (o *Outbox) DiscardFailed(ctx context.Context, ids ...uuid.UUID) (int64, er
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	return o.execCount(ctx, "discard failed", o.q.discardFailed, pq.Array(uuidStrings(ids)), "")
+	return o.execCount(ctx, "discard failed", o.st.Queue.DiscardFailed, pq.Array(uuidStrings(ids)), "")
 }
 
 // DiscardSubscriptionFailed deletes every FAILED row of a subscription.
@@ -546,7 +546,7 @@ func (o *Outbox) DiscardSubscriptionFailed(ctx context.Context, name string) (in
 	if name == "" {
 		return 0, invalid(ErrInvalidSubscription, "subscriber_name", "is empty")
 	}
-	return o.execCount(ctx, "discard failed", o.q.discardFailed, nil, name)
+	return o.execCount(ctx, "discard failed", o.st.Queue.DiscardFailed, nil, name)
 }
 
 func (o *Outbox) execCount(ctx context.Context, op, stmt string, args ...any) (int64, error) {
@@ -554,7 +554,7 @@ func (o *Outbox) execCount(ctx context.Context, op, stmt string, args ...any) (i
 	if err != nil {
 		return 0, fmt.Errorf("outbox: %s: %w", op, err)
 	}
-	n, err := rowsAffected(res, nil)
+	n, err := store.RowsAffected(res, nil)
 	if err != nil {
 		return 0, fmt.Errorf("outbox: %s: %w", op, err)
 	}
@@ -567,184 +567,4 @@ func uuidStrings(ids []uuid.UUID) []string {
 		out[i] = id.String()
 	}
 	return out
-}
-
-type queueSQL struct {
-	enqueueOne, enqueueOneNotify, enqueueBatch, enqueueBatchNotify string
-	claim, heartbeat, outcomes, completeMany, completeOne, rescue  string
-	deleteFinished, deleteEvents                                   string
-	statsByStatus, oldestClaimable, listFailed                     string
-	eventsByIdemKey, blockedKeys                                   string
-	needsFirstAnalyze, analyze                                     string
-	retryFailed, discardFailed                                     string
-}
-
-func newQueueSQL(schema string) queueSQL {
-	notify := fmt.Sprintf("pg_notify('%s', '')::text", store.Channel(schema))
-	q := queueSQL{
-		enqueueOne:         fmt.Sprintf(store.EnqueueOne, "NULL::text"),
-		enqueueOneNotify:   fmt.Sprintf(store.EnqueueOne, notify),
-		enqueueBatch:       fmt.Sprintf(store.EnqueueBatch, "NULL::text"),
-		enqueueBatchNotify: fmt.Sprintf(store.EnqueueBatch, "min("+notify+")"),
-		claim:              store.Claim, heartbeat: store.Heartbeat, outcomes: store.Outcomes,
-		completeMany: store.CompleteMany, completeOne: store.CompleteOne, rescue: store.Rescue,
-		deleteFinished: store.DeleteFinished, deleteEvents: store.DeleteEvents,
-		statsByStatus: store.StatsByStatus, oldestClaimable: store.OldestClaimable, listFailed: store.ListFailed,
-		retryFailed: store.RetryFailed, discardFailed: store.DiscardFailed,
-		eventsByIdemKey: store.EventsByIdempotencyKey, blockedKeys: store.BlockedKeys,
-		needsFirstAnalyze: store.NeedsFirstAnalyze, analyze: store.Analyze,
-	}
-	store.RenderAll(schema, &q.enqueueOne, &q.enqueueOneNotify, &q.enqueueBatch, &q.enqueueBatchNotify,
-		&q.claim, &q.heartbeat, &q.outcomes, &q.completeMany, &q.completeOne, &q.rescue, &q.deleteFinished, &q.deleteEvents,
-		&q.statsByStatus, &q.oldestClaimable, &q.listFailed, &q.retryFailed, &q.discardFailed,
-		&q.eventsByIdemKey, &q.blockedKeys, &q.analyze)
-	return q
-}
-
-// errDifferentDB is database/sql's error for a statement prepared on
-// another pool than the transaction's; it is returned before any SQL is sent.
-const errDifferentDB = "sql: Tx.Stmt: statement from different database used"
-
-// statement runs one SQL text through a Querier (nil: the handle's pool),
-// as a statement prepared once per pool when it can: one round trip instead
-// of lib/pq's two for an unnamed statement with parameters.
-type statement struct {
-	o    *Outbox
-	q    Querier // nil for the pool
-	text string
-}
-
-// stmt returns query bound to q (nil for the handle's pool). The handle's
-// own *sql.DB (or an *sqlx.DB over it) counts as the pool, so autocommit
-// calls through it use the prepared statement too.
-func (o *Outbox) stmt(q Querier, query string) statement {
-	switch v := q.(type) {
-	case *sql.DB:
-		if v == o.db {
-			q = nil
-		}
-	case *sqlx.DB:
-		if v.DB == o.db {
-			q = nil
-		}
-	}
-	return statement{o: o, q: q, text: query}
-}
-
-// prepared returns the prepared form of the statement for q, or nil when it
-// is to be sent as text: NoPreparedStatements, q is not a transaction of
-// the handle's pool, or no connection was free to prepare on.
-func (s statement) prepared(ctx context.Context) *sql.Stmt {
-	if s.o.cfg.NoPreparedStatements {
-		return nil
-	}
-	var tx *sql.Tx
-	if s.q != nil {
-		if tx = sqlTx(s.q); tx == nil {
-			return nil
-		}
-	}
-	st, err := s.o.prepared(ctx, s.text)
-	if err != nil {
-		return nil
-	}
-	if tx != nil {
-		return tx.StmtContext(ctx, st)
-	}
-	return st
-}
-
-func (s statement) plain() Querier {
-	if s.q == nil {
-		return s.o.db
-	}
-	return s.q
-}
-
-func (s statement) query(ctx context.Context, args ...any) (*sql.Rows, error) {
-	if st := s.prepared(ctx); st != nil {
-		rows, err := st.QueryContext(ctx, args...)
-		if err == nil || err.Error() != errDifferentDB {
-			return rows, err
-		}
-		// The transaction belongs to another pool: send the text.
-	}
-	return s.plain().QueryContext(ctx, s.text, args...)
-}
-
-func (s statement) exec(ctx context.Context, args ...any) (sql.Result, error) {
-	if st := s.prepared(ctx); st != nil {
-		res, err := st.ExecContext(ctx, args...)
-		if err == nil || err.Error() != errDifferentDB {
-			return res, err
-		}
-	}
-	return s.plain().ExecContext(ctx, s.text, args...)
-}
-
-// scanOne scans the first row of rows into dest and closes them; no row is
-// sql.ErrNoRows.
-func scanOne(rows *sql.Rows, dest ...any) error {
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		return sql.ErrNoRows
-	}
-	if err := rows.Scan(dest...); err != nil {
-		return err
-	}
-	return rows.Close()
-}
-
-func sqlTx(q Querier) *sql.Tx {
-	switch v := q.(type) {
-	case *sql.Tx:
-		return v
-	case *sqlx.Tx:
-		return v.Tx
-	}
-	return nil
-}
-
-// prepareWait bounds how long prepared waits for a pool connection.
-const prepareWait = 50 * time.Millisecond
-
-// errPoolBusy reports that no pool connection was free to prepare on.
-var errPoolBusy = errors.New("outbox: no free connection to prepare a statement on")
-
-// prepared returns query prepared on the handle's pool, preparing it once.
-// Its caller holds one of the pool's connections (the transaction), so it
-// must never wait for another: with every connection held by a transaction
-// in Enqueue, that wait would never end. When the pool is full, or no
-// connection comes within prepareWait, it returns an error and the caller
-// sends the statement unprepared; a later call prepares it.
-func (o *Outbox) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
-	o.stmtMu.Lock()
-	st, ok := o.stmts[query]
-	o.stmtMu.Unlock()
-	if ok {
-		return st, nil
-	}
-	if s := o.db.Stats(); s.MaxOpenConnections > 0 && s.InUse >= s.MaxOpenConnections {
-		return nil, errPoolBusy
-	}
-	pctx, cancel := context.WithTimeout(ctx, prepareWait)
-	defer cancel()
-	st, err := o.db.PrepareContext(pctx, query)
-	if err != nil {
-		return nil, err
-	}
-	o.stmtMu.Lock()
-	defer o.stmtMu.Unlock()
-	if prev, ok := o.stmts[query]; ok {
-		_ = st.Close() // prepared concurrently by another call
-		return prev, nil
-	}
-	if o.stmts == nil {
-		o.stmts = map[string]*sql.Stmt{}
-	}
-	o.stmts[query] = st
-	return st, nil
 }

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -221,7 +220,7 @@ type SecurityLog struct {
 	cfg   SecurityLogConfig
 	red   *Redactor
 	rules []BruteForceRule
-	sql   *securitySQL
+	sql   *store.SecurityStatements
 }
 
 // SecurityFilter selects events for SecurityLog.List. Zero fields do not
@@ -276,7 +275,7 @@ func NewSecurityLog(o *Outbox, cfg SecurityLogConfig) (*SecurityLog, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &SecurityLog{o: o, cfg: cfg, red: red, sql: securityStatements(o.cfg.Schema)}
+	s := &SecurityLog{o: o, cfg: cfg, red: red, sql: &o.st.Security}
 	if !cfg.BruteForce.Disabled {
 		rules := cfg.BruteForce.Rules
 		if rules == nil {
@@ -400,14 +399,14 @@ func (s *SecurityLog) MarkReviewed(ctx context.Context, q Querier, id, reviewer 
 	if reviewer == uuid.Nil {
 		return SecurityEvent{}, invalid(ErrInvalidRecord, "reviewed_by", "is the nil UUID")
 	}
-	ev, err := scanSecurityEvent(q.QueryRowContext(ctx, s.sql.review, id, reviewer, s.o.nowArg()))
+	ev, err := scanSecurityEvent(q.QueryRowContext(ctx, s.sql.Review, id, reviewer, s.o.nowArg()))
 	if err == nil {
 		return ev, nil
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
 		return SecurityEvent{}, fmt.Errorf("outbox: mark reviewed: %w", err)
 	}
-	cur, err := scanSecurityEvent(q.QueryRowContext(ctx, s.sql.get, id))
+	cur, err := scanSecurityEvent(q.QueryRowContext(ctx, s.sql.Get, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return SecurityEvent{}, fmt.Errorf("%w: security event %s", ErrNotFound, id)
 	}
@@ -419,7 +418,7 @@ func (s *SecurityLog) MarkReviewed(ctx context.Context, q Querier, id, reviewer 
 
 // Get returns one event, or ErrNotFound.
 func (s *SecurityLog) Get(ctx context.Context, id uuid.UUID) (SecurityEvent, error) {
-	ev, err := scanSecurityEvent(s.o.db.QueryRowContext(ctx, s.sql.get, id))
+	ev, err := scanSecurityEvent(s.o.db.QueryRowContext(ctx, s.sql.Get, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return SecurityEvent{}, fmt.Errorf("%w: security event %s", ErrNotFound, id)
 	}
@@ -456,7 +455,7 @@ func (s *SecurityLog) List(ctx context.Context, f SecurityFilter) (SecurityPage,
 	if f.UserID != uuid.Nil {
 		user = f.UserID
 	}
-	rows, err := s.o.db.QueryContext(ctx, s.sql.list, f.AwaitingReview, string(f.Type), string(f.MinSeverity), user, ip,
+	rows, err := s.o.db.QueryContext(ctx, s.sql.List, f.AwaitingReview, string(f.Type), string(f.MinSeverity), user, ip,
 		page.TimeArg(f.Since), page.TimeArg(f.Until), curAt, curID, limit+1)
 	var out SecurityPage
 	out.Events, out.Next, err = page.Read(rows, err, limit,
@@ -622,7 +621,7 @@ func (s *SecurityLog) insert(ctx context.Context, q Querier, p preparedSecurity)
 	if p.details != nil {
 		details = string(p.details)
 	}
-	err := q.QueryRowContext(ctx, s.sql.insert, p.ev.ID, string(p.ev.Type), p.userID, p.ev.IP, p.ev.UserAgent, details,
+	err := q.QueryRowContext(ctx, s.sql.Insert, p.ev.ID, string(p.ev.Type), p.userID, p.ev.IP, p.ev.UserAgent, details,
 		string(p.ev.Severity), p.ev.RequiresReview, p.at, s.o.nowArg()).Scan(&p.ev.OccurredAt)
 	if err != nil {
 		return SecurityEvent{}, fmt.Errorf("outbox: record security event: %w", err)
@@ -675,7 +674,7 @@ func (s *SecurityLog) recordFailedLogin(ctx context.Context, q Querier, p prepar
 			locks = append(locks, k)
 		}
 		slices.Sort(locks)
-		if _, err := q.ExecContext(ctx, s.sql.lock, pq.Array(locks)); err != nil {
+		if _, err := q.ExecContext(ctx, s.sql.Lock, pq.Array(locks)); err != nil {
 			return FailedLoginResult{}, fmt.Errorf("outbox: record failed login: lock: %w", err)
 		}
 	}
@@ -691,7 +690,7 @@ func (s *SecurityLog) recordFailedLogin(ctx context.Context, q Querier, p prepar
 	if p.userID != nil {
 		user = p.userID
 	}
-	rows, err := q.QueryContext(ctx, s.sql.bruteForce, pq.Array(ra.names), pq.Array(ra.scopes), pq.Array(ra.thresholds),
+	rows, err := q.QueryContext(ctx, s.sql.BruteForce, pq.Array(ra.names), pq.Array(ra.scopes), pq.Array(ra.thresholds),
 		pq.Array(ra.windows), pq.Array(ra.keys), pq.Array(ra.ids), p.account, p.ev.IP, user, s.o.nowArg(), p.ev.UserAgent)
 	if err != nil {
 		return FailedLoginResult{}, fmt.Errorf("outbox: brute-force detection: %w", err)
@@ -786,21 +785,4 @@ func (s Severity) valid() bool {
 		return true
 	}
 	return false
-}
-
-type securitySQL struct{ insert, lock, bruteForce, review, get, list string }
-
-var securitySQLCache sync.Map // schema name → *securitySQL
-
-// securityStatements returns the security_event statements of a schema,
-// rendered once per schema.
-func securityStatements(schema string) *securitySQL {
-	if s, ok := securitySQLCache.Load(schema); ok {
-		return s.(*securitySQL)
-	}
-	s := &securitySQL{insert: store.SecurityInsert, lock: store.SecurityLock, bruteForce: store.SecurityBruteForce,
-		review: store.SecurityReview, get: store.SecurityGet, list: store.SecurityList}
-	store.RenderAll(schema, &s.insert, &s.lock, &s.bruteForce, &s.review, &s.get, &s.list)
-	v, _ := securitySQLCache.LoadOrStore(schema, s)
-	return v.(*securitySQL)
 }

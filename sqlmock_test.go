@@ -5,13 +5,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/DATA-DOG/go-sqlmock"
-	"github.com/google/uuid"
 )
 
 // Driver failures that a real PostgreSQL cannot be made to produce on cue.
@@ -47,51 +44,6 @@ func TestSQLMockEnqueueWrapsDriverError(t *testing.T) {
 	}
 	if err := mock.ExpectationsWereMet(); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// A batch of outcomes whose commit fails is retried, then dropped: nothing
-// is marked done that was not, and the rows come back when their lease
-// expires (TestRescueExpiredLease shows that part on PostgreSQL).
-func TestSQLMockOutcomeCommitFails(t *testing.T) {
-	t.Parallel()
-	db, mock, err := sqlmock.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ob, err := New(db, Config{Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := ob.NewDispatcher(DispatcherConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &run{d: d, o: ob, wake: make(chan struct{}, 1)}
-	id := uuid.New()
-	rec := ob.httpCallRecord("hooks", httptest.NewRequest(http.MethodPost, "https://hooks.example/in", nil), nil,
-		&http.Response{StatusCode: http.StatusNoContent, Header: http.Header{}}, nil, nil, time.Millisecond)
-	batch := []outcome{{id: id, token: "d/1", status: StatusCompleted, record: &rec}}
-	for range 4 {
-		mock.ExpectBegin()
-		mock.ExpectExec(`UPDATE "outbox".event_queue q\s+SET status`).WillReturnResult(sqlmock.NewResult(0, 1))
-		mock.ExpectQuery(`INSERT INTO "outbox".integration_log`).
-			WillReturnRows(sqlmock.NewRows([]string{"id", "occurred_at"}).AddRow(uuid.NewString(), time.Now()))
-		mock.ExpectCommit().WillReturnError(errDriver)
-	}
-	start := time.Now()
-	r.flush(context.Background(), batch)
-	if err := mock.ExpectationsWereMet(); err != nil {
-		t.Fatalf("the failed batch was not retried as expected: %v", err)
-	}
-	if took := time.Since(start); took > 10*time.Second {
-		t.Fatalf("flush kept retrying for %s", took)
-	}
-	select {
-	case <-r.wake:
-		t.Fatal("a failed flush asked for a fetch as if rows had finished")
-	default:
 	}
 }
 

@@ -1,7 +1,6 @@
 package outbox
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -15,8 +14,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/lib/pq"
 
-	"github.com/outboxkit/outbox/internal/store"
-	"github.com/outboxkit/outbox/webhook"
+	"github.com/outboxkit/outbox/internal/subconfig"
+	"github.com/outboxkit/outbox/internal/webhooksend"
 )
 
 // Subscription says who receives the events whose topic matches Pattern: a
@@ -37,128 +36,31 @@ type Subscription struct {
 // SubscriptionConfig holds per-subscription delivery settings, stored as
 // JSON in subscription_config. Zero fields mean the dispatcher's defaults.
 // Unknown keys are rejected.
-type SubscriptionConfig struct {
-	// MaxRetries is the number of retries after the first attempt given to
-	// new rows (default 3 for handlers, 9 for webhooks).
-	MaxRetries *int `json:"max_retries,omitempty"`
-	// BackoffInitial, BackoffMax and BackoffMultiplier shape the exponential
-	// backoff between attempts (defaults in DispatcherConfig).
-	BackoffInitial    Duration `json:"backoff_initial,omitempty"`
-	BackoffMax        Duration `json:"backoff_max,omitempty"`
-	BackoffMultiplier float64  `json:"backoff_multiplier,omitempty"`
-	// RetrySchedule, when set, replaces exponential backoff: the delay before
-	// retry n is RetrySchedule[n-1] (the last entry repeats), with ±20 % jitter.
-	RetrySchedule []Duration `json:"retry_schedule,omitempty"`
-	// Timeout bounds one attempt (a handler call or an HTTP request).
-	Timeout Duration `json:"timeout,omitempty"`
-	// Secrets sign webhook deliveries (Standard Webhooks, "whsec_" + base64).
-	// Several secrets produce several signatures, for rotation.
-	Secrets []string `json:"secrets,omitempty"`
-	// Headers are extra HTTP headers sent with every webhook delivery.
-	Headers map[string]string `json:"headers,omitempty"`
-	// SkipFailed lets rows with an ordering key move on past a FAILED row of
-	// the same key (by default a FAILED row blocks its key).
-	SkipFailed bool `json:"skip_failed,omitempty"`
-}
-
-// LogValue keeps secrets out of logs.
-func (c SubscriptionConfig) LogValue() slog.Value {
-	attrs := []slog.Attr{}
-	if c.MaxRetries != nil {
-		attrs = append(attrs, slog.Int("max_retries", *c.MaxRetries))
-	}
-	if c.Timeout > 0 {
-		attrs = append(attrs, slog.Duration("timeout", time.Duration(c.Timeout)))
-	}
-	attrs = append(attrs, slog.Int("secrets", len(c.Secrets)), slog.Int("headers", len(c.Headers)))
-	return slog.GroupValue(attrs...)
-}
+type SubscriptionConfig = subconfig.Config
 
 // Duration is a time.Duration that reads and writes JSON as a Go duration
 // string ("1.5s", "10m"); a JSON number is taken as nanoseconds.
-type Duration time.Duration
-
-// MarshalJSON writes the duration as a string such as "1m30s".
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
-
-// UnmarshalJSON reads a duration string or a number of nanoseconds.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		v, err := time.ParseDuration(s)
-		if err != nil {
-			return err
-		}
-		*d = Duration(v)
-		return nil
-	}
-	var n int64
-	if err := json.Unmarshal(b, &n); err != nil {
-		return fmt.Errorf("duration must be a string such as \"5s\": %w", err)
-	}
-	*d = Duration(n)
-	return nil
-}
+type Duration = subconfig.Duration
 
 // ParseSubscriptionConfig decodes subscription_config JSON strictly: an
 // unknown key or a value out of range is a *ValidationError naming it.
 func ParseSubscriptionConfig(data []byte) (SubscriptionConfig, error) {
-	var c SubscriptionConfig
-	if len(bytes.TrimSpace(data)) == 0 || string(bytes.TrimSpace(data)) == "null" {
-		return c, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return SubscriptionConfig{}, invalid(ErrInvalidSubscription, "subscription_config", "%v", err)
-	}
-	if dec.More() {
-		return SubscriptionConfig{}, invalid(ErrInvalidSubscription, "subscription_config", "trailing data after the JSON object")
-	}
-	return c, c.validate()
+	c, err := subconfig.Parse(data)
+	return c, configError(err)
 }
 
-func (c SubscriptionConfig) validate() error {
-	field := func(name, format string, args ...any) error {
-		return invalid(ErrInvalidSubscription, "subscription_config."+name, format, args...)
+// checkSubscriptionConfig validates a config given to Subscribe or
+// UpdateConfig.
+func checkSubscriptionConfig(c SubscriptionConfig) error { return configError(c.Validate()) }
+
+// configError turns subconfig's field error into an ErrInvalidSubscription
+// *ValidationError.
+func configError(err error) error {
+	var fe *subconfig.FieldError
+	if errors.As(err, &fe) {
+		return invalid(ErrInvalidSubscription, fe.Field, "%s", fe.Reason)
 	}
-	if c.MaxRetries != nil && (*c.MaxRetries < 0 || *c.MaxRetries > MaxRetriesLimit) {
-		return field("max_retries", "must be between 0 and %d, got %d", MaxRetriesLimit, *c.MaxRetries)
-	}
-	if c.BackoffInitial < 0 || c.BackoffMax < 0 || c.Timeout < 0 {
-		return field("backoff_initial", "durations must not be negative")
-	}
-	if c.BackoffMax > 0 && c.BackoffInitial > c.BackoffMax {
-		return field("backoff_max", "must not be below backoff_initial")
-	}
-	if c.BackoffMultiplier != 0 && (c.BackoffMultiplier < 1 || c.BackoffMultiplier > 100) {
-		return field("backoff_multiplier", "must be between 1 and 100, got %g", c.BackoffMultiplier)
-	}
-	if len(c.RetrySchedule) > 100 {
-		return field("retry_schedule", "has more than 100 entries")
-	}
-	for _, d := range c.RetrySchedule {
-		if d < 0 {
-			return field("retry_schedule", "durations must not be negative")
-		}
-	}
-	for _, s := range c.Secrets {
-		if err := webhook.CheckSecret(s); err != nil {
-			return field("secrets", "%v", err)
-		}
-	}
-	for k, v := range c.Headers {
-		if !validHeaderName(k) {
-			return field("headers", "%q is not a valid header name", k)
-		}
-		if !validHeaderValue(v) {
-			return field("headers", "value of %q holds control characters", k)
-		}
-	}
-	return nil
+	return err
 }
 
 // Subscribe creates the subscription, or updates the one with the same Name
@@ -169,26 +71,26 @@ func (o *Outbox) Subscribe(ctx context.Context, s Subscription) (Subscription, e
 		return Subscription{}, err
 	}
 	if s.WebhookURL != "" {
-		if err := checkWebhookTarget(ctx, s.WebhookURL, o.cfg.WebhookAllowedNetworks); err != nil {
-			return Subscription{}, err
+		if err := webhooksend.CheckTarget(ctx, s.WebhookURL, o.cfg.WebhookAllowedNetworks); err != nil {
+			return Subscription{}, invalid(ErrInvalidSubscription, "webhook_url", "%v", err)
 		}
 	}
 	cfg, err := json.Marshal(s.Config)
 	if err != nil {
 		return Subscription{}, fmt.Errorf("outbox: subscribe: %w", err)
 	}
-	row := o.db.QueryRowContext(ctx, o.sub.upsert, s.Name, s.Pattern, s.WebhookURL, s.CallbackMethod, string(cfg), o.nowArg())
+	row := o.db.QueryRowContext(ctx, o.st.Subscription.Upsert, s.Name, s.Pattern, s.WebhookURL, s.CallbackMethod, string(cfg), o.nowArg())
 	return o.scanSubscription(row, "subscribe")
 }
 
 // Subscription returns the subscription called name, or ErrSubscriptionNotFound.
 func (o *Outbox) Subscription(ctx context.Context, name string) (Subscription, error) {
-	return o.scanSubscription(o.db.QueryRowContext(ctx, o.sub.get, name), "get subscription "+name)
+	return o.scanSubscription(o.db.QueryRowContext(ctx, o.st.Subscription.Get, name), "get subscription "+name)
 }
 
 // Subscriptions lists every subscription, by name.
 func (o *Outbox) Subscriptions(ctx context.Context) ([]Subscription, error) {
-	rows, err := o.db.QueryContext(ctx, o.sub.list)
+	rows, err := o.db.QueryContext(ctx, o.st.Subscription.List)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: list subscriptions: %w", err)
 	}
@@ -219,20 +121,20 @@ func (o *Outbox) Resume(ctx context.Context, name string) (Subscription, error) 
 }
 
 func (o *Outbox) setActive(ctx context.Context, name string, active bool) (Subscription, error) {
-	return o.scanSubscription(o.db.QueryRowContext(ctx, o.sub.setActive, name, active, o.nowArg()), "set active "+name)
+	return o.scanSubscription(o.db.QueryRowContext(ctx, o.st.Subscription.SetActive, name, active, o.nowArg()), "set active "+name)
 }
 
 // UpdateConfig replaces the subscription's config. It applies to rows
 // claimed from then on (max_retries only to rows enqueued from then on).
 func (o *Outbox) UpdateConfig(ctx context.Context, name string, cfg SubscriptionConfig) (Subscription, error) {
-	if err := cfg.validate(); err != nil {
+	if err := checkSubscriptionConfig(cfg); err != nil {
 		return Subscription{}, err
 	}
 	b, err := json.Marshal(cfg)
 	if err != nil {
 		return Subscription{}, fmt.Errorf("outbox: update config: %w", err)
 	}
-	return o.scanSubscription(o.db.QueryRowContext(ctx, o.sub.setConfig, name, string(b), o.nowArg()), "update config "+name)
+	return o.scanSubscription(o.db.QueryRowContext(ctx, o.st.Subscription.SetConfig, name, string(b), o.nowArg()), "update config "+name)
 }
 
 // DeleteOptions tune Delete.
@@ -278,7 +180,7 @@ func (o *Outbox) Delete(ctx context.Context, name string, opts *DeleteOptions) (
 	}()
 	var id uuid.UUID
 	var undelivered int64
-	if err := tx.QueryRowContext(ctx, o.sub.lockForDelete, name).Scan(&id, &undelivered); err != nil {
+	if err := tx.QueryRowContext(ctx, o.st.Subscription.LockForDelete, name).Scan(&id, &undelivered); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: %s", ErrSubscriptionNotFound, name)
 		}
@@ -288,14 +190,14 @@ func (o *Outbox) Delete(ctx context.Context, name string, opts *DeleteOptions) (
 		if !opts.DiscardUndelivered {
 			return fmt.Errorf("%w: %s has %d PENDING or PROCESSING rows (pass DiscardUndelivered to fail them)", ErrSubscriptionBusy, name, undelivered)
 		}
-		if _, err := tx.ExecContext(ctx, o.sub.failUndelivered, id, "subscription "+name+" deleted", o.nowArg()); err != nil {
+		if _, err := tx.ExecContext(ctx, o.st.Subscription.FailUndelivered, id, "subscription "+name+" deleted", o.nowArg()); err != nil {
 			return fmt.Errorf("outbox: delete subscription: %w", err)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, o.sub.detachRows, id); err != nil {
+	if _, err := tx.ExecContext(ctx, o.st.Subscription.DetachRows, id); err != nil {
 		return fmt.Errorf("outbox: delete subscription: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, o.sub.delete, id); err != nil {
+	if _, err := tx.ExecContext(ctx, o.st.Subscription.Delete, id); err != nil {
 		return fmt.Errorf("outbox: delete subscription: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -352,11 +254,11 @@ func (s Subscription) validate() error {
 			return err
 		}
 	}
-	return s.Config.validate()
+	return checkSubscriptionConfig(s.Config)
 }
 
 // checkWebhookURL validates a webhook URL's form, and refuses literal IP
-// hosts no receiver can have (see checkWebhookLiteralAddr).
+// hosts no receiver can have (see webhooksend.CheckLiteralAddr).
 func checkWebhookURL(raw string) error {
 	f := func(format string, args ...any) error {
 		return invalid(ErrInvalidSubscription, "webhook_url", format, args...)
@@ -374,7 +276,7 @@ func checkWebhookURL(raw string) error {
 	if u.Hostname() == "" {
 		return f("has no host")
 	}
-	if why := checkWebhookLiteralAddr(u.Hostname()); why != "" {
+	if why := webhooksend.CheckLiteralAddr(u.Hostname()); why != "" {
 		return f("host %s %s: no webhook can be delivered there", u.Hostname(), why)
 	}
 	if u.User != nil {
@@ -395,28 +297,6 @@ func hasControl(s string) bool {
 	return false
 }
 
-func validHeaderName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0) {
-			return false
-		}
-	}
-	return true
-}
-
-func validHeaderValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
 // deleteWaitLimit bounds how long Delete waits for transactions that read
 // the subscriptions before its pause (an Enqueue not yet committed) to end.
 const deleteWaitLimit = 30 * time.Second
@@ -427,13 +307,13 @@ const deleteWaitLimit = 30 * time.Second
 // (or rolls back) first.
 func (o *Outbox) waitForSubscriptionReaders(ctx context.Context, name string) error {
 	var open pq.StringArray
-	if err := o.db.QueryRowContext(ctx, o.sub.readers).Scan(&open); err != nil {
+	if err := o.db.QueryRowContext(ctx, o.st.Subscription.Readers).Scan(&open); err != nil {
 		return fmt.Errorf("outbox: delete subscription: %w", err)
 	}
 	deadline := time.Now().Add(deleteWaitLimit)
 	for wait := time.Millisecond; len(open) > 0; wait = min(2*wait, 100*time.Millisecond) {
 		var n int
-		if err := o.db.QueryRowContext(ctx, o.sub.txOpen, open).Scan(&n); err != nil {
+		if err := o.db.QueryRowContext(ctx, o.st.Subscription.TransactionsOpen, open).Scan(&n); err != nil {
 			return fmt.Errorf("outbox: delete subscription: %w", err)
 		}
 		if n == 0 {
@@ -450,22 +330,4 @@ func (o *Outbox) waitForSubscriptionReaders(ctx context.Context, name string) er
 		}
 	}
 	return nil
-}
-
-type subscriptionSQL struct {
-	upsert, get, list, setActive, setConfig, lockForDelete, failUndelivered, detachRows, delete string
-	readers, txOpen                                                                             string
-}
-
-func newSubscriptionSQL(schema string) subscriptionSQL {
-	s := subscriptionSQL{
-		upsert: store.SubscriptionUpsert, get: store.SubscriptionGet, list: store.SubscriptionList,
-		setActive: store.SubscriptionSetActive, setConfig: store.SubscriptionSetConfig,
-		lockForDelete: store.SubscriptionLockForDelete, failUndelivered: store.SubscriptionFailUndelivered,
-		detachRows: store.SubscriptionDetachRows, delete: store.SubscriptionDelete,
-		readers: store.SubscriptionReaders, txOpen: store.TransactionsOpen,
-	}
-	store.RenderAll(schema, &s.upsert, &s.get, &s.list, &s.setActive, &s.setConfig, &s.lockForDelete, &s.failUndelivered, &s.detachRows, &s.delete,
-		&s.readers)
-	return s
 }

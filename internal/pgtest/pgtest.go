@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -18,7 +19,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-migrate/migrate/v4"
+	"github.com/golang-migrate/migrate/v4/database/postgres"
+	"github.com/golang-migrate/migrate/v4/source/iofs"
 	_ "github.com/lib/pq" // the driver under test
+
+	"github.com/outboxkit/outbox/schema"
 )
 
 // DefaultURL is used when DATABASE_URL is not set.
@@ -95,4 +101,45 @@ func NewName() string {
 		panic(fmt.Sprintf("pgtest: %v", err))
 	}
 	return "t_" + hex.EncodeToString(b[:])
+}
+
+// MigratedSchema returns a fresh schema with every migration of package
+// schema applied, dropped when the test ends: for the tests of internal
+// packages, which cannot use the root package's Migrate.
+func MigratedSchema(t testing.TB) string {
+	t.Helper()
+	db := DB(t)
+	name := Schema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		// The session holds a search_path: never reuse it.
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		_ = conn.Close()
+	}()
+	for _, q := range []string{`CREATE SCHEMA "` + name + `"`, `SET search_path TO "` + name + `"`} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("pgtest: %s: %v", q, err)
+		}
+	}
+	src, err := iofs.New(schema.FS, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	drv, err := postgres.WithConnection(ctx, conn, &postgres.Config{MigrationsTable: "pgtest_schema_migrations", SchemaName: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := migrate.NewWithInstance("iofs", src, "postgres", drv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Up(); err != nil {
+		t.Fatalf("pgtest: migrate %s: %v", name, err)
+	}
+	return name
 }

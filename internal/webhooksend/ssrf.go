@@ -1,4 +1,4 @@
-package outbox
+package webhooksend
 
 import (
 	"context"
@@ -13,16 +13,16 @@ import (
 	"code.dny.dev/ssrf"
 )
 
-// ErrWebhookBlocked reports a webhook target whose address the SSRF guard
+// ErrBlocked reports a webhook target whose address the SSRF guard
 // refuses: loopback, private, link-local (cloud metadata included), CGNAT,
 // multicast, unspecified, reserved, IPv6 unique-local or link-local, or an
 // IPv4-mapped form of one of them. A delivery refused this way fails at once
 // (it is not retried). WebhookOptions.AllowedNetworks lets chosen networks
 // through.
-var ErrWebhookBlocked = errors.New("outbox: webhook target address blocked")
+var ErrBlocked = errors.New("outbox: webhook target address blocked")
 
-// webhookTargetLookupTimeout bounds the DNS lookup of checkWebhookTarget.
-const webhookTargetLookupTimeout = 5 * time.Second
+// targetLookupTimeout bounds the DNS lookup of checkWebhookTarget.
+const targetLookupTimeout = 5 * time.Second
 
 // ssrfGuard decides which addresses webhook deliveries may connect to. Its
 // control method runs as net.Dialer.Control, on the address actually dialled
@@ -47,11 +47,11 @@ func newSSRFGuard(allowed []netip.Prefix) *ssrfGuard {
 }
 
 // checkAddr returns nil if ip may be dialled, else an error wrapping
-// ErrWebhookBlocked. IPv4-mapped IPv6 addresses are judged as the IPv4
+// ErrBlocked. IPv4-mapped IPv6 addresses are judged as the IPv4
 // address they carry, and zones are ignored.
 func (g *ssrfGuard) checkAddr(ip netip.Addr) error {
 	if !ip.IsValid() {
-		return fmt.Errorf("%w: invalid address", ErrWebhookBlocked)
+		return fmt.Errorf("%w: invalid address", ErrBlocked)
 	}
 	ip = ip.Unmap().WithZone("")
 	for _, p := range g.allowed {
@@ -60,7 +60,7 @@ func (g *ssrfGuard) checkAddr(ip netip.Addr) error {
 		}
 	}
 	if err := g.g.SafeAddr(ip); err != nil {
-		return fmt.Errorf("%w: %w", ErrWebhookBlocked, err)
+		return fmt.Errorf("%w: %w", ErrBlocked, err)
 	}
 	return nil
 }
@@ -69,25 +69,22 @@ func (g *ssrfGuard) checkAddr(ip netip.Addr) error {
 // blocked address, or over a network other than TCP.
 func (g *ssrfGuard) control(network, address string, _ syscall.RawConn) error {
 	if network != "tcp4" && network != "tcp6" {
-		return fmt.Errorf("%w: network %s is not TCP", ErrWebhookBlocked, network)
+		return fmt.Errorf("%w: network %s is not TCP", ErrBlocked, network)
 	}
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
-		return fmt.Errorf("%w: cannot parse %q: %w", ErrWebhookBlocked, address, err)
+		return fmt.Errorf("%w: cannot parse %q: %w", ErrBlocked, address, err)
 	}
 	return g.checkAddr(ap.Addr())
 }
 
-// checkWebhookTarget is the SSRF check made when a subscription is created:
-// it resolves rawURL's host and refuses, with a *ValidationError wrapping
-// ErrInvalidSubscription (field webhook_url), a host that is or resolves to
-// a blocked address (any of its addresses). A host that does not resolve now
+// CheckTarget is the SSRF check made when a subscription is created: it
+// resolves rawURL's host and refuses, with an error that says why, a host
+// that is or resolves to a blocked address (any of its addresses). A host that does not resolve now
 // is accepted: delivery checks the addresses it dials in any case, so this
 // check only reports a mistake early.
-func checkWebhookTarget(ctx context.Context, rawURL string, allowed []netip.Prefix) error {
-	f := func(format string, args ...any) error {
-		return invalid(ErrInvalidSubscription, "webhook_url", format, args...)
-	}
+func CheckTarget(ctx context.Context, rawURL string, allowed []netip.Prefix) error {
+	f := fmt.Errorf
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return f("does not parse: %v", err)
@@ -103,7 +100,7 @@ func checkWebhookTarget(ctx context.Context, rawURL string, allowed []netip.Pref
 		}
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, webhookTargetLookupTimeout)
+	ctx, cancel := context.WithTimeout(ctx, targetLookupTimeout)
 	defer cancel()
 	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 	if err != nil {
@@ -126,7 +123,7 @@ func unmapPrefix(p netip.Prefix) netip.Prefix {
 	return p.Masked()
 }
 
-// checkWebhookLiteralAddr is the SSRF check Subscribe makes, without DNS:
+// CheckLiteralAddr is the SSRF check Subscribe makes, without DNS:
 // a URL whose host is a literal IP address that no webhook receiver can
 // legitimately have (unspecified, multicast, broadcast, or link-local, which
 // holds the cloud metadata service 169.254.169.254), in any form
@@ -135,7 +132,7 @@ func unmapPrefix(p netip.Prefix) netip.Prefix {
 // dial-time guard of the dispatcher, since WebhookOptions.AllowedNetworks,
 // which may let them through, belongs to the dispatcher that delivers; that
 // check is the authoritative one.
-func checkWebhookLiteralAddr(host string) string {
+func CheckLiteralAddr(host string) string {
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
 		return ""

@@ -1,4 +1,4 @@
-package outbox
+package webhooksend
 
 import (
 	"context"
@@ -30,8 +30,8 @@ func TestSSRFGuardRanges(t *testing.T) {
 		"fec0::1", // site-local (deprecated)
 	}
 	for _, s := range blocked {
-		if err := g.checkAddr(netip.MustParseAddr(s)); !errors.Is(err, ErrWebhookBlocked) {
-			t.Errorf("%s: err = %v, want ErrWebhookBlocked", s, err)
+		if err := g.checkAddr(netip.MustParseAddr(s)); !errors.Is(err, ErrBlocked) {
+			t.Errorf("%s: err = %v, want ErrBlocked", s, err)
 		}
 	}
 	allowed := []string{
@@ -47,7 +47,7 @@ func TestSSRFGuardRanges(t *testing.T) {
 			t.Errorf("%s: %v, want allowed", s, err)
 		}
 	}
-	if err := g.checkAddr(netip.Addr{}); !errors.Is(err, ErrWebhookBlocked) {
+	if err := g.checkAddr(netip.Addr{}); !errors.Is(err, ErrBlocked) {
 		t.Errorf("zero address: err = %v", err)
 	}
 }
@@ -65,8 +65,8 @@ func TestSSRFGuardAllowedNetworks(t *testing.T) {
 		}
 	}
 	for _, s := range []string{"10.2.0.1", "169.254.169.254", "::1", "fd00:2::1", "192.168.0.1"} {
-		if err := g.checkAddr(netip.MustParseAddr(s)); !errors.Is(err, ErrWebhookBlocked) {
-			t.Errorf("%s: err = %v, want ErrWebhookBlocked", s, err)
+		if err := g.checkAddr(netip.MustParseAddr(s)); !errors.Is(err, ErrBlocked) {
+			t.Errorf("%s: err = %v, want ErrBlocked", s, err)
 		}
 	}
 }
@@ -89,7 +89,7 @@ func TestSSRFGuardControl(t *testing.T) {
 	}
 	for _, tt := range tests {
 		err := g.control(tt.network, tt.address, nil)
-		if tt.ok != (err == nil) || (err != nil && !errors.Is(err, ErrWebhookBlocked)) {
+		if tt.ok != (err == nil) || (err != nil && !errors.Is(err, ErrBlocked)) {
 			t.Errorf("control(%s, %s) = %v, want ok=%v", tt.network, tt.address, err, tt.ok)
 		}
 	}
@@ -114,23 +114,21 @@ func TestSSRFCheckWebhookTarget(t *testing.T) {
 		"http://224.0.0.1/",
 	}
 	for _, u := range refused {
-		err := checkWebhookTarget(ctx, u, nil)
-		var ve *ValidationError
-		if !errors.Is(err, ErrInvalidSubscription) || !errors.As(err, &ve) || ve.Field != "webhook_url" {
-			t.Errorf("%s: err = %v, want a webhook_url ValidationError", u, err)
+		if err := CheckTarget(ctx, u, nil); err == nil {
+			t.Errorf("%s: accepted", u)
 		}
 	}
 	for _, u := range []string{"https://93.184.216.34/hook", "https://[2606:4700:4700::1111]:8443/hook"} {
-		if err := checkWebhookTarget(ctx, u, nil); err != nil {
+		if err := CheckTarget(ctx, u, nil); err != nil {
 			t.Errorf("%s: %v, want accepted", u, err)
 		}
 	}
 	for _, u := range []string{"http://127.0.0.1:8080/hook", "http://localhost:8080/hook"} {
-		if err := checkWebhookTarget(ctx, u, loopbackNetworks); err != nil {
+		if err := CheckTarget(ctx, u, loopbackNetworks); err != nil {
 			t.Errorf("%s with loopback allowed: %v", u, err)
 		}
 	}
-	if err := checkWebhookTarget(ctx, "http://%zz/", nil); !errors.Is(err, ErrInvalidSubscription) {
+	if err := CheckTarget(ctx, "http://%zz/", nil); err == nil {
 		t.Errorf("unparsable URL: err = %v", err)
 	}
 }

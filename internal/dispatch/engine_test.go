@@ -1,0 +1,298 @@
+package dispatch
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"io"
+	"log/slog"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/DATA-DOG/go-sqlmock"
+	"github.com/google/uuid"
+	"go.uber.org/goleak"
+
+	"github.com/outboxkit/outbox/internal/pgtest"
+	"github.com/outboxkit/outbox/internal/store"
+	"github.com/outboxkit/outbox/internal/subconfig"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// internal/pgtest keeps one package-wide *sql.DB open for the whole
+		// test binary; database/sql runs its connectionOpener until Close.
+		goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"),
+	)
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestUUIDV7Floor(t *testing.T) {
+	for _, at := range []time.Time{time.Now(), time.Unix(0, 0), time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		f := uuidV7Floor(at)
+		if f.Version() != 7 || f.Variant() != uuid.RFC4122 {
+			t.Fatalf("%v: version %d variant %v", at, f.Version(), f.Variant())
+		}
+		if sec, nsec := f.Time().UnixTime(); time.Unix(sec, nsec).UnixMilli() != at.UnixMilli() {
+			t.Fatalf("%v: floor carries %v", at, time.Unix(sec, nsec))
+		}
+	}
+	before := uuidV7Floor(time.Now())
+	id := uuid.Must(uuid.NewV7())
+	after := uuidV7Floor(time.Now().Add(time.Millisecond))
+	if !(before.String() <= id.String() && id.String() < after.String()) {
+		t.Fatalf("%s not within [%s, %s)", id, before, after)
+	}
+}
+
+func TestRetryDelays(t *testing.T) {
+	t.Parallel()
+	bo := Backoff{Initial: time.Second, Max: time.Minute, Multiplier: 2}
+	for n, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 7: time.Minute, 500: time.Minute} {
+		got := retryDelay(n, subconfig.Config{}, bo)
+		if got < want*8/10 || got > want*12/10 {
+			t.Errorf("retry %d: delay %s, want %s ± 20%%", n, got, want)
+		}
+	}
+	sub := subconfig.Config{BackoffInitial: subconfig.Duration(10 * time.Millisecond), BackoffMultiplier: 3}
+	if got := retryDelay(2, sub, bo); got < 24*time.Millisecond || got > 36*time.Millisecond {
+		t.Errorf("subscription backoff: %s, want 30ms ± 20%%", got)
+	}
+	sched := subconfig.Config{RetrySchedule: []subconfig.Duration{subconfig.Duration(time.Second), subconfig.Duration(time.Hour)}}
+	if got := retryDelay(5, sched, bo); got < 48*time.Minute || got > 72*time.Minute {
+		t.Errorf("schedule's last entry repeats: %s", got)
+	}
+	if got := scheduleDelay(1, sched.RetrySchedule, func() float64 { return 0 }); got != 800*time.Millisecond {
+		t.Errorf("schedule jitter low bound = %s", got)
+	}
+	// A schedule entry near Duration's limit saturates: never a negative
+	// delay, which would retry at once.
+	huge := []subconfig.Duration{subconfig.Duration(math.MaxInt64)}
+	if got := scheduleDelay(1, huge, func() float64 { return 0.99 }); got != math.MaxInt64 {
+		t.Errorf("jittered maximal entry = %s, want the largest Duration", got)
+	}
+	for range 20 {
+		if got := retryDelay(1, subconfig.Config{RetrySchedule: huge}, bo); got <= 0 {
+			t.Fatalf("retry delay %s of a maximal schedule entry", got)
+		}
+	}
+}
+
+// decide: success completes; an error retries with backoff, or fails once
+// retries are spent or at once when Permanent; RetryAfter picks the delay;
+// a webhook subscription without retry settings takes the webhook schedule.
+func TestDecide(t *testing.T) {
+	t.Parallel()
+	bo := Backoff{Initial: time.Second, Max: time.Hour, Multiplier: 2}
+	row := func(retries int, webhook string) *Row {
+		c := &Row{Token: "d/1", RetryCount: retries, WebhookURL: webhook}
+		c.Delivery.ID, c.Delivery.MaxRetries = uuid.New(), 3
+		return c
+	}
+	boom := errors.New("boom")
+	if oc := decide(row(0, ""), bo, nil); oc.status != StatusCompleted || oc.inc != 0 || oc.reason != "" {
+		t.Errorf("success: %+v", oc)
+	}
+	if oc := decide(row(0, ""), bo, boom); oc.status != StatusPending || oc.inc != 1 || oc.reason != "boom" ||
+		oc.delay < 800*time.Millisecond || oc.delay > 1200*time.Millisecond {
+		t.Errorf("first failure: %+v", oc)
+	}
+	if oc := decide(row(3, ""), bo, boom); oc.status != StatusFailed {
+		t.Errorf("retries spent: %+v", oc)
+	}
+	if oc := decide(row(0, ""), bo, Permanent(boom)); oc.status != StatusFailed {
+		t.Errorf("permanent: %+v", oc)
+	}
+	if oc := decide(row(0, ""), bo, RetryAfter(time.Minute, boom)); oc.status != StatusPending || oc.delay != time.Minute {
+		t.Errorf("retry after: %+v", oc)
+	}
+	if oc := decide(row(1, "https://hooks.example/in"), bo, boom); oc.delay < 4*time.Minute || oc.delay > 6*time.Minute {
+		t.Errorf("webhook retry 2 waits %s, want 5m ± 20%%", oc.delay)
+	}
+	if oc := decide(row(0, ""), bo, errors.New("bad\x00text\xff")); oc.reason != "badtext\uFFFD" {
+		t.Errorf("reason not sanitized: %q", oc.reason)
+	}
+}
+
+func TestWakeups(t *testing.T) {
+	t.Parallel()
+	w := newWakeups()
+	defer w.timer.Stop()
+	now := time.Now()
+	w.add(now.Add(time.Hour))
+	w.add(now.Add(time.Hour + 100*time.Microsecond)) // close enough to the first
+	w.add(now.Add(20 * time.Millisecond))
+	if len(w.at) != 2 {
+		t.Fatalf("wake-ups = %v, want 2", w.at)
+	}
+	select {
+	case <-w.timer.C:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the earliest wake-up did not fire")
+	}
+	w.fired()
+	if len(w.at) != 1 || !w.at[0].Equal(now.Add(time.Hour)) {
+		t.Fatalf("after firing: %v", w.at)
+	}
+}
+
+func TestRowLoggerAddsAttributesOnlyWhenEnabled(t *testing.T) {
+	t.Parallel()
+	var buf safeBuffer
+	l := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	dl := &Delivery{EventID: uuid.New(), Subscription: "billing", Attempt: 2}
+	rl := rowLogger{l, dl}
+	rl.DebugContext(context.Background(), "hidden")
+	rl.WarnContext(context.Background(), "shown", slog.Int("x", 1))
+	out := buf.String()
+	if want := "event_id=" + dl.EventID.String() + " subscription=billing attempt=2 x=1"; !contains(out, want) || contains(out, "hidden") {
+		t.Fatalf("log = %q, want %q and no debug record", out, want)
+	}
+}
+
+// TestOutcomeWriteStatement: a batch of successes only takes the lean
+// statement; one retry, failure or reason takes the full one, for the whole
+// batch.
+func TestOutcomeWriteStatement(t *testing.T) {
+	done := func() outcome { return outcome{id: uuid.New(), token: "d/1", status: StatusCompleted} }
+	w, _ := outcomeArgs([]outcome{done(), done()})
+	if !w.completed || len(w.args) != 2 {
+		t.Fatalf("successes only: completed=%v with %d arrays", w.completed, len(w.args))
+	}
+	for _, odd := range []outcome{
+		{id: uuid.New(), token: "d/1", status: StatusPending, inc: 1, delay: time.Second, reason: "boom"},
+		{id: uuid.New(), token: "d/1", status: StatusFailed, inc: 1, reason: "boom"},
+		{id: uuid.New(), token: "d/1", status: StatusPending, reason: "released at shutdown"},
+	} {
+		w, _ := outcomeArgs([]outcome{done(), odd, done()})
+		if w.completed || len(w.args) != 6 {
+			t.Fatalf("%+v: completed=%v with %d arrays", odd, w.completed, len(w.args))
+		}
+	}
+}
+
+func TestTruncateReason(t *testing.T) {
+	t.Parallel()
+	long := string(make([]byte, 0)) + stringsRepeat("é", MaxFailureReasonBytes)
+	got := TruncateReason(long)
+	if len(got) > MaxFailureReasonBytes || !contains(got, "…[truncated]") {
+		t.Fatalf("len %d: %q...", len(got), got[:20])
+	}
+	if got := TruncateReason("a\x00b"); got != "ab" {
+		t.Fatalf("NUL kept: %q", got)
+	}
+}
+
+// fakeSink is an AttemptSink that refuses attempts of integration "refused".
+type fakeSink struct{ inserted int }
+
+func (s *fakeSink) Prepare(a *Attempt) (StoredAttempt, error) {
+	if a.Integration == "refused" {
+		return nil, errors.New("refused")
+	}
+	return a.Integration, nil
+}
+
+func (s *fakeSink) Insert(_ context.Context, _ *sql.Tx, recs []StoredAttempt) error {
+	s.inserted += len(recs)
+	return nil
+}
+
+func mockEngine(t *testing.T, sink AttemptSink) (*Engine, sqlmock.Sqlmock) {
+	t.Helper()
+	db, mock, err := sqlmock.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	st, err := store.New(db, "outbox", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(Config{Store: st, Logger: quietLogger(), Name: "t", Workers: 1, BatchSize: 1, Attempts: sink}), mock
+}
+
+// A batch of outcomes whose commit fails is retried, then dropped: nothing
+// is marked done that was not, and the rows come back when their lease
+// expires (the root's TestRescueExpiredLease shows that part on PostgreSQL).
+func TestOutcomeCommitFails(t *testing.T) {
+	t.Parallel()
+	errDriver := errors.New("driver: connection reset by peer")
+	e, mock := mockEngine(t, &fakeSink{})
+	batch := []outcome{{id: uuid.New(), token: "d/1", status: StatusCompleted, attempt: &Attempt{Integration: "hooks"}}}
+	for range outcomeWriteAttempts {
+		mock.ExpectBegin()
+		mock.ExpectExec(`UPDATE "outbox".event_queue q\s+SET status`).WillReturnResult(sqlmock.NewResult(0, 1))
+		mock.ExpectCommit().WillReturnError(errDriver)
+	}
+	start := time.Now()
+	e.flush(context.Background(), batch)
+	if err := mock.ExpectationsWereMet(); err != nil {
+		t.Fatalf("the failed batch was not retried as expected: %v", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("flush kept retrying for %s", took)
+	}
+	select {
+	case <-e.wake:
+		t.Fatal("a failed flush asked for a fetch as if rows had finished")
+	default:
+	}
+}
+
+// A record the sink refuses is dropped alone: the outcomes, and the other
+// records, are written.
+func TestRefusedAttemptDroppedAlone(t *testing.T) {
+	t.Parallel()
+	sink := &fakeSink{}
+	e, mock := mockEngine(t, sink)
+	batch := []outcome{
+		{id: uuid.New(), token: "d/1", status: StatusCompleted, attempt: &Attempt{Integration: "refused"}},
+		{id: uuid.New(), token: "d/1", status: StatusCompleted, attempt: &Attempt{Integration: "hooks"}},
+	}
+	mock.ExpectBegin()
+	mock.ExpectExec(`UPDATE "outbox".event_queue q\s+SET status`).WillReturnResult(sqlmock.NewResult(0, 2))
+	mock.ExpectCommit()
+	e.flush(context.Background(), batch)
+	if err := mock.ExpectationsWereMet(); err != nil {
+		t.Fatal(err)
+	}
+	if sink.inserted != 1 {
+		t.Fatalf("records inserted = %d, want 1", sink.inserted)
+	}
+}
+
+func TestFirstAnalyzeOfABacklog(t *testing.T) {
+	t.Parallel()
+	db := pgtest.DB(t)
+	schema := pgtest.MigratedSchema(t)
+	st, err := store.New(db, schema, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := New(Config{Store: st, Logger: quietLogger()})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if e.firstAnalyze(ctx) {
+		t.Fatal("an empty, never analyzed table reported as analyzed")
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO "`+schema+`".event_queue (event_id, subscription_id, topic, payload)
+		SELECT gen_random_uuid(), gen_random_uuid(), 'x', '1' FROM generate_series(1, $1::int)`, firstAnalyzeRows+10); err != nil {
+		t.Fatal(err)
+	}
+	// Table statistics reach pg_stat_user_tables within about a second.
+	deadline := time.Now().Add(30 * time.Second)
+	for !e.firstAnalyze(ctx) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first analyze did not happen")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'event_queue'
+		AND (last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL)`, schema).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("queue table still without statistics (%v)", err)
+	}
+}

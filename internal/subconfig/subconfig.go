@@ -1,0 +1,184 @@
+// Package subconfig is a subscription's delivery settings (the
+// subscription_config column): the type, its strict JSON parsing and its
+// validation. The root package re-exports it as SubscriptionConfig; the
+// delivery engine and the webhook sender read it.
+package subconfig
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/outboxkit/outbox/webhook"
+)
+
+// MaxRetriesLimit is the largest max_retries a config accepts.
+const MaxRetriesLimit = 1000
+
+// FieldError describes one rejected value; the root package turns it into
+// its *ValidationError.
+type FieldError struct {
+	Field  string // such as "subscription_config.max_retries"
+	Reason string
+}
+
+// Error says which field was rejected and why.
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+func fieldError(field, format string, args ...any) error {
+	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Config holds per-subscription delivery settings, stored as
+// JSON in subscription_config. Zero fields mean the dispatcher's defaults.
+// Unknown keys are rejected.
+type Config struct {
+	// MaxRetries is the number of retries after the first attempt given to
+	// new rows (default 3 for handlers, 9 for webhooks).
+	MaxRetries *int `json:"max_retries,omitempty"`
+	// BackoffInitial, BackoffMax and BackoffMultiplier shape the exponential
+	// backoff between attempts (defaults in DispatcherConfig).
+	BackoffInitial    Duration `json:"backoff_initial,omitempty"`
+	BackoffMax        Duration `json:"backoff_max,omitempty"`
+	BackoffMultiplier float64  `json:"backoff_multiplier,omitempty"`
+	// RetrySchedule, when set, replaces exponential backoff: the delay before
+	// retry n is RetrySchedule[n-1] (the last entry repeats), with ±20 % jitter.
+	RetrySchedule []Duration `json:"retry_schedule,omitempty"`
+	// Timeout bounds one attempt (a handler call or an HTTP request).
+	Timeout Duration `json:"timeout,omitempty"`
+	// Secrets sign webhook deliveries (Standard Webhooks, "whsec_" + base64).
+	// Several secrets produce several signatures, for rotation.
+	Secrets []string `json:"secrets,omitempty"`
+	// Headers are extra HTTP headers sent with every webhook delivery.
+	Headers map[string]string `json:"headers,omitempty"`
+	// SkipFailed lets rows with an ordering key move on past a FAILED row of
+	// the same key (by default a FAILED row blocks its key).
+	SkipFailed bool `json:"skip_failed,omitempty"`
+}
+
+// LogValue keeps secrets out of logs.
+func (c Config) LogValue() slog.Value {
+	attrs := []slog.Attr{}
+	if c.MaxRetries != nil {
+		attrs = append(attrs, slog.Int("max_retries", *c.MaxRetries))
+	}
+	if c.Timeout > 0 {
+		attrs = append(attrs, slog.Duration("timeout", time.Duration(c.Timeout)))
+	}
+	attrs = append(attrs, slog.Int("secrets", len(c.Secrets)), slog.Int("headers", len(c.Headers)))
+	return slog.GroupValue(attrs...)
+}
+
+// Duration is a time.Duration that reads and writes JSON as a Go duration
+// string ("1.5s", "10m"); a JSON number is taken as nanoseconds.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string such as "1m30s".
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a duration string or a number of nanoseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var n int64
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("duration must be a string such as \"5s\": %w", err)
+	}
+	*d = Duration(n)
+	return nil
+}
+
+// Parse decodes subscription_config JSON strictly: an
+// unknown key or a value out of range is a *FieldError naming it.
+func Parse(data []byte) (Config, error) {
+	var c Config
+	if len(bytes.TrimSpace(data)) == 0 || string(bytes.TrimSpace(data)) == "null" {
+		return c, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return Config{}, fieldError("subscription_config", "%v", err)
+	}
+	if dec.More() {
+		return Config{}, fieldError("subscription_config", "trailing data after the JSON object")
+	}
+	return c, c.Validate()
+}
+
+// Validate checks the values of c; an error is a *FieldError.
+func (c Config) Validate() error {
+	field := func(name, format string, args ...any) error {
+		return fieldError("subscription_config."+name, format, args...)
+	}
+	if c.MaxRetries != nil && (*c.MaxRetries < 0 || *c.MaxRetries > MaxRetriesLimit) {
+		return field("max_retries", "must be between 0 and %d, got %d", MaxRetriesLimit, *c.MaxRetries)
+	}
+	if c.BackoffInitial < 0 || c.BackoffMax < 0 || c.Timeout < 0 {
+		return field("backoff_initial", "durations must not be negative")
+	}
+	if c.BackoffMax > 0 && c.BackoffInitial > c.BackoffMax {
+		return field("backoff_max", "must not be below backoff_initial")
+	}
+	if c.BackoffMultiplier != 0 && (c.BackoffMultiplier < 1 || c.BackoffMultiplier > 100) {
+		return field("backoff_multiplier", "must be between 1 and 100, got %g", c.BackoffMultiplier)
+	}
+	if len(c.RetrySchedule) > 100 {
+		return field("retry_schedule", "has more than 100 entries")
+	}
+	for _, d := range c.RetrySchedule {
+		if d < 0 {
+			return field("retry_schedule", "durations must not be negative")
+		}
+	}
+	for _, s := range c.Secrets {
+		if err := webhook.CheckSecret(s); err != nil {
+			return field("secrets", "%v", err)
+		}
+	}
+	for k, v := range c.Headers {
+		if !ValidHeaderName(k) {
+			return field("headers", "%q is not a valid header name", k)
+		}
+		if !ValidHeaderValue(v) {
+			return field("headers", "value of %q holds control characters", k)
+		}
+	}
+	return nil
+}
+
+// ValidHeaderName reports whether k is an HTTP header name (an RFC 9110 token).
+func ValidHeaderName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidHeaderValue reports whether v holds no control character but tab.
+func ValidHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}

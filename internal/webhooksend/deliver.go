@@ -1,0 +1,165 @@
+package webhooksend
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/outboxkit/outbox/internal/dispatch"
+)
+
+// EndpointDisabledTopic is the topic of the event enqueued when a webhook
+// subscription is paused: its endpoint answered 410 Gone, or failed every
+// attempt for Config.DisableAfter.
+const EndpointDisabledTopic = "webhook.endpoint_disabled"
+
+// Reasons of EndpointDisabled.
+const (
+	DisabledGone    = "gone"    // the endpoint answered 410 Gone
+	DisabledFailing = "failing" // every attempt failed for too long
+)
+
+// EndpointDisabled is the payload of an EndpointDisabledTopic event.
+// Resume the subscription to deliver to the endpoint again.
+type EndpointDisabled struct {
+	Subscription   string    `json:"subscription"`
+	SubscriptionID uuid.UUID `json:"subscription_id"`
+	// URL is the endpoint, with credentials in its query redacted.
+	URL string `json:"url"`
+	// Reason is DisabledGone or DisabledFailing.
+	Reason string `json:"reason"`
+	// FailingSince is the first failed attempt of the run that disabled the
+	// endpoint; Failures counts the attempts of that run.
+	FailingSince time.Time `json:"failing_since"`
+	Failures     int64     `json:"failures"`
+	// LastError describes the attempt that disabled the endpoint.
+	LastError string `json:"last_error"`
+}
+
+// Deliver makes one delivery attempt of a webhook row, without waiting for
+// a slot of its endpoint (a worker blocked on a slow endpoint would be a
+// worker taken from every other endpoint: the row is skipped instead). It
+// pauses the subscription when the endpoint is gone or has failed for too
+// long, and returns the attempt's record with the result.
+func (s *Sender) Deliver(ctx context.Context, row *dispatch.Row) dispatch.Result {
+	dl := &row.Delivery
+	a := s.sendMode(ctx, row.WebhookURL, row.Config, dl, false)
+	if a.busy {
+		return dispatch.Result{Skip: max(dispatch.Jitter(s.cfg.BusyDelay, mrand.Float64()), time.Nanosecond)}
+	}
+	rec := s.attemptRecord(dl, &a)
+	res := dispatch.Result{Err: a.err, Attempt: rec,
+		Attrs: []any{slog.Int("http_status", a.status), slog.Duration("duration", a.duration)}}
+	if a.err == nil || ctx.Err() != nil {
+		return res // delivered, or cut off by shutdown: no health verdict
+	}
+	bg := context.WithoutCancel(ctx)
+	reason := dispatch.TruncateReason(a.err.Error())
+	if a.gone {
+		s.disableEndpoint(bg, row, DisabledGone, s.cfg.Store.Now(), 1, reason)
+	} else {
+		s.checkEndpointHealth(bg, row, reason)
+	}
+	return res
+}
+
+// attemptRecord is what the attempt log keeps of a: integration name =
+// subscriber name, external id = event id (the webhook-id).
+func (s *Sender) attemptRecord(d *dispatch.Delivery, a *attempt) *dispatch.Attempt {
+	rec := &dispatch.Attempt{
+		Integration: d.Subscription, EventID: d.EventID, Method: a.method, URL: a.url,
+		RequestHeader: a.reqHeader, RequestBody: a.reqBody,
+		Status: a.status, ResponseHeader: a.respHeader, ResponseBody: a.respBody, ResponseTruncated: a.respTruncated,
+		Err: a.err, Success: a.err == nil,
+		OccurredAt: s.cfg.Store.Now().Add(-a.duration), Duration: a.duration,
+	}
+	return rec
+}
+
+// checkEndpointHealth pauses the row's subscription when its endpoint has
+// failed every attempt, this one included, for DisableAfter and at least
+// DisableMinFailures times. Attempts still waiting in the completer are
+// not seen yet: the count lags by at most one batch.
+func (s *Sender) checkEndpointHealth(ctx context.Context, c *dispatch.Row, lastErr string) {
+	if s.cfg.DisableAfter < 0 {
+		return
+	}
+	st := s.cfg.Store
+	var n int64
+	var first sql.NullTime
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err := st.DB.QueryRowContext(qctx, st.Webhook.FailureRun, c.Delivery.Subscription, s.cfg.DisableMinFailures).Scan(&n, &first)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			s.cfg.Logger.WarnContext(ctx, "endpoint health check failed", slog.String("subscription", c.Delivery.Subscription),
+				slog.Any("error", err))
+		}
+		return
+	}
+	now := st.Now()
+	since := now
+	if first.Valid && first.Time.Before(now) {
+		since = first.Time
+	}
+	n++ // this attempt, not written yet
+	if n < int64(s.cfg.DisableMinFailures) || now.Sub(since) < s.cfg.DisableAfter {
+		return
+	}
+	s.disableEndpoint(ctx, c, DisabledFailing, since, n, lastErr)
+}
+
+// disableEndpoint pauses the row's subscription and, in the same
+// transaction, enqueues an EndpointDisabledTopic event; it does nothing if
+// the subscription is already paused (so concurrent attempts enqueue one
+// event).
+func (s *Sender) disableEndpoint(ctx context.Context, c *dispatch.Row, reason string, since time.Time, failures int64, lastErr string) {
+	name := c.Delivery.Subscription
+	err := s.disableEndpointTx(ctx, c, reason, since, failures, lastErr)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		if ctx.Err() == nil {
+			s.cfg.Logger.ErrorContext(ctx, "pausing webhook subscription failed", slog.String("subscription", name), slog.Any("error", err))
+		}
+	default:
+		s.cfg.Logger.WarnContext(ctx, "webhook subscription paused", slog.String("subscription", name), slog.String("reason", reason),
+			slog.Int64("failures", failures), slog.Time("failing_since", since))
+	}
+}
+
+func (s *Sender) disableEndpointTx(ctx context.Context, c *dispatch.Row, reason string, since time.Time, failures int64, lastErr string) (err error) {
+	st := s.cfg.Store
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	tx, err := st.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+				err = errors.Join(err, rbErr)
+			}
+		}
+	}()
+	ev := EndpointDisabled{
+		Subscription: c.Delivery.Subscription, Reason: reason, FailingSince: since.UTC(), Failures: failures,
+		LastError: s.cfg.Redactor.String(lastErr),
+	}
+	var rawURL string
+	if err = tx.QueryRowContext(ctx, st.Webhook.Pause, ev.Subscription, st.NowArg()).Scan(&ev.SubscriptionID, &rawURL); err != nil {
+		return err
+	}
+	ev.URL = s.cfg.Redactor.URL(rawURL)
+	if err = s.cfg.Publish(ctx, tx, EndpointDisabledTopic, ev); err != nil {
+		return fmt.Errorf("enqueue %s: %w", EndpointDisabledTopic, err)
+	}
+	return tx.Commit()
+}
