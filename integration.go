@@ -648,7 +648,7 @@ func (o *Outbox) prepareIntegration(r IntegrationRecord, red *Redactor) (Integra
 		return r, err
 	}
 	if !r.Operation.valid() {
-		return r, invalid(ErrInvalidRecord, "operation_type", "unknown operation %q", r.Operation)
+		return r, invalid(ErrInvalidRecord, "operation", "unknown operation %q", r.Operation)
 	}
 	if r.HTTPStatus != 0 && (r.HTTPStatus < 100 || r.HTTPStatus > 599) {
 		return r, invalid(ErrInvalidRecord, "http_status_code", "must be 0 or 100-599, got %d", r.HTTPStatus)
