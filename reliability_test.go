@@ -1051,6 +1051,9 @@ func TestReliabilityHostileInput(t *testing.T) {
 			{"topic invalid UTF-8", "a\xff", 1, nil, ErrInvalidTopic},
 			{"topic NUL", "a\x00", 1, nil, ErrInvalidTopic},
 			{"raw invalid UTF-8", "hostile.x", []byte("\"\xff\""), nil, ErrInvalidPayload},
+			// encoding/json would store U+FFFD in their place: refused, never changed silently.
+			{"invalid UTF-8 in a Go string", "hostile.x", map[string]string{"s": "a\xffb"}, nil, ErrInvalidPayload},
+			{"invalid UTF-8 in metadata", "hostile.x", 1, []EnqueueOption{WithMetadata(map[string]string{"k\xff": "v"})}, ErrInvalidPayload},
 			{"NUL escape", "hostile.x", json.RawMessage(`{"s":"\u0000"}`), nil, ErrInvalidPayload},
 			{"NUL in a Go string", "hostile.x", map[string]string{"s": "a\x00b"}, nil, ErrInvalidPayload},
 			{"lone surrogate", "hostile.x", json.RawMessage(`"\ud800"`), nil, ErrInvalidPayload},
@@ -1084,7 +1087,7 @@ func TestReliabilityHostileInput(t *testing.T) {
 			{"depth 512", "hostile.x", json.RawMessage(strings.Repeat("[", 512) + strings.Repeat("]", 512)), nil},
 			{"Go value depth 511", "hostile.x", nested(511), nil},
 			{"exactly 1 MiB", "hostile.x", json.RawMessage(`"` + strings.Repeat("a", MaxPayloadBytesDefault-2) + `"`), nil},
-			{"invalid UTF-8 in a Go string", "hostile.x", map[string]string{"s": "a\xffb"}, []EnqueueOption{WithMetadata(map[string]string{"k\xff": "v\xfe"})}},
+			{"U+FFFD in a Go string", "hostile.x", map[string]string{"s": "a\uFFFDb"}, []EnqueueOption{WithMetadata(map[string]string{"k\uFFFD": "v\uFFFD"})}},
 			{"surrogate pair", "hostile.x", json.RawMessage(`"\ud83d\ude00"`), nil},
 			{"float64 extremes", "hostile.x", []float64{1.7976931348623157e308, 5e-324, -0}, nil},
 		}
@@ -1100,7 +1103,7 @@ func TestReliabilityHostileInput(t *testing.T) {
 			t.Fatalf("%d events stored, want %d", n, len(accepted))
 		}
 		if n := b.q(t, `SELECT count(*) FROM {s}.system_event WHERE payload->>'s' = $1 AND metadata->>$2 = $3`, "a\uFFFDb", "k\uFFFD", "v\uFFFD"); n != 1 {
-			t.Fatal("invalid UTF-8 in Go strings not stored as U+FFFD")
+			t.Fatal("U+FFFD in Go strings not stored as it is")
 		}
 		if n := b.q(t, `SELECT count(*) FROM {s}.system_event WHERE octet_length(payload #>> '{}') = $1`, MaxPayloadBytesDefault-2); n != 1 {
 			t.Fatal("the 1 MiB payload was not stored whole")
