@@ -43,7 +43,7 @@ func startDispatcher(t *testing.T, d *Dispatcher) (stop func()) {
 
 func (b *bundle) subscribe(t testing.TB, name, pattern, method string) Subscription {
 	t.Helper()
-	s, err := b.ob.Subscribe(context.Background(), Subscription{Name: name, Pattern: pattern, CallbackMethod: method})
+	s, err := b.ob.Subscribe(context.Background(), Subscription{Name: name, TopicPattern: pattern, CallbackMethod: method})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,8 +19,10 @@ var (
 	// ErrInvalidPattern reports a subscription pattern that breaks the topic
 	// syntax (segments may also be * or #).
 	ErrInvalidPattern = errors.New("outbox: invalid pattern")
-	// ErrInvalidPayload reports a payload that does not marshal to JSON, or
-	// raw bytes that are not valid JSON.
+	// ErrInvalidPayload reports a payload (or metadata) that does not
+	// marshal to JSON, holds a string that is not valid UTF-8 (which
+	// encoding/json would silently replace with U+FFFD), or raw bytes that
+	// are not valid UTF-8 JSON that jsonb stores.
 	ErrInvalidPayload = errors.New("outbox: invalid payload")
 	// ErrPayloadTooLarge reports a payload over Config.MaxPayloadBytes.
 	ErrPayloadTooLarge = errors.New("outbox: payload too large")

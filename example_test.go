@@ -35,7 +35,7 @@ func Example() {
 	if err := ob.Migrate(ctx); err != nil {
 		panic(err)
 	}
-	if _, err := ob.Subscribe(ctx, outbox.Subscription{Name: "mailer", Pattern: "order.*", CallbackMethod: "send_mail"}); err != nil {
+	if _, err := ob.Subscribe(ctx, outbox.Subscription{Name: "mailer", TopicPattern: "order.*", CallbackMethod: "send_mail"}); err != nil {
 		panic(err)
 	}
 

@@ -69,19 +69,26 @@ type IntegrationRecord struct {
 	Integration string
 	// Operation is what happened.
 	Operation Operation
-	// Request is the request data (JSON), or nil.
+	// Request is the request data (JSON), or nil. It is stored redacted
+	// (Redactor.JSON) and sanitised on purpose, not refused: invalid UTF-8
+	// inside its strings becomes U+FFFD and control characters are removed,
+	// so a record of what a third party sent is never lost to a bad byte.
+	// (Enqueue, by contrast, refuses payloads it would have to change.)
 	Request json.RawMessage
-	// Response is the response data (JSON), or nil.
+	// Response is the response data (JSON), or nil, stored like Request.
 	Response json.RawMessage
 	// HTTPStatus is the HTTP status code, or 0 for none.
 	HTTPStatus int
 	// Success reports whether the operation succeeded.
 	Success bool
-	// Error is the error message ("" for none), stored on one line with
-	// secrets redacted, cut at MaxErrorMessageChars.
+	// Error is the error message ("" for none), stored sanitised on
+	// purpose: secrets redacted, invalid UTF-8 as U+FFFD, control
+	// characters removed, on one line (line breaks become spaces), cut at
+	// MaxErrorMessageChars.
 	Error string
 	// ExternalID is the third party's id for the object or call, such as a
-	// Stripe charge id ("" for none).
+	// Stripe charge id ("" for none). It is sanitised like Error (not
+	// redacted) before its length is checked.
 	ExternalID string
 	// OccurredAt is when the operation started. Left zero, the current time
 	// (the handle's clock, or the database's now()).
@@ -594,7 +601,7 @@ func (o *Outbox) prepareIntegration(r IntegrationRecord, red *Redactor) (Integra
 		return r, err
 	}
 	if !r.Operation.valid() {
-		return r, invalid(ErrInvalidRecord, "operation_type", "unknown operation %q", r.Operation)
+		return r, invalid(ErrInvalidRecord, "operation", "unknown operation %q", r.Operation)
 	}
 	if r.HTTPStatus != 0 && (r.HTTPStatus < 100 || r.HTTPStatus > 599) {
 		return r, invalid(ErrInvalidRecord, "http_status_code", "must be 0 or 100-599, got %d", r.HTTPStatus)

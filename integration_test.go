@@ -153,7 +153,7 @@ func TestIntegrationRejectsInvalidAndTxStaysUsable(t *testing.T) {
 		"empty name":     {IntegrationRecord{Operation: OpAPICallMade}, "integration_name", ErrInvalidRecord},
 		"long name":      {IntegrationRecord{Integration: strings.Repeat("é", 101), Operation: OpAPICallMade}, "integration_name", ErrInvalidRecord},
 		"control name":   {IntegrationRecord{Integration: "a\nb", Operation: OpAPICallMade}, "integration_name", ErrInvalidRecord},
-		"bad operation":  {IntegrationRecord{Integration: "X", Operation: "CALL"}, "operation_type", ErrInvalidRecord},
+		"bad operation":  {IntegrationRecord{Integration: "X", Operation: "CALL"}, "operation", ErrInvalidRecord},
 		"bad status":     {IntegrationRecord{Integration: "X", Operation: OpAPICallMade, HTTPStatus: 42}, "http_status_code", ErrInvalidRecord},
 		"negative dur":   {IntegrationRecord{Integration: "X", Operation: OpAPICallMade, Duration: -time.Second}, "duration_ms", ErrInvalidRecord},
 		"huge dur":       {IntegrationRecord{Integration: "X", Operation: OpAPICallMade, Duration: 1000 * time.Hour}, "duration_ms", ErrInvalidRecord},
@@ -242,7 +242,7 @@ func TestIntegrationInsertBatchForDispatcher(t *testing.T) {
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if n := b.countRows(t, "integration_log", `NOT success AND integration_name = 'orders-hook' AND operation_type = 'API_CALL_MADE'`); n != 2 {
+	if n := b.countRows(t, "integration_log", `NOT success AND integration_name = 'orders-hook' AND operation = 'API_CALL_MADE'`); n != 2 {
 		t.Fatalf("%d rows, want 2", n)
 	}
 	var leaked int64

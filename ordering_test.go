@@ -113,7 +113,7 @@ func TestOrderingBlocksBehindRetriesAndFailures(t *testing.T) {
 	b := setupClock(t, nil)
 	ctx := ctxT(t)
 	b.subscribe(t, "strict", "strict", "h")
-	if _, err := b.ob.Subscribe(ctx, Subscription{Name: "lenient", Pattern: "lenient", CallbackMethod: "h",
+	if _, err := b.ob.Subscribe(ctx, Subscription{Name: "lenient", TopicPattern: "lenient", CallbackMethod: "h",
 		Config: SubscriptionConfig{SkipFailed: true}}); err != nil {
 		t.Fatal(err)
 	}

@@ -172,7 +172,12 @@ func TestMigration7CopiesMetadataToQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := &bundle{db: db, ob: ob, schema: schema}
-	sub := b.subscribe(t, "s", "#", "h")
+	// Version 6's columns (Subscribe writes version 9's).
+	var sub Subscription
+	if err := db.QueryRowContext(ctx, `INSERT INTO "`+schema+`".event_subscription (subscriber_name, event_pattern, callback_method)
+		VALUES ('s', '#', 'h') RETURNING id`).Scan(&sub.ID); err != nil {
+		t.Fatal(err)
+	}
 	// What version 6's Enqueue wrote: metadata on the event only.
 	if _, err := db.ExecContext(ctx, `SET search_path TO "`+schema+`";
 		INSERT INTO system_event (id, event_type, payload, metadata, occurred_at) VALUES

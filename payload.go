@@ -2,9 +2,12 @@ package outbox
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strings"
 	"unicode/utf8"
 )
@@ -27,9 +30,18 @@ func encodeJSON(v any, field string, limit int) ([]byte, error) {
 	if limit > 0 && len(b) > limit {
 		return nil, &ValidationError{Field: field, Reason: fmt.Sprintf("is %d bytes, over the limit of %d", len(b), limit), Err: ErrPayloadTooLarge}
 	}
-	printed, err := scanJSON(b, !marshalled)
+	printed, replaced, err := scanJSON(b, !marshalled)
 	if err != nil {
 		return nil, &ValidationError{Field: field, Reason: err.Error(), Err: ErrInvalidPayload}
+	}
+	if marshalled && replaced {
+		// encoding/json writes invalid UTF-8 in a Go string as \ufffd
+		// without an error; a real U+FFFD it writes as itself. The escape
+		// may still come from a MarshalJSON method, so the strings of v
+		// decide.
+		if err := checkStrings(reflect.ValueOf(v), 0); err != nil {
+			return nil, &ValidationError{Field: field, Reason: err.Error(), Err: ErrInvalidPayload}
+		}
 	}
 	if limit > 0 && printed > limit {
 		// 1e100000 is 8 bytes of JSON but 100001 once PostgreSQL prints it.
@@ -64,34 +76,40 @@ func checkJSON(b []byte) error {
 
 // checkJSONPrinted is checkJSON that also returns the size of b with its
 // numbers written out as PostgreSQL prints them.
-func checkJSONPrinted(b []byte) (int, error) { return scanJSON(b, true) }
+func checkJSONPrinted(b []byte) (int, error) {
+	n, _, err := scanJSON(b, true)
+	return n, err
+}
 
 // scanJSON is checkJSONPrinted; with checkSyntax false it trusts b to be
 // valid JSON syntax (encoding/json's output) and skips that pass. UTF-8 is
 // checked either way: a MarshalJSON method may return invalid UTF-8, which
-// encoding/json passes through.
-func scanJSON(b []byte, checkSyntax bool) (int, error) {
+// encoding/json passes through. replaced reports a \ufffd escape in a
+// string, which is what encoding/json writes for invalid UTF-8.
+func scanJSON(b []byte, checkSyntax bool) (printed int, replaced bool, err error) {
 	if !utf8.Valid(b) {
-		return 0, fmt.Errorf("is not valid UTF-8")
+		return 0, false, fmt.Errorf("is not valid UTF-8")
 	}
 	if checkSyntax && !json.Valid(b) {
-		return 0, fmt.Errorf("is not valid JSON")
+		return 0, false, fmt.Errorf("is not valid JSON")
 	}
-	depth, printed := 0, len(b)
+	depth := 0
+	printed = len(b)
 	for i := 0; i < len(b); i++ {
 		switch c := b[i]; {
 		case c == '[' || c == '{':
 			depth++
 			if depth > MaxJSONDepth {
-				return 0, fmt.Errorf("nests deeper than %d levels", MaxJSONDepth)
+				return 0, false, fmt.Errorf("nests deeper than %d levels", MaxJSONDepth)
 			}
 		case c == ']' || c == '}':
 			depth--
 		case c == '"':
-			end, err := scanString(b, i+1)
+			end, fffd, err := scanString(b, i+1)
 			if err != nil {
-				return 0, err
+				return 0, false, err
 			}
+			replaced = replaced || fffd
 			i = end
 		case c == '-' || c >= '0' && c <= '9':
 			end := i
@@ -100,13 +118,112 @@ func scanJSON(b []byte, checkSyntax bool) (int, error) {
 			}
 			n, err := numericTextLen(b[i:end])
 			if err != nil {
-				return 0, err
+				return 0, false, err
 			}
 			printed += n - (end - i)
 			i = end - 1
 		}
 	}
-	return printed, nil
+	return printed, replaced, nil
+}
+
+var (
+	jsonMarshalerType = reflect.TypeFor[json.Marshaler]()
+	textMarshalerType = reflect.TypeFor[encoding.TextMarshaler]()
+)
+
+// errInvalidUTF8String is why a marshalled value is refused when one of its
+// strings is not valid UTF-8.
+var errInvalidUTF8String = errors.New("holds a string that is not valid UTF-8 (encoding/json would store it with U+FFFD replacements)")
+
+// checkStrings reports a string in v, as encoding/json encodes it (map keys,
+// exported and embedded struct fields, MarshalText results), that is not
+// valid UTF-8. A json.Marshaler's output is its own: its invalid bytes are
+// caught in the output, and a \ufffd escape it writes is taken as meant.
+// It runs only on values that marshalled, so it meets no cycle.
+func checkStrings(v reflect.Value, depth int) error {
+	if !v.IsValid() || depth > 2*MaxJSONDepth+64 {
+		return nil
+	}
+	t := v.Type()
+	if t.Implements(jsonMarshalerType) || (t.Kind() != reflect.Pointer && v.CanAddr() && reflect.PointerTo(t).Implements(jsonMarshalerType)) {
+		return nil
+	}
+	if t.Implements(textMarshalerType) || (t.Kind() != reflect.Pointer && v.CanAddr() && reflect.PointerTo(t).Implements(textMarshalerType)) {
+		return checkText(v)
+	}
+	switch v.Kind() {
+	case reflect.String:
+		if !utf8.ValidString(v.String()) {
+			return errInvalidUTF8String
+		}
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			return checkStrings(v.Elem(), depth+1)
+		}
+	case reflect.Slice, reflect.Array:
+		if v.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 && !reflect.PointerTo(t.Elem()).Implements(jsonMarshalerType) &&
+			!reflect.PointerTo(t.Elem()).Implements(textMarshalerType) {
+			return nil // []byte: base64
+		}
+		for i := range v.Len() {
+			if err := checkStrings(v.Index(i), depth+1); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		for it := v.MapRange(); it.Next(); {
+			k := it.Key()
+			if k.Kind() == reflect.String {
+				if !utf8.ValidString(k.String()) {
+					return errInvalidUTF8String
+				}
+			} else if k.Type().Implements(textMarshalerType) {
+				if err := checkText(k); err != nil {
+					return err
+				}
+			}
+			if err := checkStrings(it.Value(), depth+1); err != nil {
+				return err
+			}
+		}
+	case reflect.Struct:
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if (!f.IsExported() && !f.Anonymous) || f.Tag.Get("json") == "-" {
+				continue
+			}
+			if err := checkStrings(v.Field(i), depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkText checks the MarshalText result of v, which encoding/json writes
+// as a string.
+func checkText(v reflect.Value) error {
+	if v.Kind() == reflect.Pointer && v.IsNil() {
+		return nil
+	}
+	if !v.CanInterface() {
+		return nil // an unexported embedded field's value: encoding/json skips its methods too
+	}
+	var m encoding.TextMarshaler
+	if tm, ok := v.Interface().(encoding.TextMarshaler); ok {
+		m = tm
+	} else if v.CanAddr() {
+		m, _ = v.Addr().Interface().(encoding.TextMarshaler)
+	}
+	if m == nil {
+		return nil
+	}
+	b, err := m.MarshalText()
+	if err == nil && !utf8.Valid(b) {
+		return errInvalidUTF8String
+	}
+	return nil
 }
 
 func leadingZeros(digits []byte) int {
@@ -185,51 +302,56 @@ func numericTextLen(tok []byte) (int, error) {
 // scanString checks the escapes of the JSON string starting at b[i] (after
 // its opening quote) and returns the index of its closing quote. b is
 // already known to be valid JSON.
-func scanString(b []byte, i int) (int, error) {
+func scanString(b []byte, i int) (end int, fffd bool, err error) {
 	pendingHigh := false
 	for ; i < len(b); i++ {
 		c := b[i]
 		if c == '"' {
 			if pendingHigh {
-				return 0, fmt.Errorf("holds a lone UTF-16 surrogate escape")
+				return 0, false, fmt.Errorf("holds a lone UTF-16 surrogate escape")
 			}
-			return i, nil
+			return i, fffd, nil
 		}
 		if c != '\\' {
 			if pendingHigh {
-				return 0, fmt.Errorf("holds a lone UTF-16 surrogate escape")
+				return 0, false, fmt.Errorf("holds a lone UTF-16 surrogate escape")
 			}
 			continue
 		}
 		i++
 		if b[i] != 'u' {
 			if pendingHigh {
-				return 0, fmt.Errorf("holds a lone UTF-16 surrogate escape")
+				return 0, false, fmt.Errorf("holds a lone UTF-16 surrogate escape")
 			}
 			continue
 		}
 		r := hex4(b[i+1 : i+5])
 		i += 4
 		switch {
+		case r == 0xFFFD:
+			fffd = true
+			if pendingHigh {
+				return 0, false, fmt.Errorf("holds a lone UTF-16 surrogate escape")
+			}
 		case r == 0:
-			return 0, fmt.Errorf("holds a \\u0000 escape, which PostgreSQL's jsonb rejects")
+			return 0, false, fmt.Errorf("holds a \\u0000 escape, which PostgreSQL's jsonb rejects")
 		case r >= 0xD800 && r < 0xDC00:
 			if pendingHigh {
-				return 0, fmt.Errorf("holds a lone UTF-16 surrogate escape")
+				return 0, false, fmt.Errorf("holds a lone UTF-16 surrogate escape")
 			}
 			pendingHigh = true
 		case r >= 0xDC00 && r < 0xE000:
 			if !pendingHigh {
-				return 0, fmt.Errorf("holds a lone UTF-16 surrogate escape")
+				return 0, false, fmt.Errorf("holds a lone UTF-16 surrogate escape")
 			}
 			pendingHigh = false
 		default:
 			if pendingHigh {
-				return 0, fmt.Errorf("holds a lone UTF-16 surrogate escape")
+				return 0, false, fmt.Errorf("holds a lone UTF-16 surrogate escape")
 			}
 		}
 	}
-	return i, nil
+	return i, fffd, nil
 }
 
 func hex4(h []byte) rune {

@@ -155,7 +155,11 @@ type Event struct {
 // transaction: the event exists if and only if tx commits. It inserts the
 // event and one queue row per active subscription whose pattern matches, in
 // a single statement. payload is marshalled to JSON ([]byte and
-// json.RawMessage are taken as JSON text).
+// json.RawMessage are taken as JSON text). Data is never changed silently:
+// a string that is not valid UTF-8, in the payload or in WithMetadata's keys
+// and values, is an ErrInvalidPayload rather than stored with U+FFFD in its
+// place (a real U+FFFD is stored as it is). Strings produced inside a
+// MarshalJSON method are that method's own: only its output is checked.
 //
 // Every input is validated before any SQL is sent, so an ErrInvalidTopic,
 // ErrInvalidPayload, ErrPayloadTooLarge or ErrInvalidConfig leaves tx usable.

@@ -269,7 +269,9 @@ func (r *Redactor) String(s string) string {
 // JSON redacts a JSON document: values under sensitive keys (at any depth)
 // become RedactedMarker, every string passes through String, and numbers
 // that look like card numbers become RedactedMarker. Object keys are cleaned
-// of control characters. It returns an error if b is not valid JSON.
+// of control characters. It sanitises on purpose: invalid UTF-8 inside b's
+// strings becomes U+FFFD (as encoding/json decodes it) instead of being
+// refused. It returns an error if b is not valid JSON.
 func (r *Redactor) JSON(b []byte) (json.RawMessage, error) {
 	v, err := decodeJSONValue(b)
 	if err != nil {
@@ -279,7 +281,9 @@ func (r *Redactor) JSON(b []byte) (json.RawMessage, error) {
 }
 
 // Value marshals v to JSON and redacts it like JSON. []byte and
-// json.RawMessage are taken as JSON text.
+// json.RawMessage are taken as JSON text. Like JSON it sanitises on
+// purpose: invalid UTF-8 in v's strings becomes U+FFFD (encoding/json's
+// behaviour), where Enqueue would refuse it.
 func (r *Redactor) Value(v any) (json.RawMessage, error) {
 	b, _, err := jsonText(v)
 	if err != nil {

@@ -673,7 +673,7 @@ func TestReliabilityPoisonMessages(t *testing.T) {
 	b := setup(t, nil)
 	deliveryTable(t, b)
 	three := 3
-	if _, err := b.ob.Subscribe(ctxT(t), Subscription{Name: "poison", Pattern: "poison.#", CallbackMethod: "poison",
+	if _, err := b.ob.Subscribe(ctxT(t), Subscription{Name: "poison", TopicPattern: "poison.#", CallbackMethod: "poison",
 		Config: SubscriptionConfig{MaxRetries: &three, BackoffInitial: Duration(10 * time.Millisecond), BackoffMax: Duration(40 * time.Millisecond)},
 	}); err != nil {
 		t.Fatal(err)
@@ -837,8 +837,8 @@ func TestReliabilityConnectionPressure(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	for _, s := range []Subscription{
-		{Name: "plain", Pattern: "cp.plain", CallbackMethod: "plain"},
-		{Name: "txh", Pattern: "cp.tx", CallbackMethod: "txh"},
+		{Name: "plain", TopicPattern: "cp.plain", CallbackMethod: "plain"},
+		{Name: "txh", TopicPattern: "cp.tx", CallbackMethod: "txh"},
 	} {
 		if _, err := ob.Subscribe(ctx, s); err != nil {
 			t.Fatal(err)
@@ -943,7 +943,7 @@ func TestReliabilityHostileInput(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, s := range injections {
-			got, err := b.ob.Subscribe(ctx, Subscription{Name: s, Pattern: "hostile.#", CallbackMethod: s})
+			got, err := b.ob.Subscribe(ctx, Subscription{Name: s, TopicPattern: "hostile.#", CallbackMethod: s})
 			if err != nil {
 				t.Fatalf("Subscribe(%q): %v", s, err)
 			}
@@ -954,7 +954,7 @@ func TestReliabilityHostileInput(t *testing.T) {
 			d.Handle(s, recorder(b.db, b.schema, s))
 		}
 		url := `https://example.com/hook?q='; DROP TABLE event_queue;--&x="1"`
-		if _, err := b.ob.Subscribe(ctx, Subscription{Name: "wh", Pattern: "elsewhere", WebhookURL: url}); err != nil {
+		if _, err := b.ob.Subscribe(ctx, Subscription{Name: "wh", TopicPattern: "elsewhere", WebhookURL: url}); err != nil {
 			t.Fatal(err)
 		}
 		if back, err := b.ob.Subscription(ctx, "wh"); err != nil || back.WebhookURL != url {
@@ -969,7 +969,7 @@ func TestReliabilityHostileInput(t *testing.T) {
 			if _, err := b.ob.Enqueue(ctx, tx, s, 1); !errors.Is(err, ErrInvalidTopic) {
 				t.Fatalf("topic %q: err = %v, want ErrInvalidTopic", s, err)
 			}
-			if _, err := b.ob.Subscribe(ctx, Subscription{Name: "p", Pattern: s, CallbackMethod: "p"}); !errors.Is(err, ErrInvalidPattern) {
+			if _, err := b.ob.Subscribe(ctx, Subscription{Name: "p", TopicPattern: s, CallbackMethod: "p"}); !errors.Is(err, ErrInvalidPattern) {
 				t.Fatalf("pattern %q: err = %v, want ErrInvalidPattern", s, err)
 			}
 			usable(t, tx, "topic "+s)
@@ -1019,25 +1019,25 @@ func TestReliabilityHostileInput(t *testing.T) {
 			s  Subscription
 			ok bool
 		}{
-			{Subscription{Name: strings.Repeat("n", 100), Pattern: topic100, CallbackMethod: strings.Repeat("m", 100)}, true},
-			{Subscription{Name: strings.Repeat("é", 100), Pattern: "#", CallbackMethod: strings.Repeat("ü", 100)}, true},
-			{Subscription{Name: strings.Repeat("n", 101), Pattern: "#", CallbackMethod: "m"}, false},
-			{Subscription{Name: strings.Repeat("é", 101), Pattern: "#", CallbackMethod: "m"}, false},
-			{Subscription{Name: "n", Pattern: topic100 + "x", CallbackMethod: "m"}, false},
-			{Subscription{Name: "n", Pattern: "#", CallbackMethod: strings.Repeat("m", 101)}, false},
-			{Subscription{Name: "w500", Pattern: "#", WebhookURL: "https://example.com/" + strings.Repeat("a", 480)}, true},
-			{Subscription{Name: "w501", Pattern: "#", WebhookURL: "https://example.com/" + strings.Repeat("a", 481)}, false},
-			{Subscription{Name: "bad\xff", Pattern: "#", CallbackMethod: "m"}, false},
-			{Subscription{Name: "n", Pattern: "#", CallbackMethod: "m\xff"}, false},
-			{Subscription{Name: "n\x00", Pattern: "#", CallbackMethod: "m"}, false},
+			{Subscription{Name: strings.Repeat("n", 100), TopicPattern: topic100, CallbackMethod: strings.Repeat("m", 100)}, true},
+			{Subscription{Name: strings.Repeat("é", 100), TopicPattern: "#", CallbackMethod: strings.Repeat("ü", 100)}, true},
+			{Subscription{Name: strings.Repeat("n", 101), TopicPattern: "#", CallbackMethod: "m"}, false},
+			{Subscription{Name: strings.Repeat("é", 101), TopicPattern: "#", CallbackMethod: "m"}, false},
+			{Subscription{Name: "n", TopicPattern: topic100 + "x", CallbackMethod: "m"}, false},
+			{Subscription{Name: "n", TopicPattern: "#", CallbackMethod: strings.Repeat("m", 101)}, false},
+			{Subscription{Name: "w500", TopicPattern: "#", WebhookURL: "https://example.com/" + strings.Repeat("a", 480)}, true},
+			{Subscription{Name: "w501", TopicPattern: "#", WebhookURL: "https://example.com/" + strings.Repeat("a", 481)}, false},
+			{Subscription{Name: "bad\xff", TopicPattern: "#", CallbackMethod: "m"}, false},
+			{Subscription{Name: "n", TopicPattern: "#", CallbackMethod: "m\xff"}, false},
+			{Subscription{Name: "n\x00", TopicPattern: "#", CallbackMethod: "m"}, false},
 		}
 		for _, c := range subs {
 			got, err := b.ob.Subscribe(ctx, c.s)
-			if c.ok && (err != nil || got.Name != c.s.Name || got.Pattern != c.s.Pattern) {
+			if c.ok && (err != nil || got.Name != c.s.Name || got.TopicPattern != c.s.TopicPattern) {
 				t.Fatalf("Subscribe(%.30q...) = %v, want it stored", c.s.Name, err)
 			}
 			if !c.ok && !errors.Is(err, ErrInvalidSubscription) && !errors.Is(err, ErrInvalidPattern) {
-				t.Fatalf("Subscribe(%.30q, pattern %d bytes, method %d bytes) = %v, want rejected", c.s.Name, len(c.s.Pattern), len(c.s.CallbackMethod), err)
+				t.Fatalf("Subscribe(%.30q, pattern %d bytes, method %d bytes) = %v, want rejected", c.s.Name, len(c.s.TopicPattern), len(c.s.CallbackMethod), err)
 			}
 		}
 		rejected := []struct {
@@ -1051,6 +1051,9 @@ func TestReliabilityHostileInput(t *testing.T) {
 			{"topic invalid UTF-8", "a\xff", 1, nil, ErrInvalidTopic},
 			{"topic NUL", "a\x00", 1, nil, ErrInvalidTopic},
 			{"raw invalid UTF-8", "hostile.x", []byte("\"\xff\""), nil, ErrInvalidPayload},
+			// encoding/json would store U+FFFD in their place: refused, never changed silently.
+			{"invalid UTF-8 in a Go string", "hostile.x", map[string]string{"s": "a\xffb"}, nil, ErrInvalidPayload},
+			{"invalid UTF-8 in metadata", "hostile.x", 1, []EnqueueOption{WithMetadata(map[string]string{"k\xff": "v"})}, ErrInvalidPayload},
 			{"NUL escape", "hostile.x", json.RawMessage(`{"s":"\u0000"}`), nil, ErrInvalidPayload},
 			{"NUL in a Go string", "hostile.x", map[string]string{"s": "a\x00b"}, nil, ErrInvalidPayload},
 			{"lone surrogate", "hostile.x", json.RawMessage(`"\ud800"`), nil, ErrInvalidPayload},
@@ -1084,7 +1087,7 @@ func TestReliabilityHostileInput(t *testing.T) {
 			{"depth 512", "hostile.x", json.RawMessage(strings.Repeat("[", 512) + strings.Repeat("]", 512)), nil},
 			{"Go value depth 511", "hostile.x", nested(511), nil},
 			{"exactly 1 MiB", "hostile.x", json.RawMessage(`"` + strings.Repeat("a", MaxPayloadBytesDefault-2) + `"`), nil},
-			{"invalid UTF-8 in a Go string", "hostile.x", map[string]string{"s": "a\xffb"}, []EnqueueOption{WithMetadata(map[string]string{"k\xff": "v\xfe"})}},
+			{"U+FFFD in a Go string", "hostile.x", map[string]string{"s": "a\uFFFDb"}, []EnqueueOption{WithMetadata(map[string]string{"k\uFFFD": "v\uFFFD"})}},
 			{"surrogate pair", "hostile.x", json.RawMessage(`"\ud83d\ude00"`), nil},
 			{"float64 extremes", "hostile.x", []float64{1.7976931348623157e308, 5e-324, -0}, nil},
 		}
@@ -1100,7 +1103,7 @@ func TestReliabilityHostileInput(t *testing.T) {
 			t.Fatalf("%d events stored, want %d", n, len(accepted))
 		}
 		if n := b.q(t, `SELECT count(*) FROM {s}.system_event WHERE payload->>'s' = $1 AND metadata->>$2 = $3`, "a\uFFFDb", "k\uFFFD", "v\uFFFD"); n != 1 {
-			t.Fatal("invalid UTF-8 in Go strings not stored as U+FFFD")
+			t.Fatal("U+FFFD in Go strings not stored as it is")
 		}
 		if n := b.q(t, `SELECT count(*) FROM {s}.system_event WHERE octet_length(payload #>> '{}') = $1`, MaxPayloadBytesDefault-2); n != 1 {
 			t.Fatal("the 1 MiB payload was not stored whole")

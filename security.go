@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -77,12 +78,15 @@ const (
 
 // SecurityEvent is one row of security_event.
 type SecurityEvent struct {
-	ID             uuid.UUID
-	Type           SecurityEventType
-	UserID         uuid.UUID       // uuid.Nil for none
-	IP             string          // canonical IP address, "" for none
+	ID     uuid.UUID
+	Type   SecurityEventType
+	UserID uuid.UUID // uuid.Nil for none
+	// IP is the canonical IP address. Events recorded without one before
+	// schema version 9 read "::" (the unspecified address, which no new
+	// event may have).
+	IP             string
 	UserAgent      string          // "" for none
-	Details        json.RawMessage // the type's details object, or nil
+	Details        json.RawMessage // the type's details object; {} when it has none
 	Severity       Severity
 	RequiresReview bool
 	ReviewedBy     uuid.UUID // uuid.Nil until reviewed
@@ -94,12 +98,23 @@ type SecurityEvent struct {
 // Record. The typed forms (FailedLogin, PermissionDenied,
 // SuspiciousActivity) fill Details with their own fields.
 type SecurityEventInput struct {
-	Type      SecurityEventType
-	UserID    uuid.UUID // uuid.Nil for none
-	IP        string    // must parse as an IP address; "" for none
-	UserAgent string    // cut at MaxUserAgentChars
-	// Details is marshalled to JSON (an object for FAILED_LOGIN), redacted,
-	// and cleaned of control characters.
+	Type   SecurityEventType
+	UserID uuid.UUID // uuid.Nil for none
+	// IP is required (ip_address is NOT NULL) and must parse as an IP
+	// address other than the unspecified :: or 0.0.0.0; a missing or
+	// invalid one is an ErrInvalidRecord *ValidationError on ip_address.
+	IP string
+	// UserAgent is sanitised on purpose, not refused: invalid UTF-8 becomes
+	// U+FFFD, tabs and line breaks become spaces, other control characters
+	// are removed, and the result is cut at MaxUserAgentChars. A user agent
+	// is client-controlled text that ends up in logs and dashboards; the
+	// event must be recorded whatever the client sent.
+	UserAgent string
+	// Details is marshalled to JSON (an object for FAILED_LOGIN) and
+	// redacted, and its strings and object keys are sanitised on purpose,
+	// not refused: invalid UTF-8 becomes U+FFFD, tabs and line breaks
+	// become spaces, other control characters are removed (details carry
+	// client-controlled text into logs). nil stores the empty object.
 	Details any
 	// Severity defaults per type: FAILED_LOGIN MEDIUM, PERMISSION_DENIED
 	// HIGH, SUSPICIOUS_ACTIVITY HIGH.
@@ -114,7 +129,7 @@ type SecurityEventInput struct {
 type FailedLogin struct {
 	UserID    uuid.UUID // the account, when it exists
 	Username  string    // the login name tried; the account key when UserID is nil
-	IP        string
+	IP        string    // required, see SecurityEventInput.IP
 	UserAgent string
 	Reason    string // such as "bad_password", "unknown_user", "mfa_failed"
 	Method    string // such as "password", "totp", "oauth"
@@ -128,7 +143,7 @@ type FailedLogin struct {
 // PermissionDenied is an authorisation failure.
 type PermissionDenied struct {
 	UserID     uuid.UUID
-	IP         string
+	IP         string // required, see SecurityEventInput.IP
 	UserAgent  string
 	Resource   string // what was accessed, such as "invoice:42"
 	Action     string // such as "read", "delete"
@@ -144,7 +159,7 @@ type PermissionDenied struct {
 // SuspiciousActivity is anything an application's detectors flag.
 type SuspiciousActivity struct {
 	UserID      uuid.UUID
-	IP          string
+	IP          string // required, see SecurityEventInput.IP
 	UserAgent   string
 	Kind        string // such as "impossible_travel", "token_reuse"
 	Description string
@@ -514,13 +529,19 @@ func (s *SecurityLog) prepare(in SecurityEventInput, account *string) (preparedS
 		review = *in.RequiresReview
 	}
 	p := preparedSecurity{ev: SecurityEvent{Type: in.Type, UserID: in.UserID, Severity: sev, RequiresReview: review}}
-	if in.IP != "" {
-		ip, err := ParseIP(in.IP)
-		if err != nil {
-			return preparedSecurity{}, err
-		}
-		p.ev.IP = ip
+	// ip_address is NOT NULL (the seed); '::' marks the rows recorded
+	// without one before schema version 9, so no new event may use it.
+	if in.IP == "" {
+		return preparedSecurity{}, f("ip_address", "is required")
 	}
+	ip, err := ParseIP(in.IP)
+	if err != nil {
+		return preparedSecurity{}, err
+	}
+	if netip.MustParseAddr(ip).IsUnspecified() {
+		return preparedSecurity{}, f("ip_address", "is the unspecified address %s, not a client's", ip)
+	}
+	p.ev.IP = ip
 	p.ev.UserAgent = truncateRunes(cleanLine(in.UserAgent), MaxUserAgentChars)
 	if in.UserID != uuid.Nil {
 		p.userID = in.UserID
@@ -553,7 +574,11 @@ func (s *SecurityLog) prepare(in SecurityEventInput, account *string) (preparedS
 		p.details, _ = marshalJSONValue(m)
 		p.ev.Details = p.details
 	}
-	var err error
+	if p.details == nil {
+		// event_details is NOT NULL (the seed): no details is the empty object.
+		p.details = []byte(`{}`)
+		p.ev.Details = p.details
+	}
 	if p.ev.ID, err = uuid.NewV7(); err != nil {
 		return preparedSecurity{}, fmt.Errorf("outbox: event id: %w", err)
 	}

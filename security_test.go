@@ -67,7 +67,7 @@ func TestSecurityRecordTypesAndDefaults(t *testing.T) {
 	if sa.Severity != SeverityLow || sa.RequiresReview || strings.Contains(string(sa.Details), `"st"`) {
 		t.Errorf("suspicious activity: %+v %s", sa, sa.Details)
 	}
-	gen, err := s.Record(ctx, b.db, SecurityEventInput{Type: EventSuspiciousActivity, Severity: SeverityCritical,
+	gen, err := s.Record(ctx, b.db, SecurityEventInput{IP: "192.0.2.10", Type: EventSuspiciousActivity, Severity: SeverityCritical,
 		RequiresReview: ptr(false), Details: []string{"a\x00b", "line\nbreak"}, OccurredAt: b.clock.Now().Add(-time.Minute)})
 	if err != nil {
 		t.Fatal(err)
@@ -75,6 +75,18 @@ func TestSecurityRecordTypesAndDefaults(t *testing.T) {
 	if gen.RequiresReview || gen.Severity != SeverityCritical || string(gen.Details) != `["ab","line break"]` ||
 		!gen.OccurredAt.Equal(b.clock.Now().Add(-time.Minute)) {
 		t.Errorf("generic: %+v %s", gen, gen.Details)
+	}
+	// event_details is NOT NULL: no details is the empty object, as
+	// recorded and as read back.
+	bare, err := s.Record(ctx, b.db, SecurityEventInput{Type: EventPermissionDenied, IP: "192.0.2.11"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(bare.Details) != `{}` {
+		t.Errorf("no details recorded as %q, want {}", bare.Details)
+	}
+	if back, err := s.Get(ctx, bare.ID); err != nil || string(back.Details) != `{}` {
+		t.Errorf("no details read back as %q (%v), want {}", back.Details, err)
 	}
 	got, err := s.Get(ctx, pd.ID)
 	if err != nil || got.ID != pd.ID || got.IP != pd.IP || !got.OccurredAt.Equal(pd.OccurredAt) {
@@ -100,14 +112,17 @@ func TestSecurityRejectsInvalidAndTxStaysUsable(t *testing.T) {
 		field string
 		class error
 	}{
-		"type":         {SecurityEventInput{Type: "LOGIN"}, "event_type", ErrInvalidRecord},
-		"severity":     {SecurityEventInput{Type: EventPermissionDenied, Severity: "SEVERE"}, "severity", ErrInvalidRecord},
+		"type":         {SecurityEventInput{IP: "192.0.2.10", Type: "LOGIN"}, "event_type", ErrInvalidRecord},
+		"severity":     {SecurityEventInput{IP: "192.0.2.10", Type: EventPermissionDenied, Severity: "SEVERE"}, "severity", ErrInvalidRecord},
 		"host name":    {SecurityEventInput{Type: EventPermissionDenied, IP: "example.com"}, "ip_address", ErrInvalidRecord},
 		"ip with port": {SecurityEventInput{Type: EventPermissionDenied, IP: "1.2.3.4:80"}, "ip_address", ErrInvalidRecord},
 		"cidr":         {SecurityEventInput{Type: EventPermissionDenied, IP: "10.0.0.0/8"}, "ip_address", ErrInvalidRecord},
-		"details":      {SecurityEventInput{Type: EventPermissionDenied, Details: func() {}}, "event_details", ErrInvalidRecord},
-		"login array":  {SecurityEventInput{Type: EventFailedLogin, Details: []int{1}}, "event_details", ErrInvalidRecord},
-		"too large":    {SecurityEventInput{Type: EventPermissionDenied, Details: strings.Repeat("x", MaxBodyBytesDefault)}, "event_details", ErrPayloadTooLarge},
+		"details":      {SecurityEventInput{IP: "192.0.2.10", Type: EventPermissionDenied, Details: func() {}}, "event_details", ErrInvalidRecord},
+		"login array":  {SecurityEventInput{IP: "192.0.2.10", Type: EventFailedLogin, Details: []int{1}}, "event_details", ErrInvalidRecord},
+		"no ip":        {SecurityEventInput{Type: EventPermissionDenied}, "ip_address", ErrInvalidRecord},
+		"ip v4 any":    {SecurityEventInput{Type: EventPermissionDenied, IP: "0.0.0.0"}, "ip_address", ErrInvalidRecord},
+		"ip v6 any":    {SecurityEventInput{Type: EventPermissionDenied, IP: "::"}, "ip_address", ErrInvalidRecord},
+		"too large":    {SecurityEventInput{IP: "192.0.2.10", Type: EventPermissionDenied, Details: strings.Repeat("x", MaxBodyBytesDefault)}, "event_details", ErrPayloadTooLarge},
 	} {
 		_, err := s.Record(ctx, tx, c.in)
 		var ve *ValidationError
@@ -117,6 +132,13 @@ func TestSecurityRejectsInvalidAndTxStaysUsable(t *testing.T) {
 	}
 	if _, err := s.RecordFailedLogin(ctx, tx, FailedLogin{IP: "300.1.1.1"}); !errors.Is(err, ErrInvalidRecord) {
 		t.Errorf("bad IP on a failed login: %v", err)
+	}
+	for _, ip := range []string{"", "0.0.0.0", "::", "::ffff:0.0.0.0"} {
+		_, err := s.RecordFailedLogin(ctx, tx, FailedLogin{Username: "alice", IP: ip})
+		var ve *ValidationError
+		if !errors.As(err, &ve) || !errors.Is(err, ErrInvalidRecord) || ve.Field != "ip_address" {
+			t.Errorf("failed login with IP %q: %v, want an ErrInvalidRecord on ip_address", ip, err)
+		}
 	}
 	if _, err := s.MarkReviewed(ctx, tx, uuid.New(), uuid.Nil); !errors.Is(err, ErrInvalidRecord) {
 		t.Errorf("nil reviewer: %v", err)
@@ -148,7 +170,7 @@ func TestSecurityReviewOnce(t *testing.T) {
 	b := setupClock(t, nil)
 	s := newSecurityLog(t, b, SecurityLogConfig{})
 	ctx := ctxT(t)
-	ev, err := s.RecordPermissionDenied(ctx, b.db, PermissionDenied{Resource: "admin"})
+	ev, err := s.RecordPermissionDenied(ctx, b.db, PermissionDenied{IP: "192.0.2.10", Resource: "admin"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +262,7 @@ func TestSecurityAwaitingReviewFiltersAndPages(t *testing.T) {
 		}
 		ids = append(ids, ev.ID)
 	}
-	if _, err := s.RecordFailedLogin(ctx, b.db, FailedLogin{UserID: alice}); err != nil { // MEDIUM: not awaiting review
+	if _, err := s.RecordFailedLogin(ctx, b.db, FailedLogin{IP: "192.0.2.10", UserID: alice}); err != nil { // MEDIUM: not awaiting review
 		t.Fatal(err)
 	}
 	if _, err := s.MarkReviewed(ctx, b.db, ids[0], uuid.New()); err != nil {
@@ -298,13 +320,13 @@ func TestSecurityPublishInSameTransaction(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	ctx := ctxT(t)
-	if _, err := b.ob.Subscribe(ctx, Subscription{Name: "alerts", Pattern: "security.#", CallbackMethod: "alert"}); err != nil {
+	if _, err := b.ob.Subscribe(ctx, Subscription{Name: "alerts", TopicPattern: "security.#", CallbackMethod: "alert"}); err != nil {
 		t.Fatal(err)
 	}
 	s := newSecurityLog(t, b, SecurityLogConfig{Publish: true,
 		BruteForce: BruteForceConfig{Rules: []BruteForceRule{{Name: "two", Scope: ScopeAccount, Threshold: 2, Window: time.Hour}}}})
 	tx, _ := b.db.BeginTx(ctx, nil)
-	if _, err := s.RecordPermissionDenied(ctx, tx, PermissionDenied{Resource: "x"}); err != nil {
+	if _, err := s.RecordPermissionDenied(ctx, tx, PermissionDenied{IP: "192.0.2.10", Resource: "x"}); err != nil {
 		t.Fatal(err)
 	}
 	_ = tx.Rollback()
@@ -312,7 +334,7 @@ func TestSecurityPublishInSameTransaction(t *testing.T) {
 		t.Fatalf("%d queue rows after rollback", n)
 	}
 	tx, _ = b.db.BeginTx(ctx, nil)
-	pd, err := s.RecordPermissionDenied(ctx, tx, PermissionDenied{Resource: "x"})
+	pd, err := s.RecordPermissionDenied(ctx, tx, PermissionDenied{IP: "192.0.2.10", Resource: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +425,7 @@ func TestBruteForceDefaultsWithClock(t *testing.T) {
 	s2 := newSecurityLog(t, b, SecurityLogConfig{BruteForce: BruteForceConfig{Rules: []BruteForceRule{{Name: "acct3", Scope: ScopeAccount, Threshold: 3, Window: time.Hour}}}})
 	n := 0
 	for _, name := range []string{"Mallory", "mallory", "MALLORY"} {
-		res, err := s2.RecordFailedLogin(ctx, b.db, FailedLogin{Username: name})
+		res, err := s2.RecordFailedLogin(ctx, b.db, FailedLogin{IP: "192.0.2.10", Username: name})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,13 +18,13 @@ import (
 	"github.com/outboxkit/outbox/internal/webhooksend"
 )
 
-// Subscription says who receives the events whose topic matches Pattern: a
+// Subscription says who receives the events whose topic matches TopicPattern: a
 // Go handler registered under CallbackMethod, or an HTTP endpoint at
 // WebhookURL. Exactly one of the two is set.
 type Subscription struct {
 	ID             uuid.UUID
 	Name           string // subscriber_name: unique, 1-100 characters
-	Pattern        string // event_pattern, see ValidPattern
+	TopicPattern   string // topic_pattern, see ValidPattern
 	WebhookURL     string // http or https, at most 500 characters
 	CallbackMethod string // the name a Dispatcher registered a handler under
 	Active         bool   // is_active: paused subscriptions get no new rows and their rows wait
@@ -79,7 +79,7 @@ func (o *Outbox) Subscribe(ctx context.Context, s Subscription) (Subscription, e
 	if err != nil {
 		return Subscription{}, fmt.Errorf("outbox: subscribe: %w", err)
 	}
-	row := o.db.QueryRowContext(ctx, o.st.Subscription.Upsert, s.Name, s.Pattern, s.WebhookURL, s.CallbackMethod, string(cfg), o.nowArg())
+	row := o.db.QueryRowContext(ctx, o.st.Subscription.Upsert, s.Name, s.TopicPattern, s.WebhookURL, s.CallbackMethod, string(cfg), o.nowArg())
 	return o.scanSubscription(row, "subscribe")
 }
 
@@ -211,7 +211,7 @@ type rowScanner interface{ Scan(dest ...any) error }
 func (o *Outbox) scanSubscription(row rowScanner, op string) (Subscription, error) {
 	var s Subscription
 	var cfg string
-	err := row.Scan(&s.ID, &s.Name, &s.Pattern, &s.WebhookURL, &s.CallbackMethod, &s.Active, &cfg, &s.CreatedAt, &s.UpdatedAt)
+	err := row.Scan(&s.ID, &s.Name, &s.TopicPattern, &s.WebhookURL, &s.CallbackMethod, &s.Active, &cfg, &s.CreatedAt, &s.UpdatedAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Subscription{}, fmt.Errorf("%w: %s", ErrSubscriptionNotFound, op)
 	}
@@ -238,8 +238,8 @@ func (s Subscription) validate() error {
 	if !utf8.ValidString(s.Name) || hasControl(s.Name) {
 		return f("subscriber_name", "must be valid UTF-8 without control characters")
 	}
-	if why := checkTopic(s.Pattern, true); why != "" {
-		return &ValidationError{Field: "event_pattern", Reason: why, Err: ErrInvalidPattern}
+	if why := checkTopic(s.TopicPattern, true); why != "" {
+		return &ValidationError{Field: "topic_pattern", Reason: why, Err: ErrInvalidPattern}
 	}
 	if (s.WebhookURL == "") == (s.CallbackMethod == "") {
 		return f("webhook_url", "exactly one of webhook_url and callback_method must be set")

@@ -16,7 +16,7 @@ func TestSubscriptionLifecycle(t *testing.T) {
 	ctx := ctxT(t)
 	retries := 5
 	s, err := b.ob.Subscribe(ctx, Subscription{
-		Name: "mailer", Pattern: "order.*", CallbackMethod: "send_mail",
+		Name: "mailer", TopicPattern: "order.*", CallbackMethod: "send_mail",
 		Config: SubscriptionConfig{MaxRetries: &retries, BackoffInitial: Duration(time.Second)},
 	})
 	if err != nil {
@@ -26,11 +26,11 @@ func TestSubscriptionLifecycle(t *testing.T) {
 		t.Fatalf("created = %+v", s)
 	}
 	// Same name: an update, not a second subscription.
-	s2, err := b.ob.Subscribe(ctx, Subscription{Name: "mailer", Pattern: "order.#", WebhookURL: "https://example.com/hook"})
+	s2, err := b.ob.Subscribe(ctx, Subscription{Name: "mailer", TopicPattern: "order.#", WebhookURL: "https://example.com/hook"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s2.ID != s.ID || s2.Pattern != "order.#" || s2.CallbackMethod != "" || s2.WebhookURL != "https://example.com/hook" ||
+	if s2.ID != s.ID || s2.TopicPattern != "order.#" || s2.CallbackMethod != "" || s2.WebhookURL != "https://example.com/hook" ||
 		s2.Config.MaxRetries != nil || s2.UpdatedAt.Before(s.UpdatedAt) {
 		t.Fatalf("updated = %+v", s2)
 	}
@@ -116,7 +116,7 @@ func TestSubscriptionValidation(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	ctx := ctxT(t)
-	ok := Subscription{Name: "n", Pattern: "a.*", CallbackMethod: "m"}
+	ok := Subscription{Name: "n", TopicPattern: "a.*", CallbackMethod: "m"}
 	cases := []struct {
 		name  string
 		edit  func(*Subscription)
@@ -126,8 +126,8 @@ func TestSubscriptionValidation(t *testing.T) {
 		{"empty name", func(s *Subscription) { s.Name = "" }, "subscriber_name", ErrInvalidSubscription},
 		{"long name", func(s *Subscription) { s.Name = strings.Repeat("é", 101) }, "subscriber_name", ErrInvalidSubscription},
 		{"control in name", func(s *Subscription) { s.Name = "a\nb" }, "subscriber_name", ErrInvalidSubscription},
-		{"bad pattern", func(s *Subscription) { s.Pattern = "a.b*" }, "event_pattern", ErrInvalidPattern},
-		{"empty pattern", func(s *Subscription) { s.Pattern = "" }, "event_pattern", ErrInvalidPattern},
+		{"bad pattern", func(s *Subscription) { s.TopicPattern = "a.b*" }, "topic_pattern", ErrInvalidPattern},
+		{"empty pattern", func(s *Subscription) { s.TopicPattern = "" }, "topic_pattern", ErrInvalidPattern},
 		{"no target", func(s *Subscription) { s.CallbackMethod = "" }, "webhook_url", ErrInvalidSubscription},
 		{"two targets", func(s *Subscription) { s.WebhookURL = "https://x.example" }, "webhook_url", ErrInvalidSubscription},
 		{"ftp url", func(s *Subscription) { s.CallbackMethod, s.WebhookURL = "", "ftp://x.example/" }, "webhook_url", ErrInvalidSubscription},
@@ -183,18 +183,18 @@ func TestSubscribeRefusesBlockedWebhookHosts(t *testing.T) {
 	ctx := ctxT(t)
 	for _, u := range []string{"http://127.0.0.1:8080/hook", "http://localhost:8080/hook", "https://10.1.2.3/hook",
 		"http://[::1]/hook", "http://100.64.0.1/hook", "http://[::ffff:192.168.0.1]/hook"} {
-		_, err := b.ob.Subscribe(ctx, Subscription{Name: "wh", Pattern: "#", WebhookURL: u})
+		_, err := b.ob.Subscribe(ctx, Subscription{Name: "wh", TopicPattern: "#", WebhookURL: u})
 		var ve *ValidationError
 		if !errors.Is(err, ErrInvalidSubscription) || !errors.As(err, &ve) || ve.Field != "webhook_url" {
 			t.Errorf("%s: err = %v, want a webhook_url validation error", u, err)
 		}
 	}
 	// A public address, and loopback on a handle that allows it.
-	if _, err := b.ob.Subscribe(ctx, Subscription{Name: "wh", Pattern: "#", WebhookURL: "https://93.184.215.14/hook"}); err != nil {
+	if _, err := b.ob.Subscribe(ctx, Subscription{Name: "wh", TopicPattern: "#", WebhookURL: "https://93.184.215.14/hook"}); err != nil {
 		t.Fatalf("public address refused: %v", err)
 	}
 	lb := setup(t, nil)
-	if _, err := lb.ob.Subscribe(ctx, Subscription{Name: "wh", Pattern: "#", WebhookURL: "http://127.0.0.1:8080/hook"}); err != nil {
+	if _, err := lb.ob.Subscribe(ctx, Subscription{Name: "wh", TopicPattern: "#", WebhookURL: "http://127.0.0.1:8080/hook"}); err != nil {
 		t.Fatalf("allowed loopback refused: %v", err)
 	}
 }

@@ -33,7 +33,7 @@ func whDispatcher(t *testing.T, b *bundle, opts *WebhookOptions) *Dispatcher {
 
 func (b *bundle) subscribeWebhook(t *testing.T, name, pattern, url string, cfg SubscriptionConfig) Subscription {
 	t.Helper()
-	s, err := b.ob.Subscribe(context.Background(), Subscription{Name: name, Pattern: pattern, WebhookURL: url, Config: cfg})
+	s, err := b.ob.Subscribe(context.Background(), Subscription{Name: name, TopicPattern: pattern, WebhookURL: url, Config: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func (b *bundle) attempts(t *testing.T, sub string, where string) int64 {
 		where = "true"
 	}
 	return countRows(t, b.db, `SELECT count(*) FROM "`+b.schema+`".integration_log
-		WHERE integration_name = $1 AND operation_type = 'API_CALL_MADE' AND `+where, sub)
+		WHERE integration_name = $1 AND operation = 'API_CALL_MADE' AND `+where, sub)
 }
 
 func (b *bundle) active(t *testing.T, sub string) bool {
@@ -160,7 +160,7 @@ func TestWebhookDispatchDelivers(t *testing.T) {
 	err = b.db.QueryRow(`SELECT l.request_data::text, l.http_status_code, l.success, l.external_id, l.duration_ms,
 			l.xmin::text = q.xmin::text
 		FROM "`+b.schema+`".integration_log l, "`+b.schema+`".event_queue q
-		WHERE l.integration_name = 'crm' AND l.operation_type = 'API_CALL_MADE'`).Scan(&reqData, &status, &ok, &extID, &durMS, &sameTx)
+		WHERE l.integration_name = 'crm' AND l.operation = 'API_CALL_MADE'`).Scan(&reqData, &status, &ok, &extID, &durMS, &sameTx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +271,7 @@ func TestWebhookDispatchSSRFBlocked(t *testing.T) {
 	srv, got := whReceiver(t, whStatus(http.StatusOK))
 	// Subscribe refuses what no receiver can be, without DNS ...
 	for _, u := range []string{"http://169.254.169.254/latest/meta-data/", "http://[::ffff:169.254.169.254]/", "http://0.0.0.0/", "http://224.0.0.1/"} {
-		_, err := b.ob.Subscribe(ctxT(t), Subscription{Name: "bad", Pattern: "#", WebhookURL: u})
+		_, err := b.ob.Subscribe(ctxT(t), Subscription{Name: "bad", TopicPattern: "#", WebhookURL: u})
 		var ve *ValidationError
 		if !errors.As(err, &ve) || ve.Field != "webhook_url" {
 			t.Errorf("Subscribe(%s) = %v, want a webhook_url ValidationError", u, err)

@@ -84,7 +84,7 @@ func TestWebhookSenderOptions(t *testing.T) {
 func TestSubscribeRefusesBlockedWebhookHost(t *testing.T) {
 	t.Parallel()
 	b := setup(t, &Config{WebhookAllowedNetworks: []netip.Prefix{}})
-	_, err := b.ob.Subscribe(ctxT(t), Subscription{Name: "s", Pattern: "#", WebhookURL: "http://localhost:8080/hook"})
+	_, err := b.ob.Subscribe(ctxT(t), Subscription{Name: "s", TopicPattern: "#", WebhookURL: "http://localhost:8080/hook"})
 	var ve *ValidationError
 	if !errors.Is(err, ErrInvalidSubscription) || !errors.As(err, &ve) || ve.Field != "webhook_url" {
 		t.Fatalf("err = %v, want a webhook_url ValidationError", err)

@@ -251,11 +251,11 @@ func (b *bench) setup(ctx context.Context) error {
 	if _, err := b.db.ExecContext(ctx, `CREATE SCHEMA "`+b.baseSchema+`"; SET search_path TO "`+b.baseSchema+`"; `+baseSchemaSQL+`; RESET search_path`); err != nil {
 		return err
 	}
-	if _, err := b.ob.Subscribe(ctx, outbox.Subscription{Name: "s1", Pattern: "orders.created", CallbackMethod: "bench"}); err != nil {
+	if _, err := b.ob.Subscribe(ctx, outbox.Subscription{Name: "s1", TopicPattern: "orders.created", CallbackMethod: "bench"}); err != nil {
 		return err
 	}
 	for _, s := range extraSubs {
-		if _, err := b.ob.Subscribe(ctx, outbox.Subscription{Name: s.name, Pattern: s.pattern, CallbackMethod: "bench_" + s.name}); err != nil {
+		if _, err := b.ob.Subscribe(ctx, outbox.Subscription{Name: s.name, TopicPattern: s.pattern, CallbackMethod: "bench_" + s.name}); err != nil {
 			return err
 		}
 	}

@@ -72,7 +72,7 @@ func run() error {
 
 	// The mailer subscribes to every order.* event; retries start at 200 ms.
 	if _, err := ob.Subscribe(ctx, outbox.Subscription{
-		Name: "mailer", Pattern: "order.*", CallbackMethod: "mailer",
+		Name: "mailer", TopicPattern: "order.*", CallbackMethod: "mailer",
 		Config: outbox.SubscriptionConfig{BackoffInitial: outbox.Duration(200 * time.Millisecond)},
 	}); err != nil {
 		return err

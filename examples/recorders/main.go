@@ -61,7 +61,7 @@ func run() error {
 		return err
 	}
 	// Security alerts go to a subscriber through the bus.
-	if _, err := ob.Subscribe(ctx, outbox.Subscription{Name: "security-alerts", Pattern: "security.#", CallbackMethod: "alert"}); err != nil {
+	if _, err := ob.Subscribe(ctx, outbox.Subscription{Name: "security-alerts", TopicPattern: "security.#", CallbackMethod: "alert"}); err != nil {
 		return err
 	}
 	integrations, err := outbox.NewIntegrationLog(ob, outbox.IntegrationLogConfig{})

@@ -112,7 +112,7 @@ func run() error {
 	// demo (the default is the Standard Webhooks one: 5 s, 5 min, 30 min, ...)
 	// and an extra header, kept out of integration_log by redaction.
 	if _, err := ob.Subscribe(ctx, outbox.Subscription{
-		Name: "billing-service", Pattern: "invoice.*", WebhookURL: receiver.URL + "/webhooks/outbox",
+		Name: "billing-service", TopicPattern: "invoice.*", WebhookURL: receiver.URL + "/webhooks/outbox",
 		Config: outbox.SubscriptionConfig{
 			Secrets:       []string{secret},
 			RetrySchedule: []outbox.Duration{outbox.Duration(100 * time.Millisecond)},

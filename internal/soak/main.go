@@ -112,7 +112,7 @@ func run(o options) error {
 	if err := ob.Migrate(ctx); err != nil {
 		return err
 	}
-	if _, err := ob.Subscribe(ctx, outbox.Subscription{Name: "soak", Pattern: "soak.#", CallbackMethod: "soak"}); err != nil {
+	if _, err := ob.Subscribe(ctx, outbox.Subscription{Name: "soak", TopicPattern: "soak.#", CallbackMethod: "soak"}); err != nil {
 		return err
 	}
 

@@ -4,7 +4,7 @@ package store
 const (
 	// IntegrationColumns is the column list every integration_log read
 	// returns, in IntegrationRecord's order.
-	integrationColumns = `id, integration_name, operation_type::text, COALESCE(request_data::text, ''),
+	integrationColumns = `id, integration_name, operation::text, COALESCE(request_data::text, ''),
 	COALESCE(response_data::text, ''), COALESCE(http_status_code, 0), success, COALESCE(error_message, ''),
 	COALESCE(external_id, ''), occurred_at, duration_ms`
 
@@ -12,7 +12,7 @@ const (
 	// $1 ids, $2 names, $3 operations, $4 request data, $5 response data,
 	// $6 status codes, $7 success flags, $8 error messages, $9 external ids,
 	// $10 occurred-at times (NULL: now), $11 now, $12 durations in ms.
-	IntegrationInsert = `INSERT INTO {s}.integration_log (id, integration_name, operation_type, request_data,
+	IntegrationInsert = `INSERT INTO {s}.integration_log (id, integration_name, operation, request_data,
 	response_data, http_status_code, success, error_message, external_id, occurred_at, duration_ms)
 SELECT r.id, r.name, r.op::{s}.integration_operation, r.req, r.resp, r.status, r.ok, r.err, r.ext,
 	COALESCE(r.at, $11::timestamptz, now()), r.dur
@@ -27,7 +27,7 @@ RETURNING id, occurred_at`
 	IntegrationList = `SELECT ` + integrationColumns + `
 FROM {s}.integration_log
 WHERE ($1::text = '' OR integration_name = $1::text)
-	AND ($2::text = '' OR operation_type::text = $2::text)
+	AND ($2::text = '' OR operation::text = $2::text)
 	AND ($3::bool IS NULL OR success = $3::bool)
 	AND ($4::text = '' OR external_id = $4::text)
 	AND ($5::timestamptz IS NULL OR occurred_at >= $5::timestamptz)
@@ -44,7 +44,7 @@ LIMIT $9`
 FROM {s}.integration_log
 WHERE occurred_at >= $1::timestamptz AND occurred_at < $2::timestamptz
 	AND ($3::text = '' OR integration_name = $3::text)
-	AND ($4::text = '' OR operation_type::text = $4::text)
+	AND ($4::text = '' OR operation::text = $4::text)
 GROUP BY integration_name
 ORDER BY integration_name`
 )

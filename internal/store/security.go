@@ -2,15 +2,15 @@ package store
 
 // Security event statements.
 const (
-	securityColumns = `id, event_type::text, user_id, COALESCE(ip_address, ''), COALESCE(user_agent, ''),
-	COALESCE(event_details::text, ''), severity::text, requires_review, reviewed_by, reviewed_at, occurred_at`
+	securityColumns = `id, event_type::text, user_id, ip_address, COALESCE(user_agent, ''),
+	event_details::text, severity::text, requires_review, reviewed_by, reviewed_at, occurred_at`
 
 	// SecurityInsert inserts one event. $1 id, $2 type, $3 user id,
-	// $4 ip ('' for none), $5 user agent ('' for none), $6 details,
+	// $4 ip, $5 user agent ('' for none), $6 details,
 	// $7 severity, $8 requires review, $9 occurred at (NULL: now), $10 now.
 	SecurityInsert = `INSERT INTO {s}.security_event (id, event_type, user_id, ip_address, user_agent, event_details,
 	severity, requires_review, occurred_at)
-VALUES ($1::uuid, $2::text::{s}.security_event_type, $3::uuid, NULLIF($4::text, ''), NULLIF($5::text, ''),
+VALUES ($1::uuid, $2::text::{s}.security_event_type, $3::uuid, $4::text, NULLIF($5::text, ''),
 	$6::jsonb, $7::text::{s}.security_severity, $8::bool, COALESCE($9::timestamptz, $10::timestamptz, now()))
 RETURNING occurred_at`
 
@@ -48,10 +48,10 @@ RETURNING occurred_at`
 INSERT INTO {s}.security_event (id, event_type, user_id, ip_address, user_agent, event_details, severity,
 	requires_review, occurred_at)
 SELECT c.new_id, 'SUSPICIOUS_ACTIVITY', CASE WHEN c.scope LIKE 'ACCOUNT%' THEN $9::uuid END,
-	NULLIF($8::text, ''), NULLIF($11::text, ''),
+	$8::text, NULLIF($11::text, ''),
 	jsonb_build_object('kind', 'brute_force', 'rule', c.name, 'scope', c.scope, 'key', c.key,
 		'failures', c.failures, 'threshold', c.threshold, 'window_seconds', c.window_us::float8 / 1e6,
-		'account', NULLIF($7::text, ''), 'ip', NULLIF($8::text, '')),
+		'account', NULLIF($7::text, ''), 'ip', $8::text),
 	'HIGH', true, COALESCE($10::timestamptz, now())
 FROM counted c
 WHERE c.failures >= c.threshold

@@ -2,14 +2,14 @@ package store
 
 // Subscription statements.
 const (
-	subscriptionColumns = `id, subscriber_name, event_pattern, COALESCE(webhook_url, ''), COALESCE(callback_method, ''),
+	subscriptionColumns = `id, subscriber_name, topic_pattern, COALESCE(webhook_url, ''), COALESCE(callback_method, ''),
 	is_active, COALESCE(subscription_config::text, ''), created_at, updated_at`
 
 	SubscriptionUpsert = `INSERT INTO {s}.event_subscription
-	(subscriber_name, event_pattern, webhook_url, callback_method, subscription_config, created_at, updated_at)
+	(subscriber_name, topic_pattern, webhook_url, callback_method, subscription_config, created_at, updated_at)
 VALUES ($1, $2, NULLIF($3, ''), NULLIF($4, ''), $5::jsonb, COALESCE($6::timestamptz, now()), COALESCE($6::timestamptz, now()))
 ON CONFLICT (subscriber_name) DO UPDATE SET
-	event_pattern = EXCLUDED.event_pattern,
+	topic_pattern = EXCLUDED.topic_pattern,
 	webhook_url = EXCLUDED.webhook_url,
 	callback_method = EXCLUDED.callback_method,
 	subscription_config = EXCLUDED.subscription_config,

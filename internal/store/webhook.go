@@ -11,10 +11,10 @@ const (
 	SELECT GREATEST(
 		(SELECT updated_at FROM {s}.event_subscription WHERE subscriber_name = $1),
 		(SELECT max(occurred_at) FROM {s}.integration_log
-			WHERE integration_name = $1 AND operation_type = 'API_CALL_MADE' AND success)) AS at
+			WHERE integration_name = $1 AND operation = 'API_CALL_MADE' AND success)) AS at
 ), run AS NOT MATERIALIZED (
 	SELECT l.occurred_at FROM {s}.integration_log l, since
-	WHERE l.integration_name = $1 AND l.operation_type = 'API_CALL_MADE' AND NOT l.success
+	WHERE l.integration_name = $1 AND l.operation = 'API_CALL_MADE' AND NOT l.success
 		AND (since.at IS NULL OR l.occurred_at > since.at)
 )
 SELECT (SELECT count(*) FROM (SELECT 1 FROM run LIMIT $2) c), (SELECT min(occurred_at) FROM run)`
