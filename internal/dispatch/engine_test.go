@@ -278,8 +278,10 @@ func TestFirstAnalyzeOfABacklog(t *testing.T) {
 	if e.firstAnalyze(ctx) {
 		t.Fatal("an empty, never analyzed table reported as analyzed")
 	}
-	if _, err := db.ExecContext(ctx, `INSERT INTO "`+schema+`".event_queue (event_id, subscription_id, topic, payload)
-		SELECT gen_random_uuid(), gen_random_uuid(), 'x', '1' FROM generate_series(1, $1::int)`, firstAnalyzeRows+10); err != nil {
+	if _, err := db.ExecContext(ctx, `WITH ev AS (
+		INSERT INTO "`+schema+`".system_event (id, event_type, payload) SELECT gen_random_uuid(), 'x', '1' FROM generate_series(1, $1::int)
+		RETURNING id)
+		INSERT INTO "`+schema+`".event_queue (event_id, topic, payload) SELECT id, 'x', '1' FROM ev`, firstAnalyzeRows+10); err != nil {
 		t.Fatal(err)
 	}
 	// Table statistics reach pg_stat_user_tables within about a second.
