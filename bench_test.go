@@ -132,12 +132,12 @@ func BenchmarkPrepareEvent(b *testing.B) {
 	cases := []struct {
 		name    string
 		payload any
-		opts    []EnqueueOption
+		opts    *EnqueueOptions
 	}{
 		{"raw", benchPayload, nil},
 		{"struct", order, nil},
-		{"struct_options", order, []EnqueueOption{WithDelay(time.Second), WithMaxRetries(5),
-			WithMetadata(map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"})}},
+		{"struct_options", order, &EnqueueOptions{Delay: time.Second, MaxRetries: intPtr(5),
+			Metadata: map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {

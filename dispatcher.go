@@ -163,7 +163,7 @@ func (o *Outbox) NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 		handlers: map[string]handler{}, busyDelay: webhookBusyDelay,
 	}
 	if cfg.Webhooks != nil {
-		wc, err := webhookConfig(cfg.Webhooks)
+		wc, err := webhookConfig(cfg.Webhooks, o.cfg.Test.WebhookClock)
 		if err != nil {
 			return nil, err
 		}
@@ -284,7 +284,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		wc.BusyDelay = d.busyDelay
 		wc.Store, wc.Logger, wc.Redactor = st, d.log, d.o.redactor()
 		wc.Publish = func(ctx context.Context, tx *sql.Tx, topic string, payload any) error {
-			_, err := d.o.Enqueue(ctx, tx, topic, payload)
+			_, err := d.o.Enqueue(ctx, tx, topic, payload, nil)
 			return err
 		}
 		sender := webhooksend.New(wc)

@@ -50,14 +50,18 @@ func (b *bundle) subscribe(t testing.TB, name, pattern, method string) Subscript
 	return s
 }
 
-func (b *bundle) enqueue(t testing.TB, topic string, payload any, opts ...EnqueueOption) EnqueueResult {
+func (b *bundle) enqueue(t testing.TB, topic string, payload any, opts ...*EnqueueOptions) EnqueueResult {
 	t.Helper()
 	ctx := context.Background()
 	tx, err := b.db.BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := b.ob.Enqueue(ctx, tx, topic, payload, opts...)
+	var o *EnqueueOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	res, err := b.ob.Enqueue(ctx, tx, topic, payload, o)
 	if err != nil {
 		_ = tx.Rollback()
 		t.Fatal(err)
@@ -100,7 +104,7 @@ func TestDispatcherDeliversAndRetries(t *testing.T) {
 		}
 		return nil
 	})
-	res := b.enqueue(t, "order.created", map[string]any{"id": 7}, WithMetadata(map[string]string{"trace": "abc"}))
+	res := b.enqueue(t, "order.created", map[string]any{"id": 7}, &EnqueueOptions{Metadata: map[string]string{"trace": "abc"}})
 	if res.Deliveries != 1 {
 		t.Fatalf("deliveries = %d, want 1", res.Deliveries)
 	}
@@ -170,8 +174,8 @@ func TestDispatcherFailures(t *testing.T) {
 		return RetryAfter(90*time.Second, errors.New("rate limited"))
 	})
 	b.enqueue(t, "perm", 1)
-	b.enqueue(t, "panics", 2, WithMaxRetries(0))
-	b.enqueue(t, "exhaust", 3, WithMaxRetries(2))
+	b.enqueue(t, "panics", 2, &EnqueueOptions{MaxRetries: intPtr(0)})
+	b.enqueue(t, "exhaust", 3, &EnqueueOptions{MaxRetries: intPtr(2)})
 	b.enqueue(t, "later", 4)
 	startDispatcher(t, d)
 	waitFor(t, "permanent failure", func() bool {
@@ -338,7 +342,7 @@ func TestRescueExpiredLease(t *testing.T) {
 	ctx := ctxT(t)
 	b.subscribe(t, "a", "#", "a")
 	b.enqueue(t, "x", 1)
-	lastTry := b.enqueue(t, "y", 1, WithMaxRetries(0))
+	lastTry := b.enqueue(t, "y", 1, &EnqueueOptions{MaxRetries: intPtr(0)})
 	// A dispatcher that died holding both rows.
 	if _, err := b.db.ExecContext(ctx, `UPDATE "`+b.schema+`".event_queue SET status = 'PROCESSING',
 		locked_by = 'dead/1', locked_until = now() - interval '1 second'`); err != nil {

@@ -44,7 +44,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	res, err := ob.Enqueue(ctx, tx, "order.created", map[string]any{"order_id": 42})
+	res, err := ob.Enqueue(ctx, tx, "order.created", map[string]any{"order_id": 42}, nil)
 	if err != nil {
 		panic(err)
 	}

@@ -26,7 +26,7 @@ func TestOrderingAcrossProcesses(t *testing.T) {
 			key := fmt.Sprintf("acct-%02d", k)
 			for seq := first; seq < first+run && seq <= perKey; seq++ {
 				events = append(events, Event{Topic: "ord.x", Payload: seqPayload{Key: key, Seq: seq},
-					Options: []EnqueueOption{WithOrderingKey(key)}})
+					Options: &EnqueueOptions{OrderingKey: key}})
 			}
 		}
 		tx, err := b.db.BeginTx(ctx, nil)

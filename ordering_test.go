@@ -68,7 +68,7 @@ func TestOrderingKeyFIFOAcrossDispatchers(t *testing.T) {
 		}
 		for k := range keys {
 			key := fmt.Sprintf("k%02d", k)
-			if _, err := b.ob.Enqueue(ctx, tx, "x", seqPayload{Key: key, Seq: seq}, WithOrderingKey(key)); err != nil {
+			if _, err := b.ob.Enqueue(ctx, tx, "x", seqPayload{Key: key, Seq: seq}, &EnqueueOptions{OrderingKey: key}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -143,11 +143,11 @@ func TestOrderingBlocksBehindRetriesAndFailures(t *testing.T) {
 		}
 		return false
 	}
-	first := b.enqueue(t, "strict", seqPayload{Seq: 1}, WithOrderingKey("K"), WithMaxRetries(1))
-	b.enqueue(t, "strict", seqPayload{Seq: 2}, WithOrderingKey("K"))
-	b.enqueue(t, "strict", seqPayload{Seq: 3}, WithOrderingKey("other"))
-	b.enqueue(t, "lenient", seqPayload{Seq: 1}, WithOrderingKey("K"), WithMaxRetries(0))
-	b.enqueue(t, "lenient", seqPayload{Seq: 2}, WithOrderingKey("K"))
+	first := b.enqueue(t, "strict", seqPayload{Seq: 1}, &EnqueueOptions{OrderingKey: "K", MaxRetries: intPtr(1)})
+	b.enqueue(t, "strict", seqPayload{Seq: 2}, &EnqueueOptions{OrderingKey: "K"})
+	b.enqueue(t, "strict", seqPayload{Seq: 3}, &EnqueueOptions{OrderingKey: "other"})
+	b.enqueue(t, "lenient", seqPayload{Seq: 1}, &EnqueueOptions{OrderingKey: "K", MaxRetries: intPtr(0)})
+	b.enqueue(t, "lenient", seqPayload{Seq: 2}, &EnqueueOptions{OrderingKey: "K"})
 	startDispatcher(t, d)
 	waitFor(t, "other key and the first attempt", func() bool { return seenHas("strict/3") && seenHas("strict/1") })
 	waitFor(t, "retry scheduled", func() bool { return b.count(t, "topic = 'strict' AND status = 'PENDING' AND retry_count = 1") == 1 })
@@ -213,10 +213,10 @@ func TestOrderingLateCommitIsNeverSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer txA.Rollback() //nolint:errcheck
-	if _, err := b.ob.Enqueue(ctx, txA, "x", seqPayload{Key: "K", Seq: 1}, WithOrderingKey("K")); err != nil {
+	if _, err := b.ob.Enqueue(ctx, txA, "x", seqPayload{Key: "K", Seq: 1}, &EnqueueOptions{OrderingKey: "K"}); err != nil {
 		t.Fatal(err)
 	}
-	b.enqueue(t, "x", seqPayload{Key: "K", Seq: 2}, WithOrderingKey("K"))
+	b.enqueue(t, "x", seqPayload{Key: "K", Seq: 2}, &EnqueueOptions{OrderingKey: "K"})
 	d, _ := b.ob.NewDispatcher(fastConfig())
 	started := make(chan int, 2)
 	release := make(chan struct{})
@@ -262,11 +262,11 @@ func TestIdempotentEnqueue(t *testing.T) {
 	b := setup(t, nil)
 	ctx := ctxT(t)
 	b.subscribe(t, "a", "#", "a")
-	first := b.enqueue(t, "x", 1, WithIdempotencyKey("order-42-created"))
+	first := b.enqueue(t, "x", 1, &EnqueueOptions{IdempotencyKey: "order-42-created"})
 	if first.Duplicate || first.Deliveries != 1 {
 		t.Fatalf("first = %+v", first)
 	}
-	again := b.enqueue(t, "x", 2, WithIdempotencyKey("order-42-created"))
+	again := b.enqueue(t, "x", 2, &EnqueueOptions{IdempotencyKey: "order-42-created"})
 	if !again.Duplicate || again.EventID != first.EventID || again.Deliveries != 0 {
 		t.Fatalf("second = %+v, want duplicate of %v", again, first.EventID)
 	}
@@ -275,18 +275,18 @@ func TestIdempotentEnqueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r1, err := b.ob.Enqueue(ctx, tx, "x", 1, WithIdempotencyKey("k-tx"))
+	r1, err := b.ob.Enqueue(ctx, tx, "x", 1, &EnqueueOptions{IdempotencyKey: "k-tx"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r2, err := b.ob.Enqueue(ctx, tx, "x", 1, WithIdempotencyKey("k-tx"))
+	r2, err := b.ob.Enqueue(ctx, tx, "x", 1, &EnqueueOptions{IdempotencyKey: "k-tx"})
 	if err != nil || !r2.Duplicate || r2.EventID != r1.EventID {
 		t.Fatalf("same tx duplicate = %+v, %v", r2, err)
 	}
 	res, err := b.ob.EnqueueBatch(ctx, tx, []Event{
-		{Topic: "x", Payload: 1, Options: []EnqueueOption{WithIdempotencyKey("b1")}},
-		{Topic: "x", Payload: 2, Options: []EnqueueOption{WithIdempotencyKey("b1")}},
-		{Topic: "x", Payload: 3, Options: []EnqueueOption{WithIdempotencyKey("order-42-created")}},
+		{Topic: "x", Payload: 1, Options: &EnqueueOptions{IdempotencyKey: "b1"}},
+		{Topic: "x", Payload: 2, Options: &EnqueueOptions{IdempotencyKey: "b1"}},
+		{Topic: "x", Payload: 3, Options: &EnqueueOptions{IdempotencyKey: "order-42-created"}},
 		{Topic: "x", Payload: 4},
 	})
 	if err != nil {
@@ -305,8 +305,9 @@ func TestIdempotentEnqueue(t *testing.T) {
 	if n := b.count(t, "true"); n != 4 {
 		t.Fatalf("queue rows = %d, want 4", n)
 	}
-	if _, err := b.ob.Enqueue(ctx, b.db, "x", 1, WithIdempotencyKey("")); !errors.Is(err, ErrInvalidConfig) {
-		t.Fatalf("empty key: %v", err)
+	// An empty key is no key: the event is enqueued, not deduplicated.
+	if r, err := b.ob.Enqueue(ctx, b.db, "x", 1, &EnqueueOptions{IdempotencyKey: ""}); err != nil || r.Duplicate {
+		t.Fatalf("empty key: %+v, %v", r, err)
 	}
 }
 
@@ -321,7 +322,7 @@ func TestIdempotentEnqueueRace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r1, err := b.ob.Enqueue(ctx, tx1, "x", 1, WithIdempotencyKey(key))
+		r1, err := b.ob.Enqueue(ctx, tx1, "x", 1, &EnqueueOptions{IdempotencyKey: key})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -342,7 +343,7 @@ func TestIdempotentEnqueueRace(t *testing.T) {
 				return
 			}
 			pid2 <- pid
-			r2, err := b.ob.Enqueue(ctx, tx2, "x", 2, WithIdempotencyKey(key))
+			r2, err := b.ob.Enqueue(ctx, tx2, "x", 2, &EnqueueOptions{IdempotencyKey: key})
 			if err != nil {
 				_ = tx2.Rollback()
 				errc <- err

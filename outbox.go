@@ -51,10 +51,6 @@ type Config struct {
 	Schema string
 	// Logger receives structured logs. Default: Warn and above to stderr.
 	Logger *slog.Logger
-	// Clock, when set, supplies the current time for every time comparison
-	// and timestamp the library writes (tests use it to move time forward).
-	// When nil, the database's now() is used, one clock for every process.
-	Clock func() time.Time
 	// MaxPayloadBytes caps the JSON size of a payload. Default
 	// MaxPayloadBytesDefault (1 MiB).
 	MaxPayloadBytes int
@@ -78,8 +74,23 @@ type Config struct {
 	WebhookAllowedNetworks []netip.Prefix
 	// Redaction extends the rules that scrub integration_log records,
 	// including the webhook attempts the dispatcher records. Nil means the
-	// built-in rules (see README, "Redaction").
+	// built-in rules (docs/recorders.md, "Redaction").
 	Redaction *RedactionRules
+	// Test holds hooks for tests; leave it zero in production.
+	Test TestConfig
+}
+
+// TestConfig holds the hooks tests use to control time. Production code
+// leaves it zero.
+type TestConfig struct {
+	// Clock, when set, supplies the current time for every time comparison
+	// and timestamp the library writes (tests use it to move time forward).
+	// When nil, the database's now() is used: one clock for every process.
+	Clock func() time.Time
+	// WebhookClock, when set, supplies the time of the webhook-timestamp
+	// header and resolves HTTP-date Retry-After values. Receivers compare
+	// webhook-timestamp with their own clock. Default time.Now.
+	WebhookClock func() time.Time
 }
 
 // Outbox is a handle on outboxkit's tables in one schema. It is safe for
@@ -127,7 +138,7 @@ func New(db *sql.DB, cfg Config) (*Outbox, error) {
 		}
 		o.red = red
 	}
-	st, err := store.New(db, cfg.Schema, &store.Options{Clock: cfg.Clock, NoPreparedStatements: cfg.NoPreparedStatements})
+	st, err := store.New(db, cfg.Schema, &store.Options{Clock: cfg.Test.Clock, NoPreparedStatements: cfg.NoPreparedStatements})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}

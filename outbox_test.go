@@ -211,7 +211,7 @@ func TestMigration7CopiesMetadataToQueue(t *testing.T) {
 		RESET search_path`); err != nil {
 		t.Fatal(err)
 	}
-	b.enqueue(t, "new", 5, WithMetadata(map[string]string{"trace": "new"}))
+	b.enqueue(t, "new", 5, &EnqueueOptions{Metadata: map[string]string{"trace": "new"}})
 	d, err := ob.NewDispatcher(fastConfig())
 	if err != nil {
 		t.Fatal(err)

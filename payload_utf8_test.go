@@ -43,7 +43,7 @@ func TestEnqueueRefusesInvalidUTF8(t *testing.T) {
 	bad := "a\xffb"
 	refused := map[string]struct {
 		payload any
-		opts    []EnqueueOption
+		opts    *EnqueueOptions
 	}{
 		"string in map":        {payload: map[string]string{"a": "\xff"}},
 		"map key":              {payload: map[string]int{bad: 1}},
@@ -57,8 +57,8 @@ func TestEnqueueRefusesInvalidUTF8(t *testing.T) {
 		"bytes":                {payload: []byte("[\"\xfe\"]")},
 		"string payload":       {payload: bad},
 		"with a real FFFD too": {payload: []string{"\uFFFD", bad}},
-		"metadata value":       {payload: 1, opts: []EnqueueOption{WithMetadata(map[string]string{"trace": bad})}},
-		"metadata key":         {payload: 1, opts: []EnqueueOption{WithMetadata(map[string]string{bad: "x"})}},
+		"metadata value":       {payload: 1, opts: &EnqueueOptions{Metadata: map[string]string{"trace": bad}}},
+		"metadata key":         {payload: 1, opts: &EnqueueOptions{Metadata: map[string]string{bad: "x"}}},
 	}
 	accepted := map[string]struct {
 		payload any
@@ -77,7 +77,7 @@ func TestEnqueueRefusesInvalidUTF8(t *testing.T) {
 	}
 	defer func() { _ = tx.Rollback() }()
 	for name, c := range refused {
-		_, err := b.ob.Enqueue(ctx, tx, "t", c.payload, c.opts...)
+		_, err := b.ob.Enqueue(ctx, tx, "t", c.payload, c.opts)
 		var ve *ValidationError
 		if !errors.Is(err, ErrInvalidPayload) || !errors.As(err, &ve) {
 			t.Errorf("Enqueue, %s: %v, want an ErrInvalidPayload *ValidationError", name, err)
@@ -93,14 +93,14 @@ func TestEnqueueRefusesInvalidUTF8(t *testing.T) {
 	}
 	ids := map[string]EnqueueResult{}
 	for name, c := range accepted {
-		res, err := b.ob.Enqueue(ctx, tx, "t", c.payload)
+		res, err := b.ob.Enqueue(ctx, tx, "t", c.payload, nil)
 		if err != nil {
 			t.Fatalf("Enqueue, %s: %v", name, err)
 		}
 		ids[name] = res
 	}
 	batch, err := b.ob.EnqueueBatch(ctx, tx, []Event{{Topic: "t", Payload: accepted["real FFFD"].payload,
-		Options: []EnqueueOption{WithMetadata(map[string]string{"\uFFFD": "\uFFFD"})}}})
+		Options: &EnqueueOptions{Metadata: map[string]string{"\uFFFD": "\uFFFD"}}}})
 	if err != nil {
 		t.Fatalf("EnqueueBatch with a real U+FFFD: %v", err)
 	}

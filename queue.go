@@ -43,56 +43,46 @@ type EnqueueResult struct {
 	Duplicate bool
 }
 
-// EnqueueOption tunes one Enqueue call.
-type EnqueueOption func(*enqueueOptions) error
-
-type enqueueOptions struct {
-	delay      time.Duration
-	hasDelay   bool
-	runAt      time.Time
-	maxRetries *int
-	metadata   map[string]string
-	orderKey   *string
-	idemKey    *string
+// EnqueueOptions tunes one Enqueue call, or one event of EnqueueBatch. A nil
+// *EnqueueOptions, like the zero value, means the defaults: claimable at
+// once, the subscriptions' max_retries, no metadata, no keys.
+type EnqueueOptions struct {
+	// Delay makes the event's rows claimable only once it has passed.
+	// It must not be negative; set at most one of Delay and RunAt.
+	Delay time.Duration
+	// RunAt makes the event's rows claimable only from this time on.
+	RunAt time.Time
+	// MaxRetries, when non-nil, overrides the subscriptions' max_retries for
+	// this event: each of its rows gets at most *MaxRetries+1 attempts
+	// (0 to MaxRetriesLimit).
+	MaxRetries *int
+	// Metadata is string metadata (trace context, correlation ids) stored
+	// with the event; handlers read it from Delivery.Metadata.
+	Metadata map[string]string
+	// OrderingKey, when set, delivers the event, per subscription, strictly
+	// after every earlier event with the same key: a row is not claimed
+	// while an earlier row of its key is PENDING (even waiting for a
+	// retry), PROCESSING, or FAILED (unless the subscription sets
+	// skip_failed). Rows without a key and rows of other keys flow in
+	// parallel. Earlier means enqueued earlier: for events enqueued by
+	// concurrent transactions, the order in which their Enqueue statements
+	// ran (docs/guide.md, "Ordering keys"). At most MaxKeyLength characters.
+	OrderingKey string
+	// IdempotencyKey, when set, makes the enqueue idempotent: if an event
+	// with the same key exists (for as long as events are retained),
+	// nothing is inserted and the result reports Duplicate with the first
+	// event's id. Two transactions racing with the same key both succeed;
+	// one event is created. At most MaxKeyLength characters.
+	IdempotencyKey string
 }
 
 // MaxKeyLength is the longest ordering or idempotency key, in characters.
 const MaxKeyLength = 255
 
-// WithOrderingKey delivers the event, per subscription, strictly after
-// every earlier event with the same key: a row is not claimed while an
-// earlier row of its key is PENDING (even waiting for a retry), PROCESSING,
-// or FAILED (unless the subscription sets skip_failed). Rows without a key
-// and rows of other keys flow in parallel. See README, "Per-key ordering",
-// for exactly what "earlier" means.
-func WithOrderingKey(key string) EnqueueOption {
-	return func(o *enqueueOptions) error {
-		if err := checkKey("ordering_key", key); err != nil {
-			return err
-		}
-		o.orderKey = &key
-		return nil
-	}
-}
-
-// WithIdempotencyKey makes the enqueue idempotent: if an event with the same
-// key exists (for as long as events are retained), nothing is inserted and
-// the result reports Duplicate with the first event's id. Two transactions
-// racing with the same key both succeed; one event is created.
-func WithIdempotencyKey(key string) EnqueueOption {
-	return func(o *enqueueOptions) error {
-		if err := checkKey("idempotency_key", key); err != nil {
-			return err
-		}
-		o.idemKey = &key
-		return nil
-	}
-}
-
 func checkKey(field, key string) error {
 	switch {
-	case key == "" || utf8.RuneCountInString(key) > MaxKeyLength:
-		return invalid(ErrInvalidConfig, field, "must be 1 to %d characters", MaxKeyLength)
+	case utf8.RuneCountInString(key) > MaxKeyLength:
+		return invalid(ErrInvalidConfig, field, "must be at most %d characters", MaxKeyLength)
 	case !utf8.ValidString(key):
 		return invalid(ErrInvalidConfig, field, "is not valid UTF-8")
 	case strings.IndexByte(key, 0) >= 0:
@@ -101,54 +91,11 @@ func checkKey(field, key string) error {
 	return nil
 }
 
-// WithDelay makes the event's rows claimable only after d.
-func WithDelay(d time.Duration) EnqueueOption {
-	return func(o *enqueueOptions) error {
-		if d < 0 {
-			return invalid(ErrInvalidConfig, "delay", "must not be negative, got %s", d)
-		}
-		o.delay, o.hasDelay, o.runAt = d, true, time.Time{}
-		return nil
-	}
-}
-
-// WithRunAt makes the event's rows claimable only from t on.
-func WithRunAt(t time.Time) EnqueueOption {
-	return func(o *enqueueOptions) error {
-		if t.IsZero() {
-			return invalid(ErrInvalidConfig, "run_at", "is the zero time")
-		}
-		o.runAt, o.hasDelay = t, false
-		return nil
-	}
-}
-
-// WithMaxRetries overrides the subscriptions' max_retries for this event:
-// each of its rows gets at most n+1 attempts.
-func WithMaxRetries(n int) EnqueueOption {
-	return func(o *enqueueOptions) error {
-		if n < 0 || n > MaxRetriesLimit {
-			return invalid(ErrInvalidConfig, "max_retries", "must be between 0 and %d, got %d", MaxRetriesLimit, n)
-		}
-		o.maxRetries = &n
-		return nil
-	}
-}
-
-// WithMetadata attaches string metadata (trace context, correlation ids) to
-// the event; handlers read it from Delivery.Metadata.
-func WithMetadata(md map[string]string) EnqueueOption {
-	return func(o *enqueueOptions) error {
-		o.metadata = md
-		return nil
-	}
-}
-
 // Event is one event of an EnqueueBatch call.
 type Event struct {
 	Topic   string
 	Payload any
-	Options []EnqueueOption
+	Options *EnqueueOptions // nil for the defaults
 }
 
 // Enqueue records an event on topic with payload through tx, the caller's
@@ -163,7 +110,7 @@ type Event struct {
 //
 // Every input is validated before any SQL is sent, so an ErrInvalidTopic,
 // ErrInvalidPayload, ErrPayloadTooLarge or ErrInvalidConfig leaves tx usable.
-func (o *Outbox) Enqueue(ctx context.Context, tx Querier, topic string, payload any, opts ...EnqueueOption) (EnqueueResult, error) {
+func (o *Outbox) Enqueue(ctx context.Context, tx Querier, topic string, payload any, opts *EnqueueOptions) (EnqueueResult, error) {
 	ev, err := o.prepareEvent(topic, payload, opts)
 	if err != nil {
 		return EnqueueResult{}, err
@@ -350,18 +297,16 @@ type preparedEvent struct {
 	idemKey    *string
 }
 
-func (o *Outbox) prepareEvent(topic string, payload any, opts []EnqueueOption) (preparedEvent, error) {
+func (o *Outbox) prepareEvent(topic string, payload any, opts *EnqueueOptions) (preparedEvent, error) {
 	if why := checkTopic(topic, false); why != "" {
 		return preparedEvent{}, &ValidationError{Field: "topic", Reason: why, Err: ErrInvalidTopic}
 	}
-	var eo enqueueOptions
-	for _, opt := range opts {
-		if opt == nil {
-			continue
-		}
-		if err := opt(&eo); err != nil {
-			return preparedEvent{}, err
-		}
+	var eo EnqueueOptions
+	if opts != nil {
+		eo = *opts
+	}
+	if err := eo.validate(); err != nil {
+		return preparedEvent{}, err
 	}
 	body, err := encodeJSON(payload, "payload", o.cfg.MaxPayloadBytes)
 	if err != nil {
@@ -371,21 +316,45 @@ func (o *Outbox) prepareEvent(topic string, payload any, opts []EnqueueOption) (
 	if err != nil {
 		return preparedEvent{}, fmt.Errorf("outbox: event id: %w", err)
 	}
-	ev := preparedEvent{id: id, topic: topic, payload: body, maxRetries: eo.maxRetries, orderKey: eo.orderKey, idemKey: eo.idemKey}
-	if eo.metadata != nil {
-		if ev.metadata, err = encodeJSON(eo.metadata, "metadata", o.cfg.MaxPayloadBytes); err != nil {
+	ev := preparedEvent{id: id, topic: topic, payload: body, maxRetries: eo.MaxRetries,
+		orderKey: nonEmpty(eo.OrderingKey), idemKey: nonEmpty(eo.IdempotencyKey)}
+	if eo.Metadata != nil {
+		if ev.metadata, err = encodeJSON(eo.Metadata, "metadata", o.cfg.MaxPayloadBytes); err != nil {
 			return preparedEvent{}, err
 		}
 	}
 	switch {
-	case !eo.runAt.IsZero():
-		ev.runAt = eo.runAt.UTC()
-	case eo.hasDelay && o.cfg.Clock != nil:
-		ev.runAt = o.cfg.Clock().Add(eo.delay).UTC()
-	case eo.hasDelay:
-		ev.delayUS = eo.delay.Microseconds()
+	case !eo.RunAt.IsZero():
+		ev.runAt = eo.RunAt.UTC()
+	case eo.Delay > 0 && o.cfg.Test.Clock != nil:
+		ev.runAt = o.cfg.Test.Clock().Add(eo.Delay).UTC()
+	case eo.Delay > 0:
+		ev.delayUS = eo.Delay.Microseconds()
 	}
 	return ev, nil
+}
+
+// validate checks the options before any SQL is sent.
+func (eo *EnqueueOptions) validate() error {
+	switch {
+	case eo.Delay < 0:
+		return invalid(ErrInvalidConfig, "delay", "must not be negative, got %s", eo.Delay)
+	case eo.Delay != 0 && !eo.RunAt.IsZero():
+		return invalid(ErrInvalidConfig, "delay", "set Delay or RunAt, not both")
+	case eo.MaxRetries != nil && (*eo.MaxRetries < 0 || *eo.MaxRetries > MaxRetriesLimit):
+		return invalid(ErrInvalidConfig, "max_retries", "must be between 0 and %d, got %d", MaxRetriesLimit, *eo.MaxRetries)
+	}
+	if err := checkKey("ordering_key", eo.OrderingKey); err != nil {
+		return err
+	}
+	return checkKey("idempotency_key", eo.IdempotencyKey)
+}
+
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // takeNotify reports whether this Enqueue should send a NOTIFY: at most one

@@ -27,7 +27,7 @@ func TestEnqueueFansOutAndRollsBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := b.ob.Enqueue(ctx, tx, "order.created", map[string]int{"id": 1})
+	res, err := b.ob.Enqueue(ctx, tx, "order.created", map[string]int{"id": 1}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestEnqueueFansOutAndRollsBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err = b.ob.Enqueue(ctx, xtx, "order.created", json.RawMessage(`{"id":2}`))
+	res, err = b.ob.Enqueue(ctx, xtx, "order.created", json.RawMessage(`{"id":2}`), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestEnqueueRejectsBadInputAndKeepsTxUsable(t *testing.T) {
 		name    string
 		topic   string
 		payload any
-		opts    []EnqueueOption
+		opts    *EnqueueOptions
 		want    error
 	}{
 		{"empty topic", "", 1, nil, ErrInvalidTopic},
@@ -116,11 +116,15 @@ func TestEnqueueRejectsBadInputAndKeepsTxUsable(t *testing.T) {
 		{"NUL escape via MarshalJSON", "ok", map[string]json.RawMessage{"a": json.RawMessage(`"\u0000"`)}, nil, ErrInvalidPayload},
 		{"too deep", "ok", json.RawMessage(strings.Repeat("[", MaxJSONDepth+1) + strings.Repeat("]", MaxJSONDepth+1)), nil, ErrInvalidPayload},
 		{"too large", "ok", strings.Repeat("x", 2047), nil, ErrPayloadTooLarge},
-		{"negative delay", "ok", 1, []EnqueueOption{WithDelay(-time.Second)}, ErrInvalidConfig},
-		{"max retries", "ok", 1, []EnqueueOption{WithMaxRetries(-1)}, ErrInvalidConfig},
+		{"negative delay", "ok", 1, &EnqueueOptions{Delay: -time.Second}, ErrInvalidConfig},
+		{"max retries", "ok", 1, &EnqueueOptions{MaxRetries: intPtr(-1)}, ErrInvalidConfig},
+		{"max retries over the limit", "ok", 1, &EnqueueOptions{MaxRetries: intPtr(MaxRetriesLimit + 1)}, ErrInvalidConfig},
+		{"delay and run-at", "ok", 1, &EnqueueOptions{Delay: time.Second, RunAt: time.Now()}, ErrInvalidConfig},
+		{"long ordering key", "ok", 1, &EnqueueOptions{OrderingKey: strings.Repeat("k", MaxKeyLength+1)}, ErrInvalidConfig},
+		{"NUL in idempotency key", "ok", 1, &EnqueueOptions{IdempotencyKey: "a\x00b"}, ErrInvalidConfig},
 	}
 	for _, c := range cases {
-		_, err := b.ob.Enqueue(ctx, tx, c.topic, c.payload, c.opts...)
+		_, err := b.ob.Enqueue(ctx, tx, c.topic, c.payload, c.opts)
 		if !errors.Is(err, c.want) {
 			t.Errorf("%s: err = %v, want %v", c.name, err, c.want)
 		}
@@ -131,7 +135,7 @@ func TestEnqueueRejectsBadInputAndKeepsTxUsable(t *testing.T) {
 	}
 	// A payload exactly at the limit is accepted; the transaction still works.
 	atLimit := json.RawMessage(`"` + strings.Repeat("x", 2046) + `"`)
-	res, err := b.ob.Enqueue(ctx, tx, "ok", atLimit)
+	res, err := b.ob.Enqueue(ctx, tx, "ok", atLimit, nil)
 	if err != nil {
 		t.Fatalf("enqueue after rejections: %v", err)
 	}
@@ -151,9 +155,9 @@ func TestEnqueueSchedulingOptions(t *testing.T) {
 	b := setupClock(t, nil)
 	b.subscribe(t, "a", "#", "a")
 	now := b.clock.Now()
-	delayed := b.enqueue(t, "x", 1, WithDelay(90*time.Second), WithMaxRetries(7))
+	delayed := b.enqueue(t, "x", 1, &EnqueueOptions{Delay: 90 * time.Second, MaxRetries: intPtr(7)})
 	at := now.Add(time.Hour).Truncate(time.Microsecond)
-	runAt := b.enqueue(t, "y", 1, WithRunAt(at))
+	runAt := b.enqueue(t, "y", 1, &EnqueueOptions{RunAt: at})
 	check := func(id any, want time.Time, retries int) {
 		t.Helper()
 		var next, created time.Time
@@ -174,7 +178,7 @@ func TestEnqueueDelayWithDatabaseClock(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	b.subscribe(t, "a", "#", "a")
-	res := b.enqueue(t, "x", 1, WithDelay(time.Hour))
+	res := b.enqueue(t, "x", 1, &EnqueueOptions{Delay: time.Hour})
 	if n := b.count(t, "event_id = $1 AND next_retry_at - created_at = interval '1 hour'", res.EventID); n != 1 {
 		t.Fatal("delay not applied relative to the database clock")
 	}
@@ -196,8 +200,8 @@ func TestEnqueueBatch(t *testing.T) {
 		t.Fatalf("invalid batch: %v", err)
 	}
 	res, err := b.ob.EnqueueBatch(ctx, tx, []Event{
-		{Topic: "order.a", Payload: map[string]int{"n": 1}, Options: []EnqueueOption{WithMetadata(map[string]string{"k": "v"})}},
-		{Topic: "user.b", Payload: "two", Options: []EnqueueOption{WithMaxRetries(9), WithDelay(time.Minute)}},
+		{Topic: "order.a", Payload: map[string]int{"n": 1}, Options: &EnqueueOptions{Metadata: map[string]string{"k": "v"}}},
+		{Topic: "user.b", Payload: "two", Options: &EnqueueOptions{MaxRetries: intPtr(9), Delay: time.Minute}},
 		{Topic: "order.c", Payload: []int{3}},
 	})
 	if err != nil {

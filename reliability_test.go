@@ -584,7 +584,7 @@ func TestReliabilityTransactionSemantics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rolledBack, err := b.ob.Enqueue(ctx, tx, "tx.rolledback", map[string]any{"n": 1})
+	rolledBack, err := b.ob.Enqueue(ctx, tx, "tx.rolledback", map[string]any{"n": 1}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -600,7 +600,7 @@ func TestReliabilityTransactionSemantics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	constrained, err := b.ob.Enqueue(ctx, tx, "tx.constraint", map[string]any{"n": 2})
+	constrained, err := b.ob.Enqueue(ctx, tx, "tx.constraint", map[string]any{"n": 2}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -620,7 +620,7 @@ func TestReliabilityTransactionSemantics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer late.Rollback() //nolint:errcheck // a no-op after Commit
-	lateRes, err := b.ob.Enqueue(ctx, late, "tx.late", map[string]any{"n": 3})
+	lateRes, err := b.ob.Enqueue(ctx, late, "tx.late", map[string]any{"n": 3}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -875,7 +875,7 @@ func TestReliabilityConnectionPressure(t *testing.T) {
 						if j%2 == 1 {
 							topic = "cp.tx"
 						}
-						if _, err := ob.Enqueue(ctx, tx, topic, map[string]any{"e": e, "i": i, "j": j}); err != nil {
+						if _, err := ob.Enqueue(ctx, tx, topic, map[string]any{"e": e, "i": i, "j": j}, nil); err != nil {
 							_ = tx.Rollback()
 							return err
 						}
@@ -966,7 +966,7 @@ func TestReliabilityHostileInput(t *testing.T) {
 		}
 		defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 		for _, s := range injections {
-			if _, err := b.ob.Enqueue(ctx, tx, s, 1); !errors.Is(err, ErrInvalidTopic) {
+			if _, err := b.ob.Enqueue(ctx, tx, s, 1, nil); !errors.Is(err, ErrInvalidTopic) {
 				t.Fatalf("topic %q: err = %v, want ErrInvalidTopic", s, err)
 			}
 			if _, err := b.ob.Subscribe(ctx, Subscription{Name: "p", TopicPattern: s, CallbackMethod: "p"}); !errors.Is(err, ErrInvalidPattern) {
@@ -979,7 +979,7 @@ func TestReliabilityHostileInput(t *testing.T) {
 			md[s] = s
 			md[fmt.Sprint("k", i)] = s
 		}
-		res, err := b.ob.Enqueue(ctx, tx, "hostile.x", map[string]any{"s": injections, "first": injections[0]}, WithMetadata(md))
+		res, err := b.ob.Enqueue(ctx, tx, "hostile.x", map[string]any{"s": injections, "first": injections[0]}, &EnqueueOptions{Metadata: md})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1044,7 +1044,7 @@ func TestReliabilityHostileInput(t *testing.T) {
 			name    string
 			topic   string
 			payload any
-			opts    []EnqueueOption
+			opts    *EnqueueOptions
 			want    error
 		}{
 			{"topic 101", topic100 + "x", 1, nil, ErrInvalidTopic},
@@ -1053,11 +1053,11 @@ func TestReliabilityHostileInput(t *testing.T) {
 			{"raw invalid UTF-8", "hostile.x", []byte("\"\xff\""), nil, ErrInvalidPayload},
 			// encoding/json would store U+FFFD in their place: refused, never changed silently.
 			{"invalid UTF-8 in a Go string", "hostile.x", map[string]string{"s": "a\xffb"}, nil, ErrInvalidPayload},
-			{"invalid UTF-8 in metadata", "hostile.x", 1, []EnqueueOption{WithMetadata(map[string]string{"k\xff": "v"})}, ErrInvalidPayload},
+			{"invalid UTF-8 in metadata", "hostile.x", 1, &EnqueueOptions{Metadata: map[string]string{"k\xff": "v"}}, ErrInvalidPayload},
 			{"NUL escape", "hostile.x", json.RawMessage(`{"s":"\u0000"}`), nil, ErrInvalidPayload},
 			{"NUL in a Go string", "hostile.x", map[string]string{"s": "a\x00b"}, nil, ErrInvalidPayload},
 			{"lone surrogate", "hostile.x", json.RawMessage(`"\ud800"`), nil, ErrInvalidPayload},
-			{"NUL in metadata", "hostile.x", 1, []EnqueueOption{WithMetadata(map[string]string{"k": "\x00"})}, ErrInvalidPayload},
+			{"NUL in metadata", "hostile.x", 1, &EnqueueOptions{Metadata: map[string]string{"k": "\x00"}}, ErrInvalidPayload},
 			{"depth 513", "hostile.x", json.RawMessage(strings.Repeat("[", 513) + strings.Repeat("]", 513)), nil, ErrInvalidPayload},
 			{"depth 1e6", "hostile.x", json.RawMessage(strings.Repeat(`{"a":`, 1_000_000) + "1" + strings.Repeat("}", 1_000_000)), nil, ErrPayloadTooLarge},
 			{"depth 200k", "hostile.x", json.RawMessage(strings.Repeat("[", 200_000) + strings.Repeat("]", 200_000)), nil, ErrInvalidPayload},
@@ -1068,7 +1068,7 @@ func TestReliabilityHostileInput(t *testing.T) {
 		}
 		for _, r := range rejected {
 			start := time.Now()
-			_, err := b.ob.Enqueue(ctx, tx, r.topic, r.payload, r.opts...)
+			_, err := b.ob.Enqueue(ctx, tx, r.topic, r.payload, r.opts)
 			if !errors.Is(err, r.want) {
 				t.Fatalf("%s: err = %v, want %v", r.name, err, r.want)
 			}
@@ -1081,18 +1081,18 @@ func TestReliabilityHostileInput(t *testing.T) {
 			name    string
 			topic   string
 			payload any
-			opts    []EnqueueOption
+			opts    *EnqueueOptions
 		}{
 			{"topic 100", topic100, 1, nil},
 			{"depth 512", "hostile.x", json.RawMessage(strings.Repeat("[", 512) + strings.Repeat("]", 512)), nil},
 			{"Go value depth 511", "hostile.x", nested(511), nil},
 			{"exactly 1 MiB", "hostile.x", json.RawMessage(`"` + strings.Repeat("a", MaxPayloadBytesDefault-2) + `"`), nil},
-			{"U+FFFD in a Go string", "hostile.x", map[string]string{"s": "a\uFFFDb"}, []EnqueueOption{WithMetadata(map[string]string{"k\uFFFD": "v\uFFFD"})}},
+			{"U+FFFD in a Go string", "hostile.x", map[string]string{"s": "a\uFFFDb"}, &EnqueueOptions{Metadata: map[string]string{"k\uFFFD": "v\uFFFD"}}},
 			{"surrogate pair", "hostile.x", json.RawMessage(`"\ud83d\ude00"`), nil},
 			{"float64 extremes", "hostile.x", []float64{1.7976931348623157e308, 5e-324, -0}, nil},
 		}
 		for _, a := range accepted {
-			if _, err := b.ob.Enqueue(ctx, tx, a.topic, a.payload, a.opts...); err != nil {
+			if _, err := b.ob.Enqueue(ctx, tx, a.topic, a.payload, a.opts); err != nil {
 				t.Fatalf("%s: %v", a.name, err)
 			}
 		}
@@ -1123,15 +1123,15 @@ func TestReliabilityHostileInput(t *testing.T) {
 		defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 		at := map[string]string{"s": strings.Repeat("x", limit-len(`{"s":""}`))}
 		over := map[string]string{"s": strings.Repeat("x", limit-len(`{"s":""}`)+1)}
-		if _, err := ob.Enqueue(ctx, tx, "limit.over", over); !errors.Is(err, ErrPayloadTooLarge) {
+		if _, err := ob.Enqueue(ctx, tx, "limit.over", over, nil); !errors.Is(err, ErrPayloadTooLarge) {
 			t.Fatalf("limit+1 bytes: err = %v, want ErrPayloadTooLarge", err)
 		}
 		var ve *ValidationError
-		if _, err := ob.Enqueue(ctx, tx, "limit.over", over); !errors.As(err, &ve) || ve.Field != "payload" {
+		if _, err := ob.Enqueue(ctx, tx, "limit.over", over, nil); !errors.As(err, &ve) || ve.Field != "payload" {
 			t.Fatalf("limit+1 bytes: err = %v, want a *ValidationError on payload", err)
 		}
 		usable(t, tx, "a payload one byte over the limit")
-		if _, err := ob.Enqueue(ctx, tx, "limit.at", at); err != nil {
+		if _, err := ob.Enqueue(ctx, tx, "limit.at", at, nil); err != nil {
 			t.Fatalf("payload at the limit: %v", err)
 		}
 		if err := tx.Commit(); err != nil {
@@ -1158,16 +1158,16 @@ func TestReliabilityHostileInput(t *testing.T) {
 		defer tx.Rollback() //nolint:errcheck // never committed
 		// No subscription matches bomb.x: even if a bomb were accepted, no
 		// dispatcher would try to read it.
-		if _, err := b.ob.Enqueue(ctx, tx, "bomb.x", json.RawMessage(`{"n":1e999999}`)); !errors.Is(err, ErrInvalidPayload) {
+		if _, err := b.ob.Enqueue(ctx, tx, "bomb.x", json.RawMessage(`{"n":1e999999}`), nil); !errors.Is(err, ErrInvalidPayload) {
 			t.Errorf("1e999999: err = %v, want ErrInvalidPayload before any SQL is sent", err)
 		}
 		usable(t, tx, "a number out of numeric's range")
 		bomb := "[" + strings.Repeat("1e131071,", 9000) + "1]" // 81 KB, 1.2 GB as text
-		if _, err := b.ob.Enqueue(ctx, tx, "bomb.x", json.RawMessage(bomb)); !errors.Is(err, ErrPayloadTooLarge) {
+		if _, err := b.ob.Enqueue(ctx, tx, "bomb.x", json.RawMessage(bomb), nil); !errors.Is(err, ErrPayloadTooLarge) {
 			t.Errorf("%d-byte payload that prints as %d bytes: err = %v, want ErrPayloadTooLarge", len(bomb), 9000*131072, err)
 		}
 		usable(t, tx, "a number bomb")
-		if _, err := b.ob.Enqueue(ctx, tx, "bomb.x", json.RawMessage(`{"n":1e300,"m":-2.5E-300}`)); err != nil {
+		if _, err := b.ob.Enqueue(ctx, tx, "bomb.x", json.RawMessage(`{"n":1e300,"m":-2.5E-300}`), nil); err != nil {
 			t.Errorf("float64-range numbers rejected: %v", err)
 		}
 	})

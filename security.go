@@ -753,7 +753,7 @@ func (s *SecurityLog) publish(ctx context.Context, q Querier, ev SecurityEvent) 
 		return nil
 	}
 	topic := SecurityTopicPrefix + strings.ToLower(string(ev.Type))
-	if _, err := s.o.Enqueue(ctx, q, topic, publishedEvent(ev, ev.OccurredAt)); err != nil {
+	if _, err := s.o.Enqueue(ctx, q, topic, publishedEvent(ev, ev.OccurredAt), nil); err != nil {
 		return fmt.Errorf("outbox: publish security event: %w", err)
 	}
 	return nil

@@ -51,7 +51,7 @@ func setupClock(t testing.TB, cfg *Config) *bundle {
 	if cfg != nil {
 		c = *cfg
 	}
-	c.Clock = clk.Now
+	c.Test.Clock = clk.Now
 	b := setup(t, &c)
 	b.clock = clk
 	return b
@@ -62,3 +62,5 @@ func ctxT(t testing.TB) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+func intPtr(n int) *int { return &n }

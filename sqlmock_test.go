@@ -35,7 +35,7 @@ func TestSQLMockEnqueueWrapsDriverError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = ob.Enqueue(context.Background(), tx, "order.created", map[string]int{"id": 1})
+	_, err = ob.Enqueue(context.Background(), tx, "order.created", map[string]int{"id": 1}, nil)
 	if !errors.Is(err, errDriver) || err.Error() != "outbox: enqueue order.created: "+errDriver.Error() {
 		t.Fatalf("err = %v, want the driver error wrapped with the topic", err)
 	}

@@ -213,7 +213,7 @@ func TestDeleteWaitsForOpenEnqueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback() //nolint:errcheck
-	if res, err := b.ob.Enqueue(ctx, tx, "x", 1); err != nil || res.Deliveries != 1 {
+	if res, err := b.ob.Enqueue(ctx, tx, "x", 1, nil); err != nil || res.Deliveries != 1 {
 		t.Fatalf("enqueue: %+v, %v", res, err)
 	}
 	done := make(chan error, 1)
@@ -249,7 +249,7 @@ func TestDeleteWaitEndsWithContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback() //nolint:errcheck
-	if _, err := b.ob.Enqueue(ctx, tx, "x", 1); err != nil {
+	if _, err := b.ob.Enqueue(ctx, tx, "x", 1, nil); err != nil {
 		t.Fatal(err)
 	}
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)

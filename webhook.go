@@ -3,16 +3,13 @@ package outbox
 import (
 	"fmt"
 	"net/netip"
+	"runtime/debug"
 	"time"
 
 	"github.com/outboxkit/outbox/internal/dispatch"
 	"github.com/outboxkit/outbox/internal/subconfig"
 	"github.com/outboxkit/outbox/internal/webhooksend"
 )
-
-// Version is the library's version, sent in the User-Agent of webhook
-// deliveries.
-const Version = "0.1.0"
 
 // Defaults for WebhookOptions fields left at their zero value, and for
 // webhook subscriptions whose config leaves a setting unset.
@@ -24,8 +21,10 @@ const (
 	// WebhookEndpointConcurrencyDefault is how many deliveries may be in
 	// flight to one endpoint (URL host and port) at once.
 	WebhookEndpointConcurrencyDefault = 10
-	// WebhookUserAgentDefault is the User-Agent of webhook deliveries.
-	WebhookUserAgentDefault = "outboxkit/" + Version
+	// WebhookUserAgentDefault is the product token of the User-Agent of
+	// webhook deliveries; the module's version follows it ("outboxkit/v0.2.0")
+	// when the binary's build information records one.
+	WebhookUserAgentDefault = "outboxkit"
 	// WebhookMaxResponseBytesDefault is how much of a response body is kept
 	// for the integration log (16 KiB).
 	WebhookMaxResponseBytesDefault = 16 << 10
@@ -65,7 +64,7 @@ type WebhookOptions struct {
 	// WebhookEndpointConcurrencyDefault.
 	EndpointConcurrency int
 	// UserAgent is sent with every delivery. Default
-	// WebhookUserAgentDefault ("outboxkit/" + Version).
+	// WebhookUserAgentDefault followed by the module version, when known.
 	UserAgent string
 	// AllowedNetworks are let through the SSRF guard although they lie in a
 	// blocked range (loopback, private, link-local, ...): for example
@@ -92,15 +91,11 @@ type WebhookOptions struct {
 	// pauses an endpoint for failing.
 	DisableAfter       time.Duration
 	DisableMinFailures int
-	// Clock supplies the time of the webhook-timestamp header and resolves
-	// HTTP-date Retry-After values. Receivers compare webhook-timestamp with
-	// their own clock, so leave it nil (time.Now) outside tests.
-	Clock func() time.Time
 }
 
 // webhookConfig validates opts (nil means defaults) and returns the
 // sender's configuration with every default applied.
-func webhookConfig(opts *WebhookOptions) (webhooksend.Config, error) {
+func webhookConfig(opts *WebhookOptions, clock func() time.Time) (webhooksend.Config, error) {
 	var o WebhookOptions
 	if opts != nil {
 		o = *opts
@@ -110,7 +105,7 @@ func webhookConfig(opts *WebhookOptions) (webhooksend.Config, error) {
 	}
 	setDefault(&o.Timeout, WebhookTimeoutDefault)
 	setDefault(&o.EndpointConcurrency, WebhookEndpointConcurrencyDefault)
-	setDefault(&o.UserAgent, WebhookUserAgentDefault)
+	setDefault(&o.UserAgent, defaultUserAgent())
 	if !subconfig.ValidHeaderValue(o.UserAgent) {
 		return webhooksend.Config{}, fmt.Errorf("%w: webhook user agent holds control characters", ErrInvalidConfig)
 	}
@@ -118,8 +113,8 @@ func webhookConfig(opts *WebhookOptions) (webhooksend.Config, error) {
 	setDefault(&o.MaxRetryAfter, WebhookMaxRetryAfterDefault)
 	setDefault(&o.DisableAfter, WebhookDisableAfterDefault)
 	setDefault(&o.DisableMinFailures, WebhookDisableMinFailuresDefault)
-	if o.Clock == nil {
-		o.Clock = time.Now
+	if clock == nil {
+		clock = time.Now
 	}
 	for _, p := range o.AllowedNetworks {
 		if !p.IsValid() {
@@ -130,6 +125,22 @@ func webhookConfig(opts *WebhookOptions) (webhooksend.Config, error) {
 		Timeout: o.Timeout, EndpointConcurrency: o.EndpointConcurrency, UserAgent: o.UserAgent,
 		AllowedNetworks: append([]netip.Prefix(nil), o.AllowedNetworks...), MaxResponseBytes: o.MaxResponseBytes,
 		MaxRetryAfter: o.MaxRetryAfter, DisableAfter: o.DisableAfter, DisableMinFailures: o.DisableMinFailures,
-		Clock: o.Clock,
+		Clock: clock,
 	}, nil
 }
+
+// defaultUserAgent is WebhookUserAgentDefault with the module's version from
+// the binary's build information, when it records one.
+func defaultUserAgent() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, m := range append([]*debug.Module{&bi.Main}, bi.Deps...) {
+			if m.Path == modulePath && m.Version != "" && m.Version != "(devel)" {
+				return WebhookUserAgentDefault + "/" + m.Version
+			}
+		}
+	}
+	return WebhookUserAgentDefault
+}
+
+// modulePath is this module's import path.
+const modulePath = "github.com/outboxkit/outbox"

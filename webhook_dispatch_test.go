@@ -140,7 +140,7 @@ func TestWebhookDispatchDelivers(t *testing.T) {
 		t.Fatalf("signature does not verify: %v", err)
 	}
 	h := req.header
-	if h.Get(webhook.HeaderID) != res.EventID.String() || !strings.HasPrefix(h.Get("User-Agent"), "outboxkit/") ||
+	if h.Get(webhook.HeaderID) != res.EventID.String() || !strings.HasPrefix(h.Get("User-Agent"), WebhookUserAgentDefault) ||
 		h.Get("X-Tenant") != "acme" || h.Get("Authorization") != "Bearer tok-123-secret" || h.Get("Content-Type") != "application/json" {
 		t.Fatalf("headers = %v", h)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,19 +61,19 @@ func TestWebhookSenderOptions(t *testing.T) {
 		{Timeout: -1}, {EndpointConcurrency: -1}, {MaxResponseBytes: -1}, {MaxRetryAfter: -1},
 		{UserAgent: "bad\nagent"}, {AllowedNetworks: []netip.Prefix{{}}},
 	} {
-		if _, err := webhookConfig(&o); !errors.Is(err, ErrInvalidConfig) {
+		if _, err := webhookConfig(&o, nil); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%+v: err = %v", o, err)
 		}
 		if _, err := setup(t, nil).ob.NewDispatcher(DispatcherConfig{Webhooks: &o}); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("NewDispatcher with %+v: err = %v", o, err)
 		}
 	}
-	c, err := webhookConfig(nil)
+	c, err := webhookConfig(nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Timeout != WebhookTimeoutDefault || c.EndpointConcurrency != WebhookEndpointConcurrencyDefault ||
-		c.UserAgent != "outboxkit/"+Version || c.MaxResponseBytes != WebhookMaxResponseBytesDefault ||
+		!strings.HasPrefix(c.UserAgent, WebhookUserAgentDefault) || c.MaxResponseBytes != WebhookMaxResponseBytesDefault ||
 		c.MaxRetryAfter != WebhookMaxRetryAfterDefault || c.DisableAfter != WebhookDisableAfterDefault ||
 		c.DisableMinFailures != WebhookDisableMinFailuresDefault {
 		t.Errorf("defaults = %+v", c)

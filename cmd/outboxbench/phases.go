@@ -241,7 +241,7 @@ func enqueueTx(ctx context.Context, db *sql.DB, ob *outbox.Outbox, payload any) 
 	if err != nil {
 		return err
 	}
-	if _, err := ob.Enqueue(ctx, tx, topic, payload); err != nil {
+	if _, err := ob.Enqueue(ctx, tx, topic, payload, nil); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
@@ -329,7 +329,7 @@ func (b *bench) prefillKeys(ctx context.Context, rows, keys int) error {
 				for i := start; i < min(start+per, rows); i++ {
 					ev := outbox.Event{Topic: topic, Payload: newOrder(int64(i))}
 					if keys > 0 {
-						ev.Options = []outbox.EnqueueOption{outbox.WithOrderingKey(fmt.Sprintf("account-%d", i%keys))}
+						ev.Options = &outbox.EnqueueOptions{OrderingKey: fmt.Sprintf("account-%d", i%keys)}
 					}
 					events = append(events, ev)
 				}
@@ -763,7 +763,7 @@ func (b *bench) runCost(ctx context.Context) error {
 				return err
 			}
 			t1 := roundTrips.Load()
-			if _, err := ob.Enqueue(ctx, tx, topic, payloads[i]); err != nil {
+			if _, err := ob.Enqueue(ctx, tx, topic, payloads[i], nil); err != nil {
 				return err
 			}
 			t2 := roundTrips.Load()

@@ -147,7 +147,7 @@ func placeOrder(ctx context.Context, db *sql.DB, ob *outbox.Outbox, customer str
 		customer, cents).Scan(&id); err != nil {
 		return 0, err
 	}
-	if _, err := ob.Enqueue(ctx, tx, "order.created", OrderCreated{OrderID: id, Customer: customer, TotalCts: cents}); err != nil {
+	if _, err := ob.Enqueue(ctx, tx, "order.created", OrderCreated{OrderID: id, Customer: customer, TotalCts: cents}, nil); err != nil {
 		return 0, err
 	}
 	if !commit {

@@ -142,7 +142,7 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		if _, err := ob.Enqueue(ctx, tx, topic, map[string]any{"invoice": 1001, "step": i + 1}); err != nil {
+		if _, err := ob.Enqueue(ctx, tx, topic, map[string]any{"invoice": 1001, "step": i + 1}, nil); err != nil {
 			_ = tx.Rollback()
 			return err
 		}
