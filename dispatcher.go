@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -121,9 +120,6 @@ type handler struct {
 	fn   HandlerFunc
 	txFn TxHandlerFunc
 }
-
-// ErrDispatcherRunning reports a second Run, or a registration after Run.
-var ErrDispatcherRunning = errors.New("outbox: dispatcher already running")
 
 // NewDispatcher returns a dispatcher that drains this handle's queue.
 func (o *Outbox) NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {

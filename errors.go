@@ -33,12 +33,23 @@ var (
 	ErrInvalidSubscription = errors.New("outbox: invalid subscription")
 	// ErrSubscriptionNotFound reports that no subscription has the given name.
 	ErrSubscriptionNotFound = errors.New("outbox: subscription not found")
-	// ErrSubscriptionBusy reports a Delete refused because the subscription
+	// ErrSubscriptionBusy reports a DeleteSubscription refused because the subscription
 	// still has PENDING or PROCESSING rows and the caller did not ask to
 	// discard them.
 	ErrSubscriptionBusy = errors.New("outbox: subscription has undelivered rows")
 	// ErrNotFound reports that a queue row or record does not exist.
 	ErrNotFound = errors.New("outbox: not found")
+	// ErrDispatcherRunning reports a second Run, or a registration after Run.
+	ErrDispatcherRunning = errors.New("outbox: dispatcher already running")
+	// ErrInvalidRecord reports an integration record or security event
+	// that fails validation; nothing was written.
+	ErrInvalidRecord = errors.New("outbox: invalid record")
+	// ErrInvalidFilter reports a query filter or cursor that cannot be used.
+	ErrInvalidFilter = errors.New("outbox: invalid filter")
+	// ErrAlreadyReviewed reports a MarkReviewed of an event that was
+	// already reviewed; the event was left as it was. The error is an
+	// *AlreadyReviewedError.
+	ErrAlreadyReviewed = errors.New("outbox: security event already reviewed")
 )
 
 // ValidationError describes one rejected input value. It wraps the sentinel of

@@ -64,7 +64,7 @@ func ExampleClientIPResolver() {
 // integration_log.
 func ExampleIntegrationLog_Transport() {
 	var ob *outbox.Outbox // from outbox.New
-	il, err := outbox.NewIntegrationLog(ob, outbox.IntegrationLogConfig{})
+	il, err := ob.NewIntegrationLog(outbox.IntegrationLogConfig{})
 	if err != nil {
 		return
 	}
@@ -82,7 +82,7 @@ func ExampleSecurityLog_RecordFailedLogin() {
 		req *http.Request // the login request
 		ctx = context.Background()
 	)
-	sl, err := outbox.NewSecurityLog(ob, outbox.SecurityLogConfig{Publish: true})
+	sl, err := ob.NewSecurityLog(outbox.SecurityLogConfig{Publish: true})
 	if err != nil {
 		return
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -19,15 +18,6 @@ import (
 	"github.com/outboxkit/outbox/internal/httprecord"
 	"github.com/outboxkit/outbox/internal/page"
 	"github.com/outboxkit/outbox/internal/store"
-)
-
-// Sentinel errors of the recorders.
-var (
-	// ErrInvalidRecord reports an integration record or security event
-	// that fails validation; nothing was written.
-	ErrInvalidRecord = errors.New("outbox: invalid record")
-	// ErrInvalidFilter reports a query filter or cursor that cannot be used.
-	ErrInvalidFilter = errors.New("outbox: invalid filter")
 )
 
 // Operation is the kind of an integration record (the integration_operation
@@ -211,10 +201,7 @@ type IntegrationStats struct {
 }
 
 // NewIntegrationLog returns the integration recorder of o.
-func NewIntegrationLog(o *Outbox, cfg IntegrationLogConfig) (*IntegrationLog, error) {
-	if o == nil {
-		return nil, invalid(ErrInvalidConfig, "outbox", "is nil")
-	}
+func (o *Outbox) NewIntegrationLog(cfg IntegrationLogConfig) (*IntegrationLog, error) {
 	red, err := NewRedactor(cfg.Redaction)
 	if err != nil {
 		return nil, err

@@ -21,7 +21,7 @@ import (
 
 func newIntegrationLog(t testing.TB, b *bundle, cfg IntegrationLogConfig) *IntegrationLog {
 	t.Helper()
-	l, err := NewIntegrationLog(b.ob, cfg)
+	l, err := b.ob.NewIntegrationLog(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -499,7 +499,7 @@ func (o *Outbox) RetryFailed(ctx context.Context, ids ...uuid.UUID) (int64, erro
 
 // RetrySubscription re-queues every FAILED row of a subscription (bulk
 // re-drive of its dead letters).
-func (o *Outbox) RetrySubscription(ctx context.Context, name string) (int64, error) {
+func (o *Outbox) RetrySubscriptionFailed(ctx context.Context, name string) (int64, error) {
 	if name == "" {
 		return 0, invalid(ErrInvalidSubscription, "subscriber_name", "is empty")
 	}

@@ -18,7 +18,7 @@ func TestEnqueueFansOutAndRollsBack(t *testing.T) {
 	b.subscribe(t, "b", "order.#", "b")
 	b.subscribe(t, "c", "billing.*", "c")
 	b.subscribe(t, "d", "#", "d")
-	if _, err := b.ob.Pause(ctx, "d"); err != nil {
+	if _, err := b.ob.PauseSubscription(ctx, "d"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -275,7 +275,7 @@ func TestOperations(t *testing.T) {
 	if n, err := b.ob.DiscardFailed(ctx, failed[1].ID); err != nil || n != 1 {
 		t.Fatalf("DiscardFailed = %d, %v", n, err)
 	}
-	if n, err := b.ob.RetrySubscription(ctx, "a"); err != nil || n != 1 {
+	if n, err := b.ob.RetrySubscriptionFailed(ctx, "a"); err != nil || n != 1 {
 		t.Fatalf("RetrySubscription = %d, %v", n, err)
 	}
 	if n := b.count(t, "status = 'FAILED'"); n != 0 {

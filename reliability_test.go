@@ -947,7 +947,7 @@ func TestReliabilityHostileInput(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Subscribe(%q): %v", s, err)
 			}
-			back, err := b.ob.Subscription(ctx, s)
+			back, err := b.ob.GetSubscription(ctx, s)
 			if err != nil || back.Name != s || back.CallbackMethod != s || got.ID != back.ID {
 				t.Fatalf("subscription %q read back as %+v, %v", s, back, err)
 			}
@@ -957,7 +957,7 @@ func TestReliabilityHostileInput(t *testing.T) {
 		if _, err := b.ob.Subscribe(ctx, Subscription{Name: "wh", TopicPattern: "elsewhere", WebhookURL: url}); err != nil {
 			t.Fatal(err)
 		}
-		if back, err := b.ob.Subscription(ctx, "wh"); err != nil || back.WebhookURL != url {
+		if back, err := b.ob.GetSubscription(ctx, "wh"); err != nil || back.WebhookURL != url {
 			t.Fatalf("webhook URL read back as %q, %v", back.WebhookURL, err)
 		}
 		tx, err := b.db.BeginTx(ctx, nil)

@@ -19,11 +19,6 @@ import (
 	"github.com/outboxkit/outbox/internal/store"
 )
 
-// ErrAlreadyReviewed reports a MarkReviewed of an event that was already
-// reviewed; the event was left as it was. The error is an
-// *AlreadyReviewedError.
-var ErrAlreadyReviewed = errors.New("outbox: security event already reviewed")
-
 // SecurityEventType is the kind of a security event (the
 // security_event_type enum).
 type SecurityEventType string
@@ -282,10 +277,7 @@ func DefaultBruteForceRules() []BruteForceRule {
 }
 
 // NewSecurityLog validates cfg and returns the security recorder of o.
-func NewSecurityLog(o *Outbox, cfg SecurityLogConfig) (*SecurityLog, error) {
-	if o == nil {
-		return nil, invalid(ErrInvalidConfig, "outbox", "is nil")
-	}
+func (o *Outbox) NewSecurityLog(cfg SecurityLogConfig) (*SecurityLog, error) {
 	red, err := NewRedactor(cfg.Redaction)
 	if err != nil {
 		return nil, err

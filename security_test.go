@@ -16,7 +16,7 @@ import (
 
 func newSecurityLog(t testing.TB, b *bundle, cfg SecurityLogConfig) *SecurityLog {
 	t.Helper()
-	s, err := NewSecurityLog(b.ob, cfg)
+	s, err := b.ob.NewSecurityLog(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestSecurityRejectsInvalidAndTxStaysUsable(t *testing.T) {
 		{BruteForce: BruteForceConfig{Rules: []BruteForceRule{{Name: "a", Scope: ScopeIP, Threshold: 1, Window: time.Minute}, {Name: "a", Scope: ScopeAccount, Threshold: 1, Window: time.Minute}}}},
 		{BruteForce: BruteForceConfig{Rules: []BruteForceRule{{Scope: ScopeIP, Threshold: 1, Window: time.Minute}}}},
 	} {
-		if _, err := NewSecurityLog(b.ob, bad); !errors.Is(err, ErrInvalidConfig) {
+		if _, err := b.ob.NewSecurityLog(bad); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("config %+v: %v", bad, err)
 		}
 	}

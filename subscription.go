@@ -84,12 +84,12 @@ func (o *Outbox) Subscribe(ctx context.Context, s Subscription) (Subscription, e
 }
 
 // Subscription returns the subscription called name, or ErrSubscriptionNotFound.
-func (o *Outbox) Subscription(ctx context.Context, name string) (Subscription, error) {
+func (o *Outbox) GetSubscription(ctx context.Context, name string) (Subscription, error) {
 	return o.scanSubscription(o.db.QueryRowContext(ctx, o.st.Subscription.Get, name), "get subscription "+name)
 }
 
 // Subscriptions lists every subscription, by name.
-func (o *Outbox) Subscriptions(ctx context.Context) ([]Subscription, error) {
+func (o *Outbox) ListSubscriptions(ctx context.Context) ([]Subscription, error) {
 	rows, err := o.db.QueryContext(ctx, o.st.Subscription.List)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: list subscriptions: %w", err)
@@ -111,12 +111,12 @@ func (o *Outbox) Subscriptions(ctx context.Context) ([]Subscription, error) {
 
 // Pause stops a subscription: new events no longer fan out to it and its
 // PENDING rows wait (no dispatcher claims them) until Resume.
-func (o *Outbox) Pause(ctx context.Context, name string) (Subscription, error) {
+func (o *Outbox) PauseSubscription(ctx context.Context, name string) (Subscription, error) {
 	return o.setActive(ctx, name, false)
 }
 
 // Resume re-activates a paused subscription; its waiting rows flow again.
-func (o *Outbox) Resume(ctx context.Context, name string) (Subscription, error) {
+func (o *Outbox) ResumeSubscription(ctx context.Context, name string) (Subscription, error) {
 	return o.setActive(ctx, name, true)
 }
 
@@ -126,7 +126,7 @@ func (o *Outbox) setActive(ctx context.Context, name string, active bool) (Subsc
 
 // UpdateConfig replaces the subscription's config. It applies to rows
 // claimed from then on (max_retries only to rows enqueued from then on).
-func (o *Outbox) UpdateConfig(ctx context.Context, name string, cfg SubscriptionConfig) (Subscription, error) {
+func (o *Outbox) UpdateSubscriptionConfig(ctx context.Context, name string, cfg SubscriptionConfig) (Subscription, error) {
 	if err := checkSubscriptionConfig(cfg); err != nil {
 		return Subscription{}, err
 	}
@@ -155,7 +155,7 @@ type DeleteOptions struct {
 // it before the pause to end, so that their rows are counted too rather than
 // left behind for a subscription that no longer exists. A refused or
 // timed-out Delete leaves the subscription paused.
-func (o *Outbox) Delete(ctx context.Context, name string, opts *DeleteOptions) (err error) {
+func (o *Outbox) DeleteSubscription(ctx context.Context, name string, opts *DeleteOptions) (err error) {
 	if opts == nil {
 		opts = &DeleteOptions{}
 	}

@@ -34,10 +34,10 @@ func TestSubscriptionLifecycle(t *testing.T) {
 		s2.Config.MaxRetries != nil || s2.UpdatedAt.Before(s.UpdatedAt) {
 		t.Fatalf("updated = %+v", s2)
 	}
-	if _, err := b.ob.Pause(ctx, "mailer"); err != nil {
+	if _, err := b.ob.PauseSubscription(ctx, "mailer"); err != nil {
 		t.Fatal(err)
 	}
-	got, err := b.ob.Subscription(ctx, "mailer")
+	got, err := b.ob.GetSubscription(ctx, "mailer")
 	if err != nil || got.Active {
 		t.Fatalf("after pause: %+v, %v", got, err)
 	}
@@ -45,25 +45,25 @@ func TestSubscriptionLifecycle(t *testing.T) {
 	if res := b.enqueue(t, "order.x", 1); res.Deliveries != 0 {
 		t.Fatal("paused subscription received a row")
 	}
-	if _, err := b.ob.Resume(ctx, "mailer"); err != nil {
+	if _, err := b.ob.ResumeSubscription(ctx, "mailer"); err != nil {
 		t.Fatal(err)
 	}
 	if res := b.enqueue(t, "order.x", 1); res.Deliveries != 1 {
 		t.Fatal("resumed subscription received no row")
 	}
-	up, err := b.ob.UpdateConfig(ctx, "mailer", SubscriptionConfig{Timeout: Duration(3 * time.Second), Headers: map[string]string{"X-Env": "test"}})
+	up, err := b.ob.UpdateSubscriptionConfig(ctx, "mailer", SubscriptionConfig{Timeout: Duration(3 * time.Second), Headers: map[string]string{"X-Env": "test"}})
 	if err != nil || time.Duration(up.Config.Timeout) != 3*time.Second || up.Config.Headers["X-Env"] != "test" {
 		t.Fatalf("UpdateConfig = %+v, %v", up, err)
 	}
 	b.subscribe(t, "audit", "#", "audit")
-	all, err := b.ob.Subscriptions(ctx)
+	all, err := b.ob.ListSubscriptions(ctx)
 	if err != nil || len(all) != 2 || all[0].Name != "audit" || all[1].Name != "mailer" {
 		t.Fatalf("Subscriptions = %+v, %v", all, err)
 	}
-	if _, err := b.ob.Subscription(ctx, "nobody"); !errors.Is(err, ErrSubscriptionNotFound) {
+	if _, err := b.ob.GetSubscription(ctx, "nobody"); !errors.Is(err, ErrSubscriptionNotFound) {
 		t.Fatalf("missing subscription: %v", err)
 	}
-	if _, err := b.ob.Pause(ctx, "nobody"); !errors.Is(err, ErrSubscriptionNotFound) {
+	if _, err := b.ob.PauseSubscription(ctx, "nobody"); !errors.Is(err, ErrSubscriptionNotFound) {
 		t.Fatalf("pause missing subscription: %v", err)
 	}
 }
@@ -76,22 +76,22 @@ func TestSubscriptionDelete(t *testing.T) {
 	b.subscribe(t, "idle", "nothing", "idle")
 	b.enqueue(t, "x", 1)
 	b.enqueue(t, "y", 2)
-	if err := b.ob.Delete(ctx, "busy", nil); !errors.Is(err, ErrSubscriptionBusy) || !strings.Contains(err.Error(), "2 PENDING") {
+	if err := b.ob.DeleteSubscription(ctx, "busy", nil); !errors.Is(err, ErrSubscriptionBusy) || !strings.Contains(err.Error(), "2 PENDING") {
 		t.Fatalf("Delete busy = %v, want ErrSubscriptionBusy naming 2 rows", err)
 	}
 	if n := b.count(t, "status = 'PENDING'"); n != 2 {
 		t.Fatalf("refused Delete touched rows: %d pending", n)
 	}
-	if err := b.ob.Delete(ctx, "busy", &DeleteOptions{DiscardUndelivered: true}); err != nil {
+	if err := b.ob.DeleteSubscription(ctx, "busy", &DeleteOptions{DiscardUndelivered: true}); err != nil {
 		t.Fatal(err)
 	}
 	if n := b.count(t, "status = 'FAILED' AND subscription_id IS NULL AND failure_reason = 'subscription busy deleted' AND processed_at IS NOT NULL"); n != 2 {
 		t.Fatalf("discarded rows = %d, want 2 FAILED with reason", n)
 	}
-	if err := b.ob.Delete(ctx, "idle", nil); err != nil {
+	if err := b.ob.DeleteSubscription(ctx, "idle", nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.ob.Delete(ctx, "idle", nil); !errors.Is(err, ErrSubscriptionNotFound) {
+	if err := b.ob.DeleteSubscription(ctx, "idle", nil); !errors.Is(err, ErrSubscriptionNotFound) {
 		t.Fatalf("second Delete = %v", err)
 	}
 	// Rows of a deleted subscription are no longer retried, but can be discarded.
@@ -148,7 +148,7 @@ func TestSubscriptionValidation(t *testing.T) {
 			t.Errorf("%s: err = %v, want %v on %s", c.name, err, c.class, c.field)
 		}
 	}
-	if subs, err := b.ob.Subscriptions(ctx); err != nil || len(subs) != 0 {
+	if subs, err := b.ob.ListSubscriptions(ctx); err != nil || len(subs) != 0 {
 		t.Fatalf("rejected subscriptions were stored: %v %v", subs, err)
 	}
 }
@@ -217,7 +217,7 @@ func TestDeleteWaitsForOpenEnqueue(t *testing.T) {
 		t.Fatalf("enqueue: %+v, %v", res, err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- b.ob.Delete(ctx, "gone", &DeleteOptions{DiscardUndelivered: true}) }()
+	go func() { done <- b.ob.DeleteSubscription(ctx, "gone", &DeleteOptions{DiscardUndelivered: true}) }()
 	select {
 	case err := <-done:
 		t.Fatalf("Delete returned (%v) while a transaction that enqueued to the subscription was open", err)
@@ -254,10 +254,10 @@ func TestDeleteWaitEndsWithContext(t *testing.T) {
 	}
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	if err := b.ob.Delete(short, "held", &DeleteOptions{DiscardUndelivered: true}); !errors.Is(err, context.DeadlineExceeded) {
+	if err := b.ob.DeleteSubscription(short, "held", &DeleteOptions{DiscardUndelivered: true}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Delete with an open enqueuing transaction and a 300 ms context: %v", err)
 	}
-	s, err := b.ob.Subscription(ctx, "held")
+	s, err := b.ob.GetSubscription(ctx, "held")
 	if err != nil || s.Active {
 		t.Fatalf("subscription after the timed-out Delete: %+v, %v (want it kept, paused)", s, err)
 	}

@@ -71,7 +71,7 @@ func (b *bundle) attempts(t *testing.T, sub string, where string) int64 {
 
 func (b *bundle) active(t *testing.T, sub string) bool {
 	t.Helper()
-	s, err := b.ob.Subscription(context.Background(), sub)
+	s, err := b.ob.GetSubscription(context.Background(), sub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +318,7 @@ func TestWebhookDispatchSecretRotation(t *testing.T) {
 	if sigs := strings.Fields(req.header.Get(webhook.HeaderSignature)); len(sigs) != 2 {
 		t.Fatalf("signatures = %q, want two", sigs)
 	}
-	if _, err := b.ob.UpdateConfig(ctxT(t), "rot", SubscriptionConfig{Secrets: []string{newS}}); err != nil {
+	if _, err := b.ob.UpdateSubscriptionConfig(ctxT(t), "rot", SubscriptionConfig{Secrets: []string{newS}}); err != nil {
 		t.Fatal(err)
 	}
 	b.enqueue(t, "x", map[string]any{"n": 2})
@@ -375,7 +375,7 @@ func TestWebhookDispatchEndpointHealth(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	// ... and Resume starts afresh: one more failure does not disable it.
-	if _, err := b.ob.Resume(ctxT(t), "flaky"); err != nil {
+	if _, err := b.ob.ResumeSubscription(ctxT(t), "flaky"); err != nil {
 		t.Fatal(err)
 	}
 	attempt(4)

@@ -277,9 +277,9 @@ func (b *bench) setSubs(ctx context.Context, n int) error {
 	for i, s := range extraSubs {
 		var err error
 		if i+1 < n {
-			_, err = b.ob.Resume(ctx, s.name)
+			_, err = b.ob.ResumeSubscription(ctx, s.name)
 		} else {
-			_, err = b.ob.Pause(ctx, s.name)
+			_, err = b.ob.PauseSubscription(ctx, s.name)
 		}
 		if err != nil {
 			return err

@@ -64,11 +64,11 @@ func run() error {
 	if _, err := ob.Subscribe(ctx, outbox.Subscription{Name: "security-alerts", TopicPattern: "security.#", CallbackMethod: "alert"}); err != nil {
 		return err
 	}
-	integrations, err := outbox.NewIntegrationLog(ob, outbox.IntegrationLogConfig{})
+	integrations, err := ob.NewIntegrationLog(outbox.IntegrationLogConfig{})
 	if err != nil {
 		return err
 	}
-	security, err := outbox.NewSecurityLog(ob, outbox.SecurityLogConfig{Publish: true})
+	security, err := ob.NewSecurityLog(outbox.SecurityLogConfig{Publish: true})
 	if err != nil {
 		return err
 	}
