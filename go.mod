@@ -1,6 +1,6 @@
 module github.com/outboxkit/outbox
 
-go 1.26.8
+go 1.25.11
 
 require (
 	code.dny.dev/ssrf v0.3.0

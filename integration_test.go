@@ -245,8 +245,7 @@ func TestIntegrationInsertBatchForDispatcher(t *testing.T) {
 	if n := b.countRows(t, "integration_log", `NOT success AND integration_name = 'orders-hook' AND operation = 'API_CALL_MADE'`); n != 2 {
 		t.Fatalf("%d rows, want 2", n)
 	}
-	var leaked int64
-	leaked = b.countRows(t, "integration_log", `request_data::text LIKE '%abc%' OR request_data::text LIKE '%xyz%' OR request_data::text LIKE '%"p"%' OR error_message LIKE '%abc%'`)
+	leaked := b.countRows(t, "integration_log", `request_data::text LIKE '%abc%' OR request_data::text LIKE '%xyz%' OR request_data::text LIKE '%"p"%' OR error_message LIKE '%abc%'`)
 	if leaked != 0 {
 		t.Fatalf("%d rows hold a secret", leaked)
 	}

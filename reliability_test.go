@@ -20,7 +20,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -261,7 +260,7 @@ func buildWorker(t *testing.T) string {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		t.Fatalf("the go command is not on PATH: the crash tests build a worker binary with it: %v", err)
 	}
 	bin := filepath.Join(t.TempDir(), "testworker")
 	cmd := exec.Command(goTool, "build", "-o", bin, "./internal/testworker")

@@ -496,7 +496,6 @@ type preparedSecurity struct {
 	details []byte
 	at      any // nil or time.Time
 	account string
-	payload int // size of the published payload, 0 when not publishing
 }
 
 func (s *SecurityLog) prepare(in SecurityEventInput, account *string) (preparedSecurity, error) {

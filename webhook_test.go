@@ -8,9 +8,6 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/outboxkit/outbox/webhook"
 )
 
 // loopbackNetworks lets the SSRF guard through to httptest receivers.
@@ -38,21 +35,6 @@ func whReceiver(t *testing.T, respond func(w http.ResponseWriter, r *http.Reques
 
 func whStatus(code int) func(http.ResponseWriter, *http.Request) {
 	return func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(code) }
-}
-
-const (
-	vectorSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-	otherSecret  = "whsec_dGhpcyBpcyBhIHNlY29uZCB0ZXN0IHNlY3JldCE="
-)
-
-func mustVerifier(t testing.TB, now time.Time, secrets ...string) *webhook.Verifier {
-	t.Helper()
-	v, err := webhook.NewVerifier(secrets...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v.Now = func() time.Time { return now }
-	return v
 }
 
 func TestWebhookSenderOptions(t *testing.T) {
