@@ -2,7 +2,7 @@
 // table sizes along the way (issue 5, item 7). It is a benchmark-style
 // program, not part of go test:
 //
-//	go run ./internal/soak -events 1000000
+//	go run ./cmd/outboxsoak -events 1000000
 //
 // Producers commit events (EnqueueBatch, -enqueue-batch per transaction) while
 // -dispatchers dispatchers in this process drain them, with retention cleanup
