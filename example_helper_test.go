@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"time"
 
 	_ "github.com/lib/pq"
@@ -14,8 +15,9 @@ import (
 
 // exampleOutbox opens the database at DATABASE_URL (default: the local
 // server, database test), migrates a fresh schema of its own, and returns a
-// handle on it, the DSN (for DispatcherConfig.ListenDSN), and done, which
-// drops the schema and closes the database.
+// handle on it (logging nothing: the examples' output is what they print),
+// the DSN (for DispatcherConfig.ListenDSN), and done, which drops the schema
+// and closes the database.
 func exampleOutbox() (ob *outbox.Outbox, dsn string, done func()) {
 	dsn = pgtest.URL()
 	db, err := sql.Open("postgres", dsn)
@@ -27,7 +29,7 @@ func exampleOutbox() (ob *outbox.Outbox, dsn string, done func()) {
 		_, _ = db.Exec(`DROP SCHEMA IF EXISTS "` + schema + `" CASCADE`)
 		_ = db.Close()
 	}
-	ob, err = outbox.New(db, outbox.Config{Schema: schema})
+	ob, err = outbox.New(db, outbox.Config{Schema: schema, Logger: slog.New(slog.DiscardHandler)})
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err = ob.Migrate(ctx)
