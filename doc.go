@@ -2,43 +2,123 @@
 // delivery, an integration-call log and a security-event log for Go services
 // on PostgreSQL.
 //
+// A handle made by [New] on your *sql.DB owns the tables of one PostgreSQL
+// schema. Call [Outbox.Migrate] at start-up, [Outbox.Subscribe] to route
+// topics, [Outbox.Enqueue] inside your business transactions, and run a
+// [Dispatcher] to deliver. The guides live in the repository's docs
+// directory; docs/README.md is the index.
+//
 // # Enqueue inside your transaction
 //
-// Enqueue writes an event through the caller's transaction (any Querier:
-// *sql.Tx, *sqlx.Tx, ...), in one statement that also fans the event out to
-// every active subscription whose pattern matches. The event exists if and
-// only if the transaction commits. EnqueueBatch does the same for many events
-// in one round trip. Options set a delay or run-at time, max retries,
-// metadata, an ordering key (per-key FIFO) and an idempotency key.
+// [Outbox.Enqueue] writes an event through the transaction you pass (any
+// [Querier]: *sql.Tx, *sqlx.Tx, *sql.DB, ...), in one statement that also
+// fans it out to every active subscription whose pattern matches. The event
+// exists if and only if the transaction commits: roll back and no trace of it
+// remains. [Outbox.EnqueueBatch] writes many events in one round trip with
+// the same guarantee. Per-call settings are an [EnqueueOptions] (nil for the
+// defaults): a delay or run-at time, max retries, metadata, an ordering key
+// and an idempotency key. Every input is validated before any SQL is sent,
+// so a refused event leaves the transaction usable; data is never changed
+// silently (a string that is not valid UTF-8 is [ErrInvalidPayload]).
 //
 // # Subscriptions
 //
-// A Subscription routes topics (AMQP-style patterns: * is one segment, # zero
-// or more) to a Go handler, named by its CallbackMethod, or to a webhook URL.
-// Each subscription has its own queue rows, retries and dead letters.
+// A [Subscription] routes topics matching its TopicPattern (AMQP-style:
+// * is one segment, # zero or more; see [MatchTopic]) either to a Go handler,
+// named by its CallbackMethod, or to a webhook URL. Each subscription has its
+// own queue rows, retries and dead letters, and its own
+// [SubscriptionConfig]. Manage them with [Outbox.GetSubscription],
+// [Outbox.ListSubscriptions], [Outbox.PauseSubscription],
+// [Outbox.ResumeSubscription], [Outbox.UpdateSubscriptionConfig] and
+// [Outbox.DeleteSubscription].
 //
 // # Dispatcher
 //
-// A Dispatcher claims due rows with FOR UPDATE SKIP LOCKED, runs handlers on a
-// bounded pool, and writes outcomes in batches. Errors retry with exponential
-// backoff (Permanent fails at once, RetryAfter picks the delay) until a row's
-// retries are spent and it becomes FAILED. Leases with a heartbeat return the
-// rows of a crashed dispatcher to the queue; LISTEN/NOTIFY wakes dispatchers
-// as events commit, with polling as the fallback. HandleTx gives
-// exactly-once effects for handlers that write to the same database.
-// Delivery is otherwise at least once: handlers must be idempotent, and can
-// deduplicate on Delivery.EventID.
+// A [Dispatcher] made by [Outbox.NewDispatcher] claims due rows with
+// FOR UPDATE SKIP LOCKED, runs the handlers registered with
+// [Dispatcher.Handle] on a bounded pool, and writes outcomes in batches.
+// Delivery is at least once: a handler may run again for the same event
+// after a crash, so handlers must be idempotent, deduplicating on the event
+// id of the [Delivery], which every attempt and every subscription sees.
+// [Dispatcher.HandleTx] gives exactly-once effects within this database: the
+// handler's writes and the row's completion commit in one transaction.
+// [Typed] and [TypedTx] decode the payload into a Go type first.
+//
+// Leases with a heartbeat return the rows of a crashed dispatcher to the
+// queue; LISTEN/NOTIFY wakes dispatchers as events commit, and polling
+// guarantees progress without it. Any number of dispatchers, in any number
+// of processes, drain one queue. [Dispatcher.Run] returns once its context
+// ends, after the handlers in flight have finished (for up to
+// [DispatcherConfig].ShutdownTimeout) and every outcome is written. See
+// docs/reliability.md for each guarantee and the tests behind it, and
+// docs/operations.md for configuration, PgBouncer and pool sizing.
+//
+// # Retries and dead letters
+//
+// A handler error schedules a retry with exponential backoff and jitter
+// ([DispatcherConfig], or per subscription); once a row's retries are spent
+// it becomes FAILED, a dead letter kept with its failure reason. Wrap an
+// error with [Permanent] to fail the row at once, or with [RetryAfter] to
+// choose the delay. A handler panic is recovered as a [PanicError]. List
+// dead letters with [Outbox.ListFailed], re-drive them with
+// [Outbox.RetryFailed] or [Outbox.RetrySubscriptionFailed], and drop them
+// with [Outbox.DiscardFailed] or [Outbox.DiscardSubscriptionFailed].
+//
+// # Ordering and idempotency
+//
+// Events enqueued with the same [EnqueueOptions.OrderingKey] reach each
+// subscription one at a time, in the order they were enqueued; a FAILED row
+// blocks its key until it is retried or discarded (unless the subscription
+// sets skip_failed), and other keys flow in parallel. An
+// [EnqueueOptions.IdempotencyKey] makes a repeated enqueue insert nothing:
+// [EnqueueResult].Duplicate reports it, with the first event's id. An empty
+// key means no key. docs/guide.md details both.
+//
+// # Webhooks
+//
+// A subscription with a WebhookURL receives every event as a signed HTTP
+// POST (Standard Webhooks: a JSON envelope, the webhook-id, webhook-timestamp
+// and webhook-signature headers), from dispatchers whose
+// [DispatcherConfig].Webhooks is set ([WebhookOptions]). An SSRF guard refuses
+// private and internal addresses ([ErrWebhookBlocked]); failures retry on the
+// schedule of [WebhookRetrySchedule], Retry-After is honoured, and an endpoint
+// that fails for days is paused with a [WebhookEndpointDisabledTopic] event.
+// Receivers verify deliveries with
+// [github.com/outboxkit/outbox/webhook.Verifier], a package that needs no
+// database. See docs/webhooks.md.
 //
 // # Recorders
 //
-// IntegrationLog records calls to and from third parties (with an
-// http.RoundTripper and a middleware), redacted before storage. SecurityLog
-// records failed logins, suspicious activity and permission denials, detects
-// brute force, and supports a review workflow.
+// [IntegrationLog] ([Outbox.NewIntegrationLog]) records calls to and from
+// third parties: explicitly ([IntegrationLog.RecordAPICall] and friends), or
+// around an http.Client ([IntegrationLog.Transport]) or an http.Handler
+// ([IntegrationLog.Middleware]). Everything is redacted before storage by a
+// [Redactor]: credentials, card numbers and sensitive keys never reach the
+// table. [SecurityLog] ([Outbox.NewSecurityLog]) records failed logins,
+// suspicious activity and permission denials through your transaction,
+// escalates brute force ([BruteForceRule]) exactly under concurrent logins,
+// and serves a review workflow ([SecurityLog.AwaitingReview],
+// [SecurityLog.MarkReviewed]). [ClientIPResolver] finds the client's address
+// behind trusted proxies. See docs/recorders.md.
 //
-// # Schema
+// # Schema and migrations
 //
-// Migrate applies the embedded migrations (package schema) to the configured
-// PostgreSQL schema, "outbox" by default, with golang-migrate and its own
-// history table.
+// [Outbox.Migrate] applies the embedded migrations (package
+// [github.com/outboxkit/outbox/schema]) to [Config].Schema, "outbox" by
+// default, with golang-migrate and a history table of its own
+// ([MigrationsTable]). It is idempotent and safe when several processes call
+// it at once. Stop processes of an older version before migrating across a
+// version that says so (docs/migrating-from-0.1.md); docs/schema.md describes
+// the tables.
+//
+// # Testing
+//
+// Test against a real PostgreSQL: give each test a schema of its own
+// ([Config].Schema), Migrate it, and drop it afterwards. [TestConfig], set
+// as [Config].Test, injects a clock so that tests move time forward instead
+// of sleeping. To wait for a delivery, have the handler signal a channel and
+// wait on it with a deadline; cancelling the context of [Dispatcher.Run]
+// then returns once every outcome is written, so the queue can be inspected
+// ([Outbox.Stats], [Outbox.ListFailed]). The examples of this package work
+// that way.
 package outbox

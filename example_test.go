@@ -2,12 +2,8 @@ package outbox_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"os"
 	"time"
-
-	_ "github.com/lib/pq"
 
 	"github.com/outboxkit/outbox"
 )
@@ -15,26 +11,11 @@ import (
 // The whole flow: a subscription, an event enqueued in a business
 // transaction, and a dispatcher delivering it to a handler.
 func Example() {
+	ob, dsn, done := exampleOutbox() // outbox.New on your *sql.DB, then Migrate at start-up
+	defer done()
 	ctx := context.Background()
-	dsn := os.Getenv("DATABASE_URL")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	db, err := sql.Open("postgres", dsn)
-	if err != nil {
-		panic(err)
-	}
-	defer db.Close()
-	_, _ = db.Exec(`DROP SCHEMA IF EXISTS outbox_example CASCADE`)
-	defer db.Exec(`DROP SCHEMA IF EXISTS outbox_example CASCADE`) //nolint:errcheck
+	db := ob.DB()
 
-	ob, err := outbox.New(db, outbox.Config{Schema: "outbox_example"})
-	if err != nil {
-		panic(err)
-	}
-	if err := ob.Migrate(ctx); err != nil {
-		panic(err)
-	}
 	if _, err := ob.Subscribe(ctx, outbox.Subscription{Name: "mailer", TopicPattern: "order.*", CallbackMethod: "send_mail"}); err != nil {
 		panic(err)
 	}
@@ -58,10 +39,10 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	done := make(chan struct{})
+	delivered := make(chan struct{})
 	d.Handle("send_mail", func(ctx context.Context, dl *outbox.Delivery) error {
 		fmt.Printf("%s %s (attempt %d)\n", dl.Topic, dl.Payload, dl.Attempt)
-		close(done)
+		close(delivered)
 		return nil
 	})
 	runCtx, stop := context.WithTimeout(ctx, 10*time.Second)
@@ -69,11 +50,11 @@ func Example() {
 	stopped := make(chan error)
 	go func() { stopped <- d.Run(runCtx) }()
 	select {
-	case <-done:
+	case <-delivered:
 	case err := <-stopped: // Run ended (10 s passed) before the delivery
 		panic(fmt.Sprintf("no delivery: %v", err))
 	}
-	stop()
+	stop() // in a service: on SIGTERM
 	if err := <-stopped; err != nil {
 		panic(err)
 	}
