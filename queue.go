@@ -103,7 +103,7 @@ type Event struct {
 // event and one queue row per active subscription whose pattern matches, in
 // a single statement. payload is marshalled to JSON ([]byte and
 // json.RawMessage are taken as JSON text). Data is never changed silently:
-// a string that is not valid UTF-8, in the payload or in WithMetadata's keys
+// a string that is not valid UTF-8, in the payload or in EnqueueOptions.Metadata's keys
 // and values, is an ErrInvalidPayload rather than stored with U+FFFD in its
 // place (a real U+FFFD is stored as it is). Strings produced inside a
 // MarshalJSON method are that method's own: only its output is checked.
@@ -497,7 +497,7 @@ func (o *Outbox) RetryFailed(ctx context.Context, ids ...uuid.UUID) (int64, erro
 	return o.execCount(ctx, "retry failed", o.st.Queue.RetryFailed, o.nowArg(), pq.Array(uuidStrings(ids)), "")
 }
 
-// RetrySubscription re-queues every FAILED row of a subscription (bulk
+// RetrySubscriptionFailed re-queues every FAILED row of a subscription (bulk
 // re-drive of its dead letters).
 func (o *Outbox) RetrySubscriptionFailed(ctx context.Context, name string) (int64, error) {
 	if name == "" {

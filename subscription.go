@@ -50,7 +50,7 @@ func ParseSubscriptionConfig(data []byte) (SubscriptionConfig, error) {
 }
 
 // checkSubscriptionConfig validates a config given to Subscribe or
-// UpdateConfig.
+// UpdateSubscriptionConfig.
 func checkSubscriptionConfig(c SubscriptionConfig) error { return configError(c.Validate()) }
 
 // configError turns subconfig's field error into an ErrInvalidSubscription
@@ -83,12 +83,12 @@ func (o *Outbox) Subscribe(ctx context.Context, s Subscription) (Subscription, e
 	return o.scanSubscription(row, "subscribe")
 }
 
-// Subscription returns the subscription called name, or ErrSubscriptionNotFound.
+// GetSubscription returns the subscription called name, or ErrSubscriptionNotFound.
 func (o *Outbox) GetSubscription(ctx context.Context, name string) (Subscription, error) {
 	return o.scanSubscription(o.db.QueryRowContext(ctx, o.st.Subscription.Get, name), "get subscription "+name)
 }
 
-// Subscriptions lists every subscription, by name.
+// ListSubscriptions lists every subscription, by name.
 func (o *Outbox) ListSubscriptions(ctx context.Context) ([]Subscription, error) {
 	rows, err := o.db.QueryContext(ctx, o.st.Subscription.List)
 	if err != nil {
@@ -109,13 +109,13 @@ func (o *Outbox) ListSubscriptions(ctx context.Context) ([]Subscription, error) 
 	return out, nil
 }
 
-// Pause stops a subscription: new events no longer fan out to it and its
+// PauseSubscription stops a subscription: new events no longer fan out to it and its
 // PENDING rows wait (no dispatcher claims them) until Resume.
 func (o *Outbox) PauseSubscription(ctx context.Context, name string) (Subscription, error) {
 	return o.setActive(ctx, name, false)
 }
 
-// Resume re-activates a paused subscription; its waiting rows flow again.
+// ResumeSubscription re-activates a paused subscription; its waiting rows flow again.
 func (o *Outbox) ResumeSubscription(ctx context.Context, name string) (Subscription, error) {
 	return o.setActive(ctx, name, true)
 }
@@ -124,7 +124,7 @@ func (o *Outbox) setActive(ctx context.Context, name string, active bool) (Subsc
 	return o.scanSubscription(o.db.QueryRowContext(ctx, o.st.Subscription.SetActive, name, active, o.nowArg()), "set active "+name)
 }
 
-// UpdateConfig replaces the subscription's config. It applies to rows
+// UpdateSubscriptionConfig replaces the subscription's config. It applies to rows
 // claimed from then on (max_retries only to rows enqueued from then on).
 func (o *Outbox) UpdateSubscriptionConfig(ctx context.Context, name string, cfg SubscriptionConfig) (Subscription, error) {
 	if err := checkSubscriptionConfig(cfg); err != nil {
@@ -137,20 +137,20 @@ func (o *Outbox) UpdateSubscriptionConfig(ctx context.Context, name string, cfg 
 	return o.scanSubscription(o.db.QueryRowContext(ctx, o.st.Subscription.SetConfig, name, string(b), o.nowArg()), "update config "+name)
 }
 
-// DeleteOptions tune Delete.
+// DeleteOptions tune DeleteSubscription.
 type DeleteOptions struct {
-	// DiscardUndelivered lets Delete go ahead when the subscription still
+	// DiscardUndelivered lets DeleteSubscription go ahead when the subscription still
 	// has PENDING or PROCESSING rows: those rows become FAILED with a reason
 	// (they are kept, not deleted).
 	DiscardUndelivered bool
 }
 
-// Delete removes the subscription. It is refused with ErrSubscriptionBusy
+// DeleteSubscription removes the subscription. It is refused with ErrSubscriptionBusy
 // while the subscription has PENDING or PROCESSING rows, unless
 // opts.DiscardUndelivered is set. opts may be nil. Rows of a deleted
 // subscription keep their history with subscription_id set to NULL.
 //
-// Delete first pauses the subscription, then waits (at most 30 seconds, or
+// DeleteSubscription first pauses the subscription, then waits (at most 30 seconds, or
 // until ctx ends) for the transactions that may have fanned an event out to
 // it before the pause to end, so that their rows are counted too rather than
 // left behind for a subscription that no longer exists. A refused or

@@ -82,9 +82,9 @@ type WebhookOptions struct {
 	// every attempt to a subscription's endpoint has failed for at least
 	// DisableAfter, and at least DisableMinFailures attempts in a row, the
 	// subscription is paused and a "webhook.endpoint_disabled" event is
-	// enqueued (Resume re-enables it and starts the count afresh). The
+	// enqueued (ResumeSubscription re-enables it and starts the count afresh). The
 	// count runs from the last successful attempt, or from the last change
-	// to the subscription (Resume, UpdateConfig, Subscribe), whichever is
+	// to the subscription (ResumeSubscription, UpdateSubscriptionConfig, Subscribe), whichever is
 	// later; it reads the attempts recorded in integration_log. Defaults
 	// WebhookDisableAfterDefault (5 days) and
 	// WebhookDisableMinFailuresDefault; a negative DisableAfter never

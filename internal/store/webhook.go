@@ -5,7 +5,7 @@ const (
 	// WebhookFailureRun describes the run of failed attempts an endpoint is
 	// on: how many API_CALL_MADE records of integration $1 failed (counted
 	// up to $2), and the earliest of them, since its last successful one
-	// and since the subscription of that name last changed (Resume starts
+	// and since the subscription of that name last changed (ResumeSubscription starts
 	// afresh).
 	WebhookFailureRun = `WITH since AS (
 	SELECT GREATEST(

@@ -26,7 +26,7 @@ const (
 )
 
 // EndpointDisabled is the payload of an EndpointDisabledTopic event.
-// Resume the subscription to deliver to the endpoint again.
+// ResumeSubscription the subscription to deliver to the endpoint again.
 type EndpointDisabled struct {
 	Subscription   string    `json:"subscription"`
 	SubscriptionID uuid.UUID `json:"subscription_id"`
