@@ -49,7 +49,18 @@ type EndpointDisabled struct {
 // long, and returns the attempt's record with the result.
 func (s *Sender) Deliver(ctx context.Context, row *dispatch.Row) dispatch.Result {
 	dl := &row.Delivery
-	a := s.sendMode(ctx, row.WebhookURL, row.Config, dl, false)
+	cfg, err := s.withSecrets(ctx, row)
+	if err != nil {
+		// Not the endpoint's fault, and not for good: a key may be added
+		// back. The row is retried on its schedule with this reason, no
+		// request is sent, and endpoint health is left alone.
+		if ctx.Err() == nil {
+			s.cfg.Logger.ErrorContext(ctx, "webhook secrets do not open; row not sent", slog.String("subscription", dl.Subscription),
+				slog.String("event_id", dl.EventID.String()), slog.Any("error", err))
+		}
+		return dispatch.Result{Err: err}
+	}
+	a := s.sendMode(ctx, row.WebhookURL, cfg, dl, false)
 	if a.busy {
 		return dispatch.Result{Skip: max(dispatch.Jitter(s.cfg.BusyDelay, mrand.Float64()), time.Nanosecond)}
 	}
