@@ -33,6 +33,14 @@ type Subscription struct {
 	UpdatedAt      time.Time
 }
 
+// LogValue logs the subscription without its webhook URL (whose query may
+// carry a token) and with its config's LogValue, which shows no secret.
+func (s Subscription) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("id", s.ID.String()), slog.String("name", s.Name),
+		slog.String("topic_pattern", s.TopicPattern), slog.Bool("webhook", s.WebhookURL != ""),
+		slog.String("callback_method", s.CallbackMethod), slog.Bool("active", s.Active), slog.Any("config", s.Config))
+}
+
 // SubscriptionConfig holds per-subscription delivery settings, stored as
 // JSON in subscription_config. Zero fields mean the dispatcher's defaults.
 // Unknown keys are rejected.

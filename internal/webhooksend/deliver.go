@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	mrand "math/rand/v2"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/outboxkit/outbox/internal/dispatch"
+	"github.com/outboxkit/outbox/internal/subconfig"
 )
 
 // EndpointDisabledTopic is the topic of the event enqueued when a webhook
@@ -64,6 +66,7 @@ func (s *Sender) Deliver(ctx context.Context, row *dispatch.Row) dispatch.Result
 	if a.busy {
 		return dispatch.Result{Skip: max(dispatch.Jitter(s.cfg.BusyDelay, mrand.Float64()), time.Nanosecond)}
 	}
+	redactSecretHeaders(a.reqHeader, cfg)
 	rec := s.attemptRecord(dl, &a)
 	res := dispatch.Result{Err: a.err, Attempt: rec,
 		Attrs: []any{slog.Int("http_status", a.status), slog.Duration("duration", a.duration)}}
@@ -173,4 +176,19 @@ func (s *Sender) disableEndpointTx(ctx context.Context, c *dispatch.Row, reason 
 		return fmt.Errorf("enqueue %s: %w", EndpointDisabledTopic, err)
 	}
 	return tx.Commit()
+}
+
+// redactedMarker replaces secret header values in attempt records (the
+// root's RedactedMarker).
+const redactedMarker = "[REDACTED]"
+
+// redactSecretHeaders blanks the values of cfg's secret headers in h, the
+// request as recorded: the integration log must not keep what the config
+// keeps sealed, whatever the redaction rules say.
+func redactSecretHeaders(h http.Header, cfg subconfig.Config) {
+	for k := range cfg.Headers {
+		if subconfig.SecretHeader(k, cfg.SecretHeaders) && len(h.Values(k)) > 0 {
+			h.Set(k, redactedMarker)
+		}
+	}
 }
