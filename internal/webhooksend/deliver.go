@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	mrand "math/rand/v2"
+	"net/http"
 	"time"
 
 	"github.com/google/uuid"
