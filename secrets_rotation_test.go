@@ -323,3 +323,46 @@ func TestKeysFromEnv(t *testing.T) {
 		t.Fatalf("bad: %v", err)
 	}
 }
+
+// TestSecretsRotationReachesRunningDispatcher: a dispatcher deployed with
+// the new key alone fails a subscription still sealed under the old key
+// (its engine caches that config: rotation leaves updated_at alone); once
+// another process rotates, the same running dispatcher reads the current
+// sealed form and delivers, verified by the reference library.
+func TestSecretsRotationReachesRunningDispatcher(t *testing.T) {
+	t.Parallel()
+	k1, k2 := newTestKey(t, "k1"), newTestKey(t, "k2")
+	b := setup(t, &Config{Keys: mustKeys(t, k1)})
+	recv := newRefReceiver(t)
+	secret := newSecret(t)
+	recv.expect("crm", secret)
+	b.subscribeWebhook(t, "crm", "order.*", recv.url("crm"), SubscriptionConfig{Secrets: []string{secret}})
+
+	onlyNew, err := New(b.db, Config{Schema: b.schema, Keys: mustKeys(t, k2), WebhookAllowedNetworks: loopbackNetworks,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nb := &bundle{db: b.db, ob: onlyNew, schema: b.schema}
+	startDispatcher(t, whDispatcher(t, nb, nil))
+	ev := b.enqueue(t, "order.created", map[string]any{"id": 1})
+	waitFor(t, "attempt failed for want of k1", func() bool { return b.whRow(t, "crm").retries >= 1 })
+	if r := b.whRow(t, "crm"); !strings.Contains(r.reason.String, `"k1"`) {
+		t.Fatalf("failure_reason = %q", r.reason.String)
+	}
+
+	rotator, err := New(b.db, Config{Schema: b.schema, Keys: mustKeys(t, k2, k1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := rotator.RotateSubscriptionSecrets(ctxT(t)); err != nil || res.Rotated != 1 {
+		t.Fatalf("rotate: %+v %v", res, err)
+	}
+	if _, err := b.db.Exec(`UPDATE "`+b.schema+`".event_queue SET next_retry_at = NULL WHERE status = 'PENDING'`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "delivered after rotation", func() bool { return recv.has("crm", ev.EventID.String()) })
+	if recv.bad.Load() != 0 {
+		t.Fatal("a delivery did not verify")
+	}
+}
