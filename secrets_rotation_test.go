@@ -358,7 +358,7 @@ func TestSecretsRotationReachesRunningDispatcher(t *testing.T) {
 	if res, err := rotator.RotateSubscriptionSecrets(ctxT(t)); err != nil || res.Rotated != 1 {
 		t.Fatalf("rotate: %+v %v", res, err)
 	}
-	if _, err := b.db.Exec(`UPDATE "`+b.schema+`".event_queue SET next_retry_at = NULL WHERE status = 'PENDING'`); err != nil {
+	if _, err := b.db.Exec(`UPDATE "` + b.schema + `".event_queue SET next_retry_at = NULL WHERE status = 'PENDING'`); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "delivered after rotation", func() bool { return recv.has("crm", ev.EventID.String()) })
