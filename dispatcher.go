@@ -164,6 +164,9 @@ func (o *Outbox) NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 			return nil, err
 		}
 		d.webhooks = &wc
+		if o.keys == nil {
+			o.warnPlaintext(context.Background(), "Config.Keys is nil, so secrets sealed earlier cannot be read and new ones are stored in clear or refused")
+		}
 	}
 	return d, nil
 }
@@ -279,6 +282,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		wc := *d.webhooks
 		wc.BusyDelay = d.busyDelay
 		wc.Store, wc.Logger, wc.Redactor = st, d.log, d.o.redactor()
+		if d.o.keys != nil {
+			wc.Keys = d.o.keys
+		}
 		wc.Publish = func(ctx context.Context, tx *sql.Tx, topic string, payload any) error {
 			_, err := d.o.Enqueue(ctx, tx, topic, payload, nil)
 			return err

@@ -7,6 +7,7 @@ import (
 
 	"github.com/outboxkit/outbox/internal/dispatch"
 	"github.com/outboxkit/outbox/internal/page"
+	"github.com/outboxkit/outbox/internal/secretbox"
 	"github.com/outboxkit/outbox/internal/webhooksend"
 )
 
@@ -50,7 +51,44 @@ var (
 	// already reviewed; the event was left as it was. The error is an
 	// *AlreadyReviewedError.
 	ErrAlreadyReviewed = errors.New("outbox: security event already reviewed")
+	// ErrKeyRequired reports a subscription with secrets (signing secrets,
+	// secret header values) written through a handle with no Config.Keys
+	// and no Config.AllowPlaintextSecrets: nothing was written.
+	ErrKeyRequired = errors.New("outbox: secrets need an encryption key (Config.Keys)")
 )
+
+// Errors of secrets at rest, re-exported from the sealing code so that a
+// KeyProvider returns them too.
+var (
+	// ErrKeyNotFound reports that stored secrets are encrypted with a key
+	// the KeyProvider does not hold, or that no KeyProvider is configured.
+	// A KeyProvider's UnwrapKey returns it (wrapped) for an unknown key id.
+	ErrKeyNotFound = secretbox.ErrKeyNotFound
+	// ErrSecretsDecrypt reports stored secrets that do not authenticate:
+	// tampered with, moved from another subscription or field, or sealed
+	// under a different key of the same id.
+	ErrSecretsDecrypt = secretbox.ErrDecrypt
+)
+
+// SecretsError reports secrets of one subscription that could not be read
+// or sealed. It wraps ErrKeyNotFound, ErrSecretsDecrypt or the key
+// provider's error; its text names the key id, never a key or a secret.
+type SecretsError struct {
+	Subscription string // subscriber_name
+	KeyID        string // the key the secrets are sealed under, if any
+	Err          error
+}
+
+// Error names the subscription and the key id.
+func (e *SecretsError) Error() string {
+	if e.KeyID == "" {
+		return fmt.Sprintf("outbox: secrets of subscription %s: %v", e.Subscription, e.Err)
+	}
+	return fmt.Sprintf("outbox: secrets of subscription %s (key %q): %v", e.Subscription, e.KeyID, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *SecretsError) Unwrap() error { return e.Err }
 
 // ValidationError describes one rejected input value. It wraps the sentinel of
 // its class (ErrInvalidTopic, ErrInvalidSubscription, ...), so both

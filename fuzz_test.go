@@ -249,7 +249,9 @@ func FuzzParseSubscriptionConfig(f *testing.F) {
 		`{"retry_schedule":["1s","5s","1m"]}`, `{"timeout":1000000000}`, `{"timeout":"-1s"}`, `{"unknown":1}`,
 		`{"headers":{"X-A":"b"}}`, `{"headers":{"bad name":"b"}}`, `{"headers":{"X":"a\r\nb"}}`,
 		`{"secrets":["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]}`, `{"secrets":["nope"]}`, `{} {}`, `[]`,
-		`{"backoff_multiplier":1e999}`, `{"skip_failed":true}`} {
+		`{"backoff_multiplier":1e999}`, `{"skip_failed":true}`, `{"secret_headers":["X-A"],"headers":{"X-A":"b"}}`,
+		`{"encrypted":{"kid":"k1","dek":"AAAA","secrets":["AAAA"],"headers":{"Authorization":"AAAA"}}}`,
+		`{"encrypted":{"kid":"k1","dek":"AAAA","secrets":[],"headers":{}}}`, `{"encrypted":{"kid":"","dek":"AAAA"}}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -288,6 +290,19 @@ func normalizeConfig(c SubscriptionConfig) SubscriptionConfig {
 	}
 	if len(c.Headers) == 0 {
 		c.Headers = nil
+	}
+	if len(c.SecretHeaders) == 0 {
+		c.SecretHeaders = nil
+	}
+	if e := c.Encrypted; e != nil {
+		e2 := *e
+		if len(e2.Secrets) == 0 {
+			e2.Secrets = nil
+		}
+		if len(e2.Headers) == 0 {
+			e2.Headers = nil
+		}
+		c.Encrypted = &e2
 	}
 	return c
 }

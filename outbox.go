@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -76,6 +77,19 @@ type Config struct {
 	// including the webhook attempts the dispatcher records. Nil means the
 	// built-in rules (docs/recorders.md, "Redaction").
 	Redaction *RedactionRules
+	// Keys seals subscription secrets at rest: webhook signing secrets and
+	// the values of secret headers (docs/security.md). StaticKeys,
+	// ParseKeys and KeysFromEnv make one from local keys; a KMS fits
+	// behind the interface. Nil means no encryption: Subscribe and
+	// UpdateSubscriptionConfig then refuse a config with secrets
+	// (ErrKeyRequired) unless AllowPlaintextSecrets, and dispatchers cannot
+	// read secrets sealed earlier.
+	Keys KeyProvider
+	// AllowPlaintextSecrets lets a handle without Keys store secrets in
+	// clear in subscription_config, with a warning logged once. Meant for
+	// development; RotateSubscriptionSecrets seals such secrets once a key
+	// is configured.
+	AllowPlaintextSecrets bool
 	// Test holds hooks for tests; leave it zero in production.
 	Test TestConfig
 }
@@ -103,6 +117,9 @@ type Outbox struct {
 	lastNotify atomic.Int64 // unix nanoseconds of the last NOTIFY sent by Enqueue
 
 	red *Redactor // integration_log redaction; nil means the built-in rules
+
+	keys          KeyProvider // seals subscription secrets; nil: none
+	plaintextWarn sync.Once   // the no-key warning is logged once per handle
 }
 
 // New returns a handle on the tables in cfg.Schema of db. It sends no SQL:
@@ -130,7 +147,10 @@ func New(db *sql.DB, cfg Config) (*Outbox, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	o := &Outbox{db: db, cfg: cfg, log: log}
+	o := &Outbox{db: db, cfg: cfg, log: log, keys: cfg.Keys}
+	if o.keys == nil && cfg.AllowPlaintextSecrets {
+		o.warnPlaintext(context.Background(), "Config.AllowPlaintextSecrets is set and Config.Keys is nil, so signing secrets and credentials are stored in clear")
+	}
 	if cfg.Redaction != nil {
 		red, err := NewRedactor(*cfg.Redaction)
 		if err != nil {

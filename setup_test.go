@@ -31,6 +31,10 @@ func setup(t testing.TB, cfg *Config) *bundle {
 		// Tests deliver to httptest receivers on loopback.
 		c.WebhookAllowedNetworks = loopbackNetworks
 	}
+	if c.Keys == nil && !c.AllowPlaintextSecrets {
+		// Secrets at rest need a key (or the plaintext opt-in).
+		c.Keys = newTestKeys(t, "test-key")
+	}
 	ob, err := New(db, c)
 	if err != nil {
 		t.Fatal(err)

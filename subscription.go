@@ -33,6 +33,14 @@ type Subscription struct {
 	UpdatedAt      time.Time
 }
 
+// LogValue logs the subscription without its webhook URL (whose query may
+// carry a token) and with its config's LogValue, which shows no secret.
+func (s Subscription) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("id", s.ID.String()), slog.String("name", s.Name),
+		slog.String("topic_pattern", s.TopicPattern), slog.Bool("webhook", s.WebhookURL != ""),
+		slog.String("callback_method", s.CallbackMethod), slog.Bool("active", s.Active), slog.Any("config", s.Config))
+}
+
 // SubscriptionConfig holds per-subscription delivery settings, stored as
 // JSON in subscription_config. Zero fields mean the dispatcher's defaults.
 // Unknown keys are rejected.
@@ -66,6 +74,13 @@ func configError(err error) error {
 // Subscribe creates the subscription, or updates the one with the same Name
 // (pattern, target and config; its active state stays as it is). New
 // subscriptions start active. It returns the stored subscription.
+//
+// With Config.Keys, the config's secrets (Secrets, and the values of secret
+// headers: see SecretHeader) are sealed before they are stored, bound to
+// the subscription; Encrypted from a GetSubscription of the same
+// subscription keeps its sealed secrets (see UpdateSubscriptionConfig).
+// Without Keys, a config with secrets is refused with ErrKeyRequired
+// unless Config.AllowPlaintextSecrets.
 func (o *Outbox) Subscribe(ctx context.Context, s Subscription) (Subscription, error) {
 	if err := s.validate(); err != nil {
 		return Subscription{}, err
@@ -75,20 +90,30 @@ func (o *Outbox) Subscribe(ctx context.Context, s Subscription) (Subscription, e
 			return Subscription{}, invalid(ErrInvalidSubscription, "webhook_url", "%v", err)
 		}
 	}
-	cfg, err := json.Marshal(s.Config)
+	out, err := o.writeConfig(ctx, "subscribe", s.Config, func(tx *sql.Tx, cfg string) (Subscription, error) {
+		row := tx.QueryRowContext(ctx, o.st.Subscription.Upsert, s.Name, s.TopicPattern, s.WebhookURL, s.CallbackMethod, cfg, o.nowArg())
+		return o.scanSubscription(row, "subscribe")
+	})
 	if err != nil {
-		return Subscription{}, fmt.Errorf("outbox: subscribe: %w", err)
+		return Subscription{}, err
 	}
-	row := o.db.QueryRowContext(ctx, o.st.Subscription.Upsert, s.Name, s.TopicPattern, s.WebhookURL, s.CallbackMethod, string(cfg), o.nowArg())
-	return o.scanSubscription(row, "subscribe")
+	return o.hideSecrets(ctx, out)
 }
 
-// GetSubscription returns the subscription called name, or ErrSubscriptionNotFound.
+// GetSubscription returns the subscription called name, or
+// ErrSubscriptionNotFound. With Config.Keys, its secrets are not in clear:
+// Config.Encrypted holds them sealed (GetSubscriptionSecrets decrypts), and
+// writing the config back keeps them.
 func (o *Outbox) GetSubscription(ctx context.Context, name string) (Subscription, error) {
-	return o.scanSubscription(o.db.QueryRowContext(ctx, o.st.Subscription.Get, name), "get subscription "+name)
+	s, err := o.scanSubscription(o.db.QueryRowContext(ctx, o.st.Subscription.Get, name), "get subscription "+name)
+	if err != nil {
+		return Subscription{}, err
+	}
+	return o.hideSecrets(ctx, s)
 }
 
-// ListSubscriptions lists every subscription, by name.
+// ListSubscriptions lists every subscription, by name, their secrets not
+// in clear (as GetSubscription).
 func (o *Outbox) ListSubscriptions(ctx context.Context) ([]Subscription, error) {
 	rows, err := o.db.QueryContext(ctx, o.st.Subscription.List)
 	if err != nil {
@@ -99,6 +124,9 @@ func (o *Outbox) ListSubscriptions(ctx context.Context) ([]Subscription, error) 
 	for rows.Next() {
 		s, err := o.scanSubscription(rows, "list subscriptions")
 		if err != nil {
+			return nil, err
+		}
+		if s, err = o.hideSecrets(ctx, s); err != nil {
 			return nil, err
 		}
 		out = append(out, s)
@@ -121,20 +149,33 @@ func (o *Outbox) ResumeSubscription(ctx context.Context, name string) (Subscript
 }
 
 func (o *Outbox) setActive(ctx context.Context, name string, active bool) (Subscription, error) {
-	return o.scanSubscription(o.db.QueryRowContext(ctx, o.st.Subscription.SetActive, name, active, o.nowArg()), "set active "+name)
+	s, err := o.scanSubscription(o.db.QueryRowContext(ctx, o.st.Subscription.SetActive, name, active, o.nowArg()), "set active "+name)
+	if err != nil {
+		return Subscription{}, err
+	}
+	return o.hideSecrets(ctx, s)
 }
 
-// UpdateSubscriptionConfig replaces the subscription's config. It applies to rows
-// claimed from then on (max_retries only to rows enqueued from then on).
+// UpdateSubscriptionConfig replaces the subscription's config. It applies
+// to rows claimed from then on (max_retries only to rows enqueued from then
+// on).
+//
+// Secrets: cfg.Encrypted, as GetSubscription returned it, keeps the sealed
+// secrets; secrets and secret header values given in clear replace theirs
+// (all of Secrets, or one header). Without Encrypted, the secrets are
+// those cfg holds in clear. With Config.Keys they are sealed before they
+// are stored.
 func (o *Outbox) UpdateSubscriptionConfig(ctx context.Context, name string, cfg SubscriptionConfig) (Subscription, error) {
 	if err := checkSubscriptionConfig(cfg); err != nil {
 		return Subscription{}, err
 	}
-	b, err := json.Marshal(cfg)
+	s, err := o.writeConfig(ctx, "update config "+name, cfg, func(tx *sql.Tx, b string) (Subscription, error) {
+		return o.scanSubscription(tx.QueryRowContext(ctx, o.st.Subscription.SetConfig, name, b, o.nowArg()), "update config "+name)
+	})
 	if err != nil {
-		return Subscription{}, fmt.Errorf("outbox: update config: %w", err)
+		return Subscription{}, err
 	}
-	return o.scanSubscription(o.db.QueryRowContext(ctx, o.st.Subscription.SetConfig, name, string(b), o.nowArg()), "update config "+name)
+	return o.hideSecrets(ctx, s)
 }
 
 // DeleteOptions tune DeleteSubscription.

@@ -42,6 +42,21 @@ func main() {
 	}
 }
 
+// exampleKeys returns the keys that seal the subscription's secret and
+// credential at rest: from OUTBOX_KEYS ("id:base64key,...") when set, else a
+// throwaway development key made for this run, with a warning.
+func exampleKeys() (outbox.KeyProvider, error) {
+	if os.Getenv(outbox.KeysEnvDefault) != "" {
+		return outbox.KeysFromEnv(outbox.KeysEnvDefault)
+	}
+	spec, err := outbox.NewKeySpec("dev-only")
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "WARNING: %s is not set; sealing secrets with a throwaway development key (docs/security.md)\n", outbox.KeysEnvDefault)
+	return outbox.ParseKeys(spec)
+}
+
 func run() error {
 	dsn := os.Getenv("DATABASE_URL")
 	if dsn == "" {
@@ -61,7 +76,11 @@ func run() error {
 	// The SSRF guard refuses loopback by default; the local receiver needs
 	// it let through, when subscribing and when delivering.
 	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
-	ob, err := outbox.New(db, outbox.Config{Schema: schema, Logger: logger, WebhookAllowedNetworks: loopback})
+	keys, err := exampleKeys()
+	if err != nil {
+		return err
+	}
+	ob, err := outbox.New(db, outbox.Config{Schema: schema, Logger: logger, WebhookAllowedNetworks: loopback, Keys: keys})
 	if err != nil {
 		return err
 	}

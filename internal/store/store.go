@@ -85,6 +85,8 @@ type QueueStatements struct {
 type SubscriptionStatements struct {
 	Upsert, Get, List, SetActive, SetConfig, LockForDelete, FailUndelivered, DetachRows, Delete string
 	Readers, TransactionsOpen                                                                   string
+	// Secrets at rest: sealing, the dispatcher's re-read, rotation.
+	SetSealed, ConfigByID, LockConfigByID, IDsAfter string
 }
 
 // WebhookStatements are the endpoint-health statements of webhook delivery.
@@ -130,6 +132,8 @@ func New(db *sql.DB, schema string, opts *Options) (*Store, error) {
 		LockForDelete: SubscriptionLockForDelete, FailUndelivered: SubscriptionFailUndelivered,
 		DetachRows: SubscriptionDetachRows, Delete: SubscriptionDelete,
 		Readers: SubscriptionReaders, TransactionsOpen: TransactionsOpen,
+		SetSealed: SubscriptionSetSealed, ConfigByID: SubscriptionConfigByID,
+		LockConfigByID: SubscriptionLockConfigByID, IDsAfter: SubscriptionIDsAfter,
 	}
 	s.Webhook = WebhookStatements{FailureRun: WebhookFailureRun, Pause: WebhookPause}
 	s.Integration = IntegrationStatements{Insert: IntegrationInsert, List: IntegrationList, Stats: IntegrationStats}

@@ -30,6 +30,25 @@ SET subscription_config = $2::jsonb, updated_at = COALESCE($3::timestamptz, now(
 WHERE subscriber_name = $1
 RETURNING ` + subscriptionColumns
 
+	// SubscriptionSetSealed replaces the secret part of subscription $1's
+	// config (clear secrets, headers, the sealed block) with $2, keeping
+	// every other key, even one a newer version wrote. It leaves updated_at
+	// alone: the subscription means the same (endpoint health counts from
+	// updated_at).
+	SubscriptionSetSealed = `UPDATE {s}.event_subscription
+SET subscription_config = (COALESCE(subscription_config, '{}'::jsonb) - 'secrets' - 'headers' - 'encrypted') || $2::jsonb
+WHERE id = $1
+RETURNING ` + subscriptionColumns
+
+	// SubscriptionConfigByID reads subscription $1's name and config.
+	SubscriptionConfigByID = `SELECT subscriber_name, COALESCE(subscription_config::text, '') FROM {s}.event_subscription WHERE id = $1`
+
+	// SubscriptionLockConfigByID is SubscriptionConfigByID, locking the row.
+	SubscriptionLockConfigByID = SubscriptionConfigByID + ` FOR UPDATE`
+
+	// SubscriptionIDsAfter pages through subscription ids: up to $2 after $1.
+	SubscriptionIDsAfter = `SELECT id FROM {s}.event_subscription WHERE id > $1 ORDER BY id LIMIT $2`
+
 	// SubscriptionLockForDelete locks the row and counts its undelivered rows.
 	SubscriptionLockForDelete = `SELECT s.id,
 	(SELECT count(*) FROM {s}.event_queue q WHERE q.subscription_id = s.id AND q.status IN ('PENDING', 'PROCESSING'))

@@ -6,9 +6,11 @@ package subconfig
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/outboxkit/outbox/webhook"
@@ -51,8 +53,15 @@ type Config struct {
 	// Secrets sign webhook deliveries (Standard Webhooks, "whsec_" + base64).
 	// Several secrets produce several signatures, for rotation.
 	Secrets []string `json:"secrets,omitempty"`
-	// Headers are extra HTTP headers sent with every webhook delivery.
+	// Headers are extra HTTP headers sent with every webhook delivery. The
+	// values of secret headers (see SecretHeader) are encrypted at rest.
 	Headers map[string]string `json:"headers,omitempty"`
+	// SecretHeaders names more headers whose values are secret, beyond
+	// those SecretHeader recognises by name (case-insensitive).
+	SecretHeaders []string `json:"secret_headers,omitempty"`
+	// Encrypted holds the secrets and secret header values sealed at rest
+	// (see Sealed); nil when there are none or no key is configured.
+	Encrypted *Sealed `json:"encrypted,omitempty"`
 	// SkipFailed lets rows with an ordering key move on past a FAILED row of
 	// the same key (by default a FAILED row blocks its key).
 	SkipFailed bool `json:"skip_failed,omitempty"`
@@ -68,7 +77,88 @@ func (c Config) LogValue() slog.Value {
 		attrs = append(attrs, slog.Duration("timeout", time.Duration(c.Timeout)))
 	}
 	attrs = append(attrs, slog.Int("secrets", len(c.Secrets)), slog.Int("headers", len(c.Headers)))
+	if c.Encrypted != nil {
+		attrs = append(attrs, slog.String("encrypted_kid", c.Encrypted.KeyID),
+			slog.Int("encrypted_secrets", len(c.Encrypted.Secrets)), slog.Int("encrypted_headers", len(c.Encrypted.Headers)))
+	}
 	return slog.GroupValue(attrs...)
+}
+
+// Sealed is the encrypted form of a subscription's secrets, stored in
+// subscription_config under "encrypted". DataKey is a random 256-bit data
+// key wrapped (encrypted) by the key KeyID names; each secret and each
+// secret header value is encrypted under the data key with AES-256-GCM,
+// bound to its subscription and field. Every value is standard base64 of
+// nonce followed by ciphertext and tag.
+type Sealed struct {
+	KeyID   string            `json:"kid"`
+	DataKey string            `json:"dek"`
+	Secrets []string          `json:"secrets,omitempty"`
+	Headers map[string]string `json:"headers,omitempty"`
+}
+
+// secretHeaderWords are the parts of a header name that make its value
+// secret: credentials, tokens, keys, sessions and signatures.
+var secretHeaderWords = []string{"auth", "key", "token", "secret", "pass", "credential", "session", "cookie", "signature"}
+
+// SecretHeader reports whether the value of header name is secret: its
+// lower-cased name contains one of auth, key, token, secret, pass,
+// credential, session, cookie or signature (Authorization,
+// Proxy-Authorization, X-Api-Key, Api-Key, X-Auth-Token, Cookie, ...), or
+// it is in extra (case-insensitive).
+func SecretHeader(name string, extra []string) bool {
+	l := strings.ToLower(name)
+	for _, w := range secretHeaderWords {
+		if strings.Contains(l, w) {
+			return true
+		}
+	}
+	for _, e := range extra {
+		if strings.EqualFold(e, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// SecretMaterial returns what c holds in clear that is secret: its signing
+// secrets and the values of its secret headers.
+func (c Config) SecretMaterial() (secrets []string, headers map[string]string) {
+	for k, v := range c.Headers {
+		if SecretHeader(k, c.SecretHeaders) {
+			if headers == nil {
+				headers = map[string]string{}
+			}
+			headers[k] = v
+		}
+	}
+	return c.Secrets, headers
+}
+
+// HasSecrets reports whether c holds secrets, in clear or sealed.
+func (c Config) HasSecrets() bool {
+	s, h := c.SecretMaterial()
+	return len(s) > 0 || len(h) > 0 || (c.Encrypted != nil && (len(c.Encrypted.Secrets) > 0 || len(c.Encrypted.Headers) > 0))
+}
+
+// WithoutSecrets returns c without its clear secrets, secret header values
+// and sealed block; the maps and slices of c are not modified.
+func (c Config) WithoutSecrets() Config {
+	c.Secrets = nil
+	c.Encrypted = nil
+	if len(c.Headers) > 0 {
+		h := make(map[string]string, len(c.Headers))
+		for k, v := range c.Headers {
+			if !SecretHeader(k, c.SecretHeaders) {
+				h[k] = v
+			}
+		}
+		if len(h) == 0 {
+			h = nil
+		}
+		c.Headers = h
+	}
+	return c
 }
 
 // Duration is a time.Duration that reads and writes JSON as a Go duration
@@ -156,7 +246,42 @@ func (c Config) Validate() error {
 			return field("headers", "value of %q holds control characters", k)
 		}
 	}
+	for _, k := range c.SecretHeaders {
+		if !ValidHeaderName(k) {
+			return field("secret_headers", "%q is not a valid header name", k)
+		}
+	}
+	if e := c.Encrypted; e != nil {
+		if e.KeyID == "" || len(e.KeyID) > 100 || !ValidHeaderValue(e.KeyID) {
+			return field("encrypted.kid", "must be 1 to 100 characters without control characters")
+		}
+		if !validB64(e.DataKey) {
+			return field("encrypted.dek", "must be base64")
+		}
+		for _, v := range e.Secrets {
+			if !validB64(v) {
+				return field("encrypted.secrets", "values must be base64")
+			}
+		}
+		for k, v := range e.Headers {
+			if !ValidHeaderName(k) {
+				return field("encrypted.headers", "%q is not a valid header name", k)
+			}
+			if !validB64(v) {
+				return field("encrypted.headers", "values must be base64")
+			}
+		}
+	}
 	return nil
+}
+
+// validB64 reports whether s is non-empty standard base64.
+func validB64(s string) bool {
+	if s == "" {
+		return false
+	}
+	_, err := base64.StdEncoding.DecodeString(s)
+	return err == nil
 }
 
 // ValidHeaderName reports whether k is an HTTP header name (an RFC 9110 token).

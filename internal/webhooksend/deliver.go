@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
+	"net/http"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/outboxkit/outbox/internal/dispatch"
+	"github.com/outboxkit/outbox/internal/subconfig"
 )
 
 // EndpointDisabledTopic is the topic of the event enqueued when a webhook
@@ -49,10 +51,22 @@ type EndpointDisabled struct {
 // long, and returns the attempt's record with the result.
 func (s *Sender) Deliver(ctx context.Context, row *dispatch.Row) dispatch.Result {
 	dl := &row.Delivery
-	a := s.sendMode(ctx, row.WebhookURL, row.Config, dl, false)
+	cfg, err := s.withSecrets(ctx, row)
+	if err != nil {
+		// Not the endpoint's fault, and not for good: a key may be added
+		// back. The row is retried on its schedule with this reason, no
+		// request is sent, and endpoint health is left alone.
+		if ctx.Err() == nil {
+			s.cfg.Logger.ErrorContext(ctx, "webhook secrets do not open; row not sent", slog.String("subscription", dl.Subscription),
+				slog.String("event_id", dl.EventID.String()), slog.Any("error", err))
+		}
+		return dispatch.Result{Err: err}
+	}
+	a := s.sendMode(ctx, row.WebhookURL, cfg, dl, false)
 	if a.busy {
 		return dispatch.Result{Skip: max(dispatch.Jitter(s.cfg.BusyDelay, mrand.Float64()), time.Nanosecond)}
 	}
+	redactSecretHeaders(a.reqHeader, cfg)
 	rec := s.attemptRecord(dl, &a)
 	res := dispatch.Result{Err: a.err, Attempt: rec,
 		Attrs: []any{slog.Int("http_status", a.status), slog.Duration("duration", a.duration)}}
@@ -162,4 +176,19 @@ func (s *Sender) disableEndpointTx(ctx context.Context, c *dispatch.Row, reason 
 		return fmt.Errorf("enqueue %s: %w", EndpointDisabledTopic, err)
 	}
 	return tx.Commit()
+}
+
+// redactedMarker replaces secret header values in attempt records (the
+// root's RedactedMarker).
+const redactedMarker = "[REDACTED]"
+
+// redactSecretHeaders blanks the values of cfg's secret headers in h, the
+// request as recorded: the integration log must not keep what the config
+// keeps sealed, whatever the redaction rules say.
+func redactSecretHeaders(h http.Header, cfg subconfig.Config) {
+	for k := range cfg.Headers {
+		if subconfig.SecretHeader(k, cfg.SecretHeaders) && len(h.Values(k)) > 0 {
+			h.Set(k, redactedMarker)
+		}
+	}
 }

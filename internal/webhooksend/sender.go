@@ -25,7 +25,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/google/uuid"
+
 	"github.com/outboxkit/outbox/internal/dispatch"
+	"github.com/outboxkit/outbox/internal/secretbox"
 	"github.com/outboxkit/outbox/internal/store"
 	"github.com/outboxkit/outbox/internal/subconfig"
 	"github.com/outboxkit/outbox/webhook"
@@ -63,6 +66,9 @@ type Config struct {
 	Redactor Redactor
 	// Publish enqueues an event in tx (the root's Enqueue).
 	Publish func(ctx context.Context, tx *sql.Tx, topic string, payload any) error
+	// Keys unwraps the data keys of sealed subscription secrets; nil
+	// means none (sealed secrets then fail to open, ErrKeyNotFound).
+	Keys secretbox.KeyProvider
 }
 
 // Redactor scrubs secrets from text and URLs.
@@ -81,6 +87,9 @@ type Sender struct {
 
 	mu        sync.Mutex
 	endpoints map[string]*endpointSlots
+
+	secMu   sync.Mutex
+	secrets map[uuid.UUID]openedSecrets // decrypted secrets by subscription
 }
 
 // attempt is the outcome of one delivery attempt, with what the
@@ -165,6 +174,7 @@ func New(cfg Config) *Sender {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		endpoints: map[string]*endpointSlots{},
+		secrets:   map[uuid.UUID]openedSecrets{},
 	}
 }
 

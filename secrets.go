@@ -1,0 +1,492 @@
+package outbox
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/outboxkit/outbox/internal/secretbox"
+	"github.com/outboxkit/outbox/internal/subconfig"
+)
+
+// KeysEnvDefault is the environment variable KeysFromEnv reads by
+// convention: OUTBOX_KEYS="id:base64key[,id:base64key...]", the first key
+// encrypting.
+const KeysEnvDefault = "OUTBOX_KEYS"
+
+// RotateBatchSize is how many subscription ids RotateSubscriptionSecrets
+// reads per page; each subscription is then re-sealed in a transaction of
+// its own.
+const RotateBatchSize = 100
+
+// KeyProvider holds the keys that seal subscription secrets at rest
+// (Config.Keys). Secrets are sealed by envelope encryption: each
+// subscription's secrets are encrypted with AES-256-GCM under a random data
+// key, and the KeyProvider wraps that data key under its primary key. The
+// id of the wrapping key is stored beside the ciphertext, so keys can
+// rotate: the primary key wraps, every key the provider still holds
+// unwraps.
+//
+// StaticKeys, ParseKeys and KeysFromEnv make one from local keys; a KMS or
+// Vault transit engine fits behind the same three methods (wrap = the
+// service's encrypt with aad as encryption context, unwrap = its decrypt).
+// A KeyProvider is used concurrently.
+type KeyProvider interface {
+	// PrimaryKeyID names the key WrapKey uses.
+	PrimaryKeyID() string
+	// WrapKey encrypts dataKey under the primary key, authenticating aad,
+	// and returns that key's id with the result.
+	WrapKey(ctx context.Context, dataKey, aad []byte) (kid string, wrapped []byte, err error)
+	// UnwrapKey decrypts a data key wrapped under key kid with aad. An
+	// unknown kid is an error wrapping ErrKeyNotFound; a wrapped key that
+	// does not authenticate, one wrapping ErrSecretsDecrypt.
+	UnwrapKey(ctx context.Context, kid string, wrapped, aad []byte) ([]byte, error)
+}
+
+// Key is one local key: an id (1-100 characters of [A-Za-z0-9._-], stored
+// beside every ciphertext it seals) and 32 random bytes (AES-256).
+type Key struct {
+	ID     string
+	Secret []byte
+}
+
+// LogValue keeps the key's bytes out of logs.
+func (k Key) LogValue() slog.Value { return slog.StringValue("key " + k.ID) }
+
+// StaticKeys returns a KeyProvider over local keys: primary wraps new data
+// keys, older ones still unwrap what they wrapped. Each key must be 32 bytes
+// and ids must differ. The provider keeps AES ciphers, not copies of the
+// key bytes.
+func StaticKeys(primary Key, older ...Key) (KeyProvider, error) {
+	keys := map[string][]byte{}
+	for _, k := range append([]Key{primary}, older...) {
+		if !validKeyID(k.ID) {
+			return nil, fmt.Errorf("%w: key id %q must be 1 to 100 characters of A-Z a-z 0-9 . _ -", ErrInvalidConfig, k.ID)
+		}
+		if len(k.Secret) != 32 {
+			return nil, fmt.Errorf("%w: key %q must be 32 bytes, got %d", ErrInvalidConfig, k.ID, len(k.Secret))
+		}
+		if _, dup := keys[k.ID]; dup {
+			return nil, fmt.Errorf("%w: key id %q given twice", ErrInvalidConfig, k.ID)
+		}
+		keys[k.ID] = k.Secret
+	}
+	s, err := secretbox.NewStatic(primary.ID, keys)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+	}
+	return s, nil
+}
+
+// ParseKeys reads keys written as "id:base64key", comma-separated, the
+// first one primary: "2025-06:q3J…=,2024-12:Zm9…=". The key is standard or
+// URL-safe base64 of 32 bytes (`openssl rand -base64 32`, or NewKeySpec).
+// Errors name the key id, never the key.
+func ParseKeys(spec string) (KeyProvider, error) {
+	var keys []Key
+	for i, part := range strings.Split(spec, ",") {
+		part = strings.TrimSpace(part)
+		id, b64, ok := strings.Cut(part, ":")
+		if !ok || id == "" || b64 == "" {
+			return nil, fmt.Errorf("%w: key %d is not written id:base64key", ErrInvalidConfig, i+1)
+		}
+		secret, err := decodeKey(b64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: key %q is not base64", ErrInvalidConfig, id)
+		}
+		keys = append(keys, Key{ID: id, Secret: secret})
+	}
+	return StaticKeys(keys[0], keys[1:]...)
+}
+
+// KeysFromEnv is ParseKeys of the environment variable name (KeysEnvDefault
+// by convention). An unset or empty variable is an ErrInvalidConfig error.
+func KeysFromEnv(name string) (KeyProvider, error) {
+	spec := strings.TrimSpace(os.Getenv(name))
+	if spec == "" {
+		return nil, fmt.Errorf("%w: environment variable %s is not set", ErrInvalidConfig, name)
+	}
+	kp, err := ParseKeys(spec)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return kp, nil
+}
+
+// NewKeySpec returns a new random key in ParseKeys' form, "id:base64key",
+// for a key setup script. Keep it secret.
+func NewKeySpec(id string) (string, error) {
+	if !validKeyID(id) {
+		return "", fmt.Errorf("%w: key id %q must be 1 to 100 characters of A-Z a-z 0-9 . _ -", ErrInvalidConfig, id)
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("outbox: new key: %w", err)
+	}
+	return id + ":" + base64.StdEncoding.EncodeToString(b), nil
+}
+
+func decodeKey(s string) ([]byte, error) {
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil {
+			return b, nil
+		}
+	}
+	return nil, errors.New("not base64")
+}
+
+func validKeyID(id string) bool {
+	if id == "" || utf8.RuneCountInString(id) > 100 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// SubscriptionSecrets are a subscription's secrets in clear, as
+// GetSubscriptionSecrets returns them.
+type SubscriptionSecrets struct {
+	// Secrets are the webhook signing secrets ("whsec_…").
+	Secrets []string
+	// Headers are the values of the secret headers, by name.
+	Headers map[string]string
+}
+
+// LogValue keeps the secrets out of logs.
+func (s SubscriptionSecrets) LogValue() slog.Value {
+	return slog.GroupValue(slog.Int("secrets", len(s.Secrets)), slog.Int("headers", len(s.Headers)))
+}
+
+// GetSubscriptionSecrets returns the secrets of the subscription called
+// name in clear: its signing secrets and secret header values, decrypted.
+// GetSubscription and ListSubscriptions never return them in clear. A
+// failure to decrypt is a *SecretsError wrapping ErrKeyNotFound or
+// ErrSecretsDecrypt.
+func (o *Outbox) GetSubscriptionSecrets(ctx context.Context, name string) (SubscriptionSecrets, error) {
+	s, err := o.scanSubscription(o.db.QueryRowContext(ctx, o.st.Subscription.Get, name), "get subscription secrets "+name)
+	if err != nil {
+		return SubscriptionSecrets{}, err
+	}
+	m, err := o.openSecrets(ctx, s.ID, s.Name, s.Config)
+	if err != nil {
+		return SubscriptionSecrets{}, err
+	}
+	return SubscriptionSecrets{Secrets: m.Secrets, Headers: m.Headers}, nil
+}
+
+// RotationResult counts what RotateSubscriptionSecrets did.
+type RotationResult struct {
+	// Sealed counts subscriptions whose secrets were stored in clear and
+	// are now encrypted.
+	Sealed int
+	// Rotated counts subscriptions re-encrypted under the primary key.
+	Rotated int
+	// Current counts subscriptions already under the primary key, or
+	// without secrets.
+	Current int
+	// Failed names the subscriptions whose secrets could not be read; the
+	// returned error says why for each.
+	Failed []string
+}
+
+// RotateSubscriptionSecrets re-encrypts the secrets of every subscription
+// not sealed under the KeyProvider's primary key: those stored in clear
+// (written before a key was configured, or under AllowPlaintextSecrets) and
+// those sealed under an older key. Run it after adding a key (as primary),
+// then remove the old key once it returns without error.
+//
+// Each subscription is re-sealed in a short transaction of its own, so
+// dispatchers keep delivering throughout (a dispatcher holding the previous
+// form reads the new one when the old key is gone); running it from
+// several processes at once is safe. A subscription whose secrets do not
+// open is left as it is and named in Failed, and the error joins one
+// *SecretsError per such subscription; the others are rotated all the same.
+// Without Config.Keys it returns ErrKeyRequired.
+func (o *Outbox) RotateSubscriptionSecrets(ctx context.Context) (RotationResult, error) {
+	var res RotationResult
+	if o.keys == nil {
+		return res, fmt.Errorf("%w: nothing to rotate to", ErrKeyRequired)
+	}
+	var errs []error
+	after := uuid.Nil
+	for {
+		ids, err := o.subscriptionIDsAfter(ctx, after)
+		if err != nil {
+			return res, errors.Join(append(errs, err)...)
+		}
+		if len(ids) == 0 {
+			break
+		}
+		for _, id := range ids {
+			name, outcome, err := o.rotateOne(ctx, id)
+			switch {
+			case err != nil && ctx.Err() != nil:
+				return res, errors.Join(append(errs, err)...)
+			case err != nil:
+				var se *SecretsError
+				if !errors.As(err, &se) {
+					return res, errors.Join(append(errs, err)...)
+				}
+				res.Failed = append(res.Failed, name)
+				errs = append(errs, err)
+			case outcome == rotSealed:
+				res.Sealed++
+			case outcome == rotRotated:
+				res.Rotated++
+			case outcome == rotCurrent:
+				res.Current++
+			}
+		}
+		after = ids[len(ids)-1]
+	}
+	if res.Sealed+res.Rotated > 0 || len(res.Failed) > 0 {
+		o.log.InfoContext(ctx, "subscription secrets rotated", slog.String("primary_kid", o.keys.PrimaryKeyID()),
+			slog.Int("sealed", res.Sealed), slog.Int("rotated", res.Rotated), slog.Int("failed", len(res.Failed)))
+	}
+	return res, errors.Join(errs...)
+}
+
+type rotationOutcome int
+
+const (
+	rotCurrent rotationOutcome = iota // already sealed under the primary key, or no secrets (or deleted)
+	rotSealed                         // clear secrets sealed
+	rotRotated                        // re-sealed under the primary key
+)
+
+func (o *Outbox) subscriptionIDsAfter(ctx context.Context, after uuid.UUID) ([]uuid.UUID, error) {
+	rows, err := o.db.QueryContext(ctx, o.st.Subscription.IDsAfter, after, RotateBatchSize)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: rotate subscription secrets: %w", err)
+	}
+	defer rows.Close()
+	var ids []uuid.UUID
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("outbox: rotate subscription secrets: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("outbox: rotate subscription secrets: %w", err)
+	}
+	return ids, nil
+}
+
+// rotateOne re-seals subscription id under the primary key if it needs it,
+// in a transaction that locks its row.
+func (o *Outbox) rotateOne(ctx context.Context, id uuid.UUID) (name string, _ rotationOutcome, err error) {
+	tx, err := o.db.BeginTx(ctx, nil)
+	if err != nil {
+		return "", 0, fmt.Errorf("outbox: rotate subscription secrets: %w", err)
+	}
+	defer func() {
+		if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+			err = errors.Join(err, rbErr)
+		}
+	}()
+	var raw string
+	if err := tx.QueryRowContext(ctx, o.st.Subscription.LockConfigByID, id).Scan(&name, &raw); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return "", rotCurrent, nil // deleted meanwhile
+		}
+		return "", 0, fmt.Errorf("outbox: rotate subscription secrets: %w", err)
+	}
+	var cfg SubscriptionConfig
+	if raw != "" {
+		if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
+			return name, 0, &SecretsError{Subscription: name, Err: fmt.Errorf("%w: unreadable subscription_config: %v", ErrSecretsDecrypt, err)}
+		}
+	}
+	clearS, clearH := cfg.SecretMaterial()
+	hasClear := len(clearS) > 0 || len(clearH) > 0
+	if !hasClear && (cfg.Encrypted == nil || cfg.Encrypted.KeyID == o.keys.PrimaryKeyID()) {
+		return name, rotCurrent, nil
+	}
+	m, err := o.openSecrets(ctx, id, name, cfg)
+	if err != nil {
+		return name, 0, err
+	}
+	if _, err := o.storeSealed(ctx, tx, id, name, cfg, m); err != nil {
+		return name, 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		return name, 0, fmt.Errorf("outbox: rotate subscription secrets: %w", err)
+	}
+	if cfg.Encrypted == nil {
+		return name, rotSealed, nil
+	}
+	return name, rotRotated, nil
+}
+
+// openSecrets returns every secret of cfg in clear: the sealed ones,
+// decrypted, overridden by those cfg holds in clear.
+func (o *Outbox) openSecrets(ctx context.Context, id uuid.UUID, name string, cfg SubscriptionConfig) (secretbox.Material, error) {
+	var m secretbox.Material
+	if cfg.Encrypted != nil {
+		var kp secretbox.KeyProvider
+		if o.keys != nil {
+			kp = o.keys
+		}
+		var err error
+		if m, err = secretbox.Open(ctx, kp, id, cfg.Encrypted); err != nil {
+			return m, &SecretsError{Subscription: name, KeyID: cfg.Encrypted.KeyID, Err: err}
+		}
+	}
+	clearS, clearH := cfg.SecretMaterial()
+	if len(clearS) > 0 {
+		m.Secrets = clearS
+	}
+	for k, v := range clearH {
+		if m.Headers == nil {
+			m.Headers = map[string]string{}
+		}
+		for old := range m.Headers {
+			if strings.EqualFold(old, k) {
+				delete(m.Headers, old)
+			}
+		}
+		m.Headers[k] = v
+	}
+	return m, nil
+}
+
+// storeSealed seals m for subscription id and writes it as the secret
+// part of its config (cfg without its secrets, plus the sealed block), in
+// tx, returning the stored subscription.
+func (o *Outbox) storeSealed(ctx context.Context, tx *sql.Tx, id uuid.UUID, name string, cfg SubscriptionConfig, m secretbox.Material) (Subscription, error) {
+	part := struct {
+		Headers   map[string]string `json:"headers,omitempty"`
+		Encrypted *subconfig.Sealed `json:"encrypted,omitempty"`
+	}{Headers: cfg.WithoutSecrets().Headers}
+	if !m.Empty() {
+		sealed, err := secretbox.Seal(ctx, o.keys, id, m)
+		if err != nil {
+			return Subscription{}, &SecretsError{Subscription: name, KeyID: o.keys.PrimaryKeyID(), Err: err}
+		}
+		part.Encrypted = sealed
+	}
+	b, err := json.Marshal(part)
+	if err != nil {
+		return Subscription{}, fmt.Errorf("outbox: seal secrets: %w", err)
+	}
+	return o.scanSubscription(tx.QueryRowContext(ctx, o.st.Subscription.SetSealed, id, string(b)), "seal secrets of "+name)
+}
+
+// writeConfig writes a subscription's config in a transaction: first runs
+// write (a statement returning the subscription, given the config to
+// store), then, with a key, seals the secrets for the subscription's id.
+// Without a key, the config is stored as given: refused with
+// ErrKeyRequired when it holds clear secrets, unless
+// AllowPlaintextSecrets.
+func (o *Outbox) writeConfig(ctx context.Context, op string, cfg SubscriptionConfig,
+	write func(tx *sql.Tx, cfgJSON string) (Subscription, error)) (_ Subscription, err error) {
+	clearS, clearH := cfg.SecretMaterial()
+	hasClear := len(clearS) > 0 || len(clearH) > 0
+	stored := cfg
+	if o.keys == nil {
+		if hasClear && !o.cfg.AllowPlaintextSecrets {
+			return Subscription{}, fmt.Errorf("%w: %s: the config holds %d secrets and %d secret headers; configure Config.Keys (docs/security.md) or set Config.AllowPlaintextSecrets",
+				ErrKeyRequired, op, len(clearS), len(clearH))
+		}
+		if hasClear && cfg.Encrypted != nil {
+			return Subscription{}, fmt.Errorf("%w: %s: clear secrets cannot join sealed ones without the key %q", ErrKeyNotFound, op, cfg.Encrypted.KeyID)
+		}
+	} else {
+		stored = cfg.WithoutSecrets()
+	}
+	b, err := json.Marshal(stored)
+	if err != nil {
+		return Subscription{}, fmt.Errorf("outbox: %s: %w", op, err)
+	}
+	tx, err := o.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Subscription{}, fmt.Errorf("outbox: %s: %w", op, err)
+	}
+	defer func() {
+		if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+			err = errors.Join(err, rbErr)
+		}
+	}()
+	s, err := write(tx, string(b))
+	if err != nil {
+		return Subscription{}, err
+	}
+	if o.keys != nil && (hasClear || cfg.Encrypted != nil) {
+		m, err := o.openSecrets(ctx, s.ID, s.Name, cfg)
+		if err != nil {
+			return Subscription{}, err
+		}
+		if s, err = o.storeSealed(ctx, tx, s.ID, s.Name, cfg, m); err != nil {
+			return Subscription{}, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return Subscription{}, fmt.Errorf("outbox: %s: %w", op, err)
+	}
+	return s, nil
+}
+
+// hideSecrets makes s fit to return from GetSubscription and the like:
+// with a key, secrets still stored in clear (written before the key was
+// configured) are returned sealed, as they will be stored, so that a
+// config read and written back keeps them. Without a key, the config is
+// returned as stored.
+func (o *Outbox) hideSecrets(ctx context.Context, s Subscription) (Subscription, error) {
+	if o.keys == nil {
+		return s, nil
+	}
+	clearS, clearH := s.Config.SecretMaterial()
+	if len(clearS) == 0 && len(clearH) == 0 {
+		return s, nil
+	}
+	m, err := o.openSecrets(ctx, s.ID, s.Name, s.Config)
+	if err != nil {
+		return Subscription{}, err
+	}
+	sealed, err := secretbox.Seal(ctx, o.keys, s.ID, m)
+	if err != nil {
+		return Subscription{}, &SecretsError{Subscription: s.Name, KeyID: o.keys.PrimaryKeyID(), Err: err}
+	}
+	s.Config = s.Config.WithoutSecrets()
+	s.Config.Encrypted = sealed
+	return s, nil
+}
+
+// warnPlaintext logs, once per handle, that secrets are not encrypted at
+// rest.
+func (o *Outbox) warnPlaintext(ctx context.Context, why string) {
+	o.plaintextWarn.Do(func() {
+		o.log.WarnContext(ctx, "webhook secrets are not encrypted at rest: "+why+" (see docs/security.md)")
+	})
+}
+
+// SealedSecrets is the encrypted form of a subscription's secrets,
+// SubscriptionConfig.Encrypted, stored in subscription_config under
+// "encrypted" (docs/schema.md): the id of the key that wrapped the data
+// key, the wrapped data key, and each secret and secret header value
+// encrypted under the data key, all base64.
+type SealedSecrets = subconfig.Sealed
+
+// SecretHeader reports whether a webhook header's value is secret, and so
+// sealed at rest like the signing secrets: its lower-cased name contains
+// auth, key, token, secret, pass, credential, session, cookie or signature
+// (Authorization, Proxy-Authorization, X-Api-Key, Api-Key, X-Auth-Token,
+// Cookie, ...), or it is among extra, a config's SecretHeaders
+// (case-insensitive).
+func SecretHeader(name string, extra []string) bool { return subconfig.SecretHeader(name, extra) }
