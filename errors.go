@@ -50,6 +50,10 @@ var (
 	// already reviewed; the event was left as it was. The error is an
 	// *AlreadyReviewedError.
 	ErrAlreadyReviewed = errors.New("outbox: security event already reviewed")
+	// ErrRecordsNotWritten reports records of Transport or Middleware that
+	// IntegrationLog.Close could not write before its context ended (or
+	// that failed permanently); the error says how many.
+	ErrRecordsNotWritten = errors.New("outbox: integration records not written")
 )
 
 // ValidationError describes one rejected input value. It wraps the sentinel of
