@@ -55,6 +55,10 @@ var (
 	// secret header values) written through a handle with no Config.Keys
 	// and no Config.AllowPlaintextSecrets: nothing was written.
 	ErrKeyRequired = errors.New("outbox: secrets need an encryption key (Config.Keys)")
+	// ErrRecordsNotWritten reports records of Transport or Middleware that
+	// IntegrationLog.Close could not write before its context ended (or
+	// that failed permanently); the error says how many.
+	ErrRecordsNotWritten = errors.New("outbox: integration records not written")
 )
 
 // Errors of secrets at rest, re-exported from the sealing code so that a

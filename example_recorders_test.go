@@ -71,6 +71,13 @@ func ExampleIntegrationLog_Transport() {
 	stripe := &http.Client{Transport: il.Transport("stripe", nil,
 		&outbox.HTTPRecordOptions{ExternalID: outbox.ExternalIDFromJSON("id")})}
 	_ = stripe // use it like any http.Client; close every response body
+
+	// At shutdown, after the last call: write what is still buffered.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := il.Close(ctx); err != nil {
+		fmt.Println(err) // errors.Is(err, outbox.ErrRecordsNotWritten): some records were lost
+	}
 }
 
 // A call to a third party recorded in the application's transaction,

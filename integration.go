@@ -6,9 +6,9 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"math"
 	"net/http"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -94,15 +94,48 @@ type IntegrationLogConfig struct {
 	// Redaction extends the built-in redaction rules and sets the body
 	// limit (default MaxBodyBytesDefault).
 	Redaction RedactionRules
+
+	// The buffer between Transport and Middleware and the database (the
+	// Record* calls do not use it): see [IntegrationLog.Close].
+
+	// BufferRecords bounds the records waiting to be written, the batch
+	// being written included. Default RecordBufferDefault.
+	BufferRecords int
+	// BufferBytes bounds the bytes those records hold (their captured
+	// bodies, URLs and headers). Default RecordBufferBytesDefault.
+	BufferBytes int64
+	// BatchSize is the most records one INSERT writes. Default
+	// RecordBatchSizeDefault.
+	BatchSize int
+	// FlushInterval is the longest a record waits for its batch to fill
+	// before a partial batch is written. Default RecordFlushIntervalDefault.
+	FlushInterval time.Duration
+	// WhenFull is what a recorded call does when the buffer is full:
+	// DropWhenFull (the default) or BlockWhenFull.
+	WhenFull BufferFullPolicy
+	// BlockTimeout is the longest a call waits for room under
+	// BlockWhenFull before its record is dropped. Default
+	// RecordBlockTimeoutDefault.
+	BlockTimeout time.Duration
+	// WriteTimeout bounds each attempt to write a batch. Default
+	// RecordWriteTimeoutDefault.
+	WriteTimeout time.Duration
 }
 
 // IntegrationLog records calls to and from third parties in
 // integration_log, redacted, through the caller's transaction or any
-// Querier, and queries them. It is safe for concurrent use.
+// Querier, and queries them. Transport and Middleware record through a
+// background writer: call Close when shutting down. It is safe for
+// concurrent use.
 type IntegrationLog struct {
 	o   *Outbox
 	red *Redactor
 	sql *store.IntegrationStatements
+	cfg IntegrationLogConfig
+
+	mu     sync.Mutex
+	buf    *recordBuffer // started by the first Transport or Middleware
+	closed bool
 }
 
 // APICall describes one call we made to a third party.
@@ -154,10 +187,16 @@ type HTTPRecordOptions struct {
 	Headers []string
 	// ExternalID, when set, picks the external id from the exchange; resp
 	// is nil when the call failed. ExternalIDFromJSON covers the common
-	// case.
+	// case. It runs on the log's background writer, off the request path,
+	// with copies of the request and response: method, URL, host and
+	// headers, status and headers, no body stream nor context (the bodies
+	// are reqBody and respBody, up to the body limit).
 	ExternalID func(req *http.Request, reqBody []byte, resp *http.Response, respBody []byte) string
-	// DB is where records are written. Default: the Outbox's *sql.DB, each
-	// record in its own statement.
+	// DB is where the background writer writes the records, in batches.
+	// Default: the Outbox's *sql.DB. It must stay usable as long as the
+	// recorder is: a pool, not a transaction (records that cannot be
+	// written through it are retried, then counted as lost at Close). To
+	// record in your own transaction, use the Record* calls.
 	DB Querier
 }
 
@@ -206,7 +245,10 @@ func (o *Outbox) NewIntegrationLog(cfg IntegrationLogConfig) (*IntegrationLog, e
 	if err != nil {
 		return nil, err
 	}
-	return &IntegrationLog{o: o, red: red, sql: &o.st.Integration}, nil
+	if err := cfg.checkBuffer(); err != nil {
+		return nil, err
+	}
+	return &IntegrationLog{o: o, red: red, sql: &o.st.Integration, cfg: cfg}, nil
 }
 
 // ExternalIDFromJSON returns an HTTPRecordOptions.ExternalID func that takes
@@ -340,35 +382,36 @@ func (l *IntegrationLog) RecordDataSync(ctx context.Context, q Querier, d DataSy
 // the transport error as error_message. Bodies are captured up to the body
 // limit while they stream, and reach the caller intact.
 //
-// A call that fails is recorded when RoundTrip returns; a call that gets a
-// response is recorded when the caller reads its body to the end or closes
-// it (every caller must close it). A failure to record never fails the
-// call: it is logged. Transport panics if integration is not a valid name.
+// A call that fails is captured when RoundTrip returns; a call that gets a
+// response is captured when the caller reads its body to the end or closes
+// it (every caller must close it). The capture is handed to the log's
+// buffer and the call goes on: redaction and the INSERT happen on the
+// background writer, and a call never waits on the database (see Close for
+// what that guarantees and what can be lost). A failure to record never
+// fails the call. Transport panics if integration is not a valid name.
 func (l *IntegrationLog) Transport(integration string, base http.RoundTripper, opts *HTTPRecordOptions) http.RoundTripper {
 	if err := checkIntegrationName(integration); err != nil {
 		panic(err)
 	}
-	o := l.httpOptions(opts)
-	return httprecord.Transport(base, l.captureConfig(), func(ex *httprecord.Exchange) {
-		l.writeExchange(integration, OpAPICallMade, o, ex)
-	})
+	s := l.newSink(integration, OpAPICallMade, opts)
+	return httprecord.Transport(base, l.captureConfig(), s.handOff)
 }
 
 // Middleware returns HTTP middleware that records every request it serves
 // as a WEBHOOK_RECEIVED of integration: method, URL, headers and body of
 // the request, and the status, headers and body the next handler wrote.
 // The next handler reads the body intact. A panic in the next handler is
-// recorded (status 500) and re-raised. A failure to record is logged, never
-// seen by the sender. Middleware panics if integration is not a valid name.
+// recorded (status 500) and re-raised. Records go through the log's buffer
+// as Transport's do: the response never waits on the database. A failure
+// to record is never seen by the sender. Middleware panics if integration
+// is not a valid name.
 func (l *IntegrationLog) Middleware(integration string, opts *HTTPRecordOptions) func(http.Handler) http.Handler {
 	if err := checkIntegrationName(integration); err != nil {
 		panic(err)
 	}
-	o := l.httpOptions(opts)
+	s := l.newSink(integration, OpWebhookReceived, opts)
 	return func(next http.Handler) http.Handler {
-		return httprecord.Handler(next, l.captureConfig(), func(ex *httprecord.Exchange) {
-			l.writeExchange(integration, OpWebhookReceived, o, ex)
-		})
+		return httprecord.Handler(next, l.captureConfig(), s.handOff)
 	}
 }
 
@@ -442,43 +485,10 @@ func (l *IntegrationLog) Stats(ctx context.Context, w IntegrationWindow) ([]Inte
 	return out, nil
 }
 
-// httpOptions returns opts with its defaults filled in.
-func (l *IntegrationLog) httpOptions(opts *HTTPRecordOptions) *HTTPRecordOptions {
-	var o HTTPRecordOptions
-	if opts != nil {
-		o = *opts
-	}
-	if o.DB == nil {
-		o.DB = l.o.db
-	}
-	return &o
-}
-
 // captureConfig keeps one byte over the body limit, so that the redactor
 // sees which bodies it cuts.
 func (l *IntegrationLog) captureConfig() httprecord.Config {
 	return httprecord.Config{Limit: l.red.maxBody + 1, Now: l.o.now}
-}
-
-// writeExchange records an exchange Transport or Middleware captured.
-func (l *IntegrationLog) writeExchange(integration string, op Operation, o *HTTPRecordOptions, ex *httprecord.Exchange) {
-	rec := l.red.httpRecord(integration, op, ex.Request, ex.RequestBody, ex.RequestBytes, ex.Response, ex.ResponseBody,
-		ex.ResponseBytes, ex.Err, ex.Duration, o.Headers)
-	rec.OccurredAt = ex.Start
-	if o.ExternalID != nil {
-		rec.ExternalID = o.ExternalID(ex.Request, ex.RequestBody, ex.Response, ex.ResponseBody)
-	}
-	l.write(context.WithoutCancel(ex.Request.Context()), o.DB, rec)
-}
-
-// write inserts one record for Transport or Middleware, logging a failure.
-func (l *IntegrationLog) write(ctx context.Context, db Querier, rec IntegrationRecord) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := l.o.insertIntegrations(ctx, db, []IntegrationRecord{rec}, l.red); err != nil {
-		l.o.log.WarnContext(ctx, "integration record not written", slog.String("integration", rec.Integration),
-			slog.String("operation", string(rec.Operation)), slog.Any("error", err))
-	}
 }
 
 // redactor returns the redaction rules of records written outside an
@@ -521,6 +531,31 @@ func (o *Outbox) insertPrepared(ctx context.Context, q Querier, recs []Integrati
 	if len(recs) == 0 {
 		return nil
 	}
+	rows, err := q.QueryContext(ctx, o.st.Integration.Insert, o.integrationArgs(recs)...)
+	if err != nil {
+		return fmt.Errorf("outbox: record integration: %w", err)
+	}
+	defer rows.Close()
+	index := make(map[uuid.UUID]int, len(recs))
+	for i, r := range recs {
+		index[r.ID] = i
+	}
+	for rows.Next() {
+		var id uuid.UUID
+		var at time.Time
+		if err := rows.Scan(&id, &at); err != nil {
+			return fmt.Errorf("outbox: record integration: %w", err)
+		}
+		recs[index[id]].OccurredAt = at
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("outbox: record integration: %w", err)
+	}
+	return nil
+}
+
+// integrationArgs are the parameters of the insert statements for recs.
+func (o *Outbox) integrationArgs(recs []IntegrationRecord) []any {
 	n := len(recs)
 	var (
 		ids      = make([]string, n)
@@ -534,10 +569,8 @@ func (o *Outbox) insertPrepared(ctx context.Context, q Querier, recs []Integrati
 		exts     = make([]sql.NullString, n)
 		ats      = make([]sql.NullString, n)
 		durs     = make([]sql.NullInt64, n)
-		index    = make(map[uuid.UUID]int, n)
 	)
 	for i, r := range recs {
-		index[r.ID] = i
 		ids[i], names[i], ops[i], oks[i] = r.ID.String(), r.Integration, string(r.Operation), r.Success
 		if r.Request != nil {
 			reqs[i] = sql.NullString{String: string(r.Request), Valid: true}
@@ -561,28 +594,13 @@ func (o *Outbox) insertPrepared(ctx context.Context, q Querier, recs []Integrati
 			durs[i] = sql.NullInt64{Int64: r.Duration.Milliseconds(), Valid: true}
 		}
 	}
-	rows, err := q.QueryContext(ctx, o.st.Integration.Insert, pq.Array(ids), pq.Array(names), pq.Array(ops),
-		pq.Array(reqs), pq.Array(resps), pq.Array(statuses), pq.Array(oks), pq.Array(errs), pq.Array(exts), pq.Array(ats),
-		o.nowArg(), pq.Array(durs))
-	if err != nil {
-		return fmt.Errorf("outbox: record integration: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id uuid.UUID
-		var at time.Time
-		if err := rows.Scan(&id, &at); err != nil {
-			return fmt.Errorf("outbox: record integration: %w", err)
-		}
-		recs[index[id]].OccurredAt = at
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("outbox: record integration: %w", err)
-	}
-	return nil
+	return []any{pq.Array(ids), pq.Array(names), pq.Array(ops), pq.Array(reqs), pq.Array(resps), pq.Array(statuses),
+		pq.Array(oks), pq.Array(errs), pq.Array(exts), pq.Array(ats), o.nowArg(), pq.Array(durs)}
 }
 
-// prepareIntegration validates and redacts one record.
+// prepareIntegration validates and redacts one record. A nil red means that
+// the record was redacted already (the HTTP recorders' records): it is
+// validated and sanitised only, so that redaction runs once per record.
 func (o *Outbox) prepareIntegration(r IntegrationRecord, red *Redactor) (IntegrationRecord, error) {
 	if err := checkIntegrationName(r.Integration); err != nil {
 		return r, err
@@ -603,7 +621,10 @@ func (o *Outbox) prepareIntegration(r IntegrationRecord, red *Redactor) (Integra
 	if utf8.RuneCountInString(r.ExternalID) > MaxExternalIDChars {
 		return r, invalid(ErrInvalidRecord, "external_id", "is longer than %d characters", MaxExternalIDChars)
 	}
-	r.Error = truncateRunes(cleanLine(red.String(r.Error)), MaxErrorMessageChars)
+	if red != nil {
+		r.Error = red.String(r.Error)
+	}
+	r.Error = truncateRunes(cleanLine(r.Error), MaxErrorMessageChars)
 	var err error
 	if r.Request, err = o.recordJSON(r.Request, "request_data", red); err != nil {
 		return r, err
@@ -624,9 +645,12 @@ func (o *Outbox) recordJSON(b json.RawMessage, field string, red *Redactor) (jso
 	if len(bytes.TrimSpace(b)) == 0 || string(bytes.TrimSpace(b)) == "null" {
 		return nil, nil
 	}
-	out, err := red.JSON(b)
-	if err != nil {
-		return nil, invalid(ErrInvalidRecord, field, "%v", err)
+	out := json.RawMessage(b)
+	if red != nil {
+		var err error
+		if out, err = red.JSON(b); err != nil {
+			return nil, invalid(ErrInvalidRecord, field, "%v", err)
+		}
 	}
 	return encodeJSON(out, field, o.cfg.MaxPayloadBytes)
 }

@@ -64,6 +64,8 @@ type bench struct {
 	latRate     int
 	latDur      time.Duration
 	heapRows    int
+	recConc     int           // concurrent callers of the recorders phase
+	recDur      time.Duration // duration of each recorders point
 	orderedRows int
 	orderedKeys int
 	workers     int // DispatcherConfig.Workers for the drains (0: default)
@@ -84,7 +86,7 @@ func run() error {
 	b := &bench{res: newResults()}
 	var (
 		jsonOut  = flag.String("json", "", "write the results as JSON to this file")
-		only     = flag.String("only", "enqueue,batch,drain,ordering,latency,cost", "phases to run (comma-separated)")
+		only     = flag.String("only", "enqueue,batch,drain,ordering,latency,cost,recorders", "phases to run (comma-separated)")
 		concS    = flag.String("conc", "1,2,4,8", "goroutine (and pgbench client) counts for single-event enqueue")
 		cpuprof  = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 		writeDir = flag.String("write-scripts", "", "write the pgbench scripts (for the default schema) into this directory and exit")
@@ -99,6 +101,8 @@ func run() error {
 	flag.DurationVar(&b.latDur, "latency-dur", 10*time.Second, "duration of each latency run (issue: 20s)")
 	flag.IntVar(&b.orderedRows, "ordered-rows", 100000, "backlog of the ordering phase, drained with and without keys (issue 6: 100000)")
 	flag.IntVar(&b.orderedKeys, "ordered-keys", 10000, "distinct ordering keys of the ordering phase (issue 6: 10000)")
+	flag.IntVar(&b.recConc, "rec-conc", 32, "concurrent callers of the recorders phase (issue 16: 32)")
+	flag.DurationVar(&b.recDur, "rec-dur", 3*time.Second, "duration of each point of the recorders phase")
 	flag.IntVar(&b.heapRows, "heap-rows", 0, "if > 0, drain this many rows once more to sample the heap (issue: 1000000)")
 	flag.IntVar(&b.workers, "workers", 0, "DispatcherConfig.Workers of the drains (0: the library's default)")
 	flag.IntVar(&b.batchSize, "batch", 0, "DispatcherConfig.BatchSize of the drains (0: the library's default)")
@@ -187,7 +191,7 @@ func run() error {
 			fn   func(context.Context) error
 		}{
 			{"enqueue", b.runEnqueue}, {"batch", b.runBatch}, {"drain", b.runDrain}, {"ordering", b.runOrdering},
-			{"latency", b.runLatency},
+			{"latency", b.runLatency}, {"recorders", b.runRecorders},
 		}
 		for _, s := range steps {
 			if !phases[s.name] {

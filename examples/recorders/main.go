@@ -79,6 +79,11 @@ func run() error {
 	if err := webhooks(ctx, integrations); err != nil {
 		return err
 	}
+	// Transport and Middleware record through a background writer: Close
+	// writes what is still buffered (and stops it) before we read the log.
+	if err := integrations.Close(ctx); err != nil {
+		return err
+	}
 	if err := logins(ctx, db, security); err != nil {
 		return err
 	}

@@ -20,6 +20,18 @@ FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[], $6::in
 	$9::text[], $10::timestamptz[], $12::int[]) AS r(id, name, op, req, resp, status, ok, err, ext, at, dur)
 RETURNING id, occurred_at`
 
+	// IntegrationInsertOnce is IntegrationInsert for a batch that may be
+	// sent again after an attempt whose outcome is unknown (the buffered
+	// recorders' retries): a record whose id is already stored is skipped.
+	// Same parameters; returns nothing.
+	IntegrationInsertOnce = `INSERT INTO {s}.integration_log (id, integration_name, operation, request_data,
+	response_data, http_status_code, success, error_message, external_id, occurred_at, duration_ms)
+SELECT r.id, r.name, r.op::{s}.integration_operation, r.req, r.resp, r.status, r.ok, r.err, r.ext,
+	COALESCE(r.at, $11::timestamptz, now()), r.dur
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[], $6::int[], $7::bool[], $8::text[],
+	$9::text[], $10::timestamptz[], $12::int[]) AS r(id, name, op, req, resp, status, ok, err, ext, at, dur)
+ON CONFLICT DO NOTHING`
+
 	// IntegrationList lists records newest first with optional filters:
 	// $1 name, $2 operation, $3 success, $4 external id, $5 since
 	// (inclusive), $6 until (exclusive), $7 and $8 the keyset cursor

@@ -93,7 +93,7 @@ type SubscriptionStatements struct {
 type WebhookStatements struct{ FailureRun, Pause string }
 
 // IntegrationStatements are the integration_log statements.
-type IntegrationStatements struct{ Insert, List, Stats string }
+type IntegrationStatements struct{ Insert, InsertOnce, List, Stats string }
 
 // SecurityStatements are the security_event statements.
 type SecurityStatements struct{ Insert, Lock, BruteForce, Review, Get, List string }
@@ -136,7 +136,7 @@ func New(db *sql.DB, schema string, opts *Options) (*Store, error) {
 		LockConfigByID: SubscriptionLockConfigByID, IDsAfter: SubscriptionIDsAfter,
 	}
 	s.Webhook = WebhookStatements{FailureRun: WebhookFailureRun, Pause: WebhookPause}
-	s.Integration = IntegrationStatements{Insert: IntegrationInsert, List: IntegrationList, Stats: IntegrationStats}
+	s.Integration = IntegrationStatements{Insert: IntegrationInsert, InsertOnce: IntegrationInsertOnce, List: IntegrationList, Stats: IntegrationStats}
 	s.Security = SecurityStatements{Insert: SecurityInsert, Lock: SecurityLock, BruteForce: SecurityBruteForce,
 		Review: SecurityReview, Get: SecurityGet, List: SecurityList}
 	for _, p := range s.statements() {
