@@ -66,8 +66,11 @@ func DB(t testing.TB) *sql.DB {
 			openErr = err
 			return
 		}
-		db.SetMaxOpenConns(40)
-		db.SetMaxIdleConns(40)
+		// go test runs two packages at once here; with listeners and the
+		// tests' own extra connections, two pools of 30 stay well inside
+		// PostgreSQL's default max_connections of 100.
+		db.SetMaxOpenConns(30)
+		db.SetMaxIdleConns(30)
 		shared = db
 	})
 	if openErr != nil {
