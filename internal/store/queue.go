@@ -157,7 +157,13 @@ SET status = 'COMPLETED', processed_at = COALESCE($1::timestamptz, now()), locke
 WHERE id = $2 AND locked_by = $3 AND status = 'PROCESSING'`
 
 	// Rescue returns up to $2 rows whose lease expired to PENDING (or FAILED
-	// when their retries are spent), counting the lost attempt.
+	// when their retries are spent), counting the lost attempt. A rescued
+	// row keeps its due time (next_retry_at, which a claim never changes,
+	// or created_at): it resumes its place in line, ahead of the rows
+	// enqueued after it, instead of queueing behind the whole backlog (and,
+	// by per-key ordering, holding its key behind it). A row that kills its
+	// process on every attempt is still retried at most once per lease, and
+	// ends FAILED when its retries are spent.
 	Rescue = `WITH r AS (
 	SELECT id FROM {s}.event_queue
 	WHERE status = 'PROCESSING' AND locked_until < COALESCE($1::timestamptz, now())
@@ -168,7 +174,6 @@ WHERE id = $2 AND locked_by = $3 AND status = 'PROCESSING'`
 UPDATE {s}.event_queue q
 SET status = CASE WHEN q.retry_count + 1 > q.max_retries THEN 'FAILED' ELSE 'PENDING' END::{s}.event_status,
 	retry_count = q.retry_count + 1,
-	next_retry_at = COALESCE($1::timestamptz, now()),
 	failure_reason = 'lease expired: dispatcher ' || COALESCE(q.locked_by, '?') || ' stopped renewing it',
 	processed_at = CASE WHEN q.retry_count + 1 > q.max_retries THEN COALESCE($1::timestamptz, now()) END,
 	locked_by = NULL, locked_until = NULL
