@@ -104,6 +104,10 @@ type outcome struct {
 	status Status
 	inc    int           // added to retry_count
 	delay  time.Duration // before the next attempt, when status is PENDING
+	// keepPlace, with status PENDING, gives the row back at the due time
+	// it was claimed at (delay is ignored): a row handed back without a
+	// failure of its own resumes its place in line.
+	keepPlace bool
 	reason string        // failure_reason, or "" to keep the previous one
 	// attempt, when set, is written to integration_log in the transaction
 	// that writes the outcome.
@@ -383,7 +387,7 @@ func (e *Engine) process(handlerCtx, bgCtx context.Context, c *Row) {
 		if e.cfg.Webhooks == nil {
 			// The subscription became a webhook after the claim read it:
 			// leave the row to a dispatcher that delivers webhooks.
-			e.submit(outcome{id: c.Delivery.ID, token: c.Token, status: StatusPending})
+			e.submit(outcome{id: c.Delivery.ID, token: c.Token, status: StatusPending, keepPlace: true})
 			return
 		}
 		target = e.cfg.Webhooks
@@ -414,10 +418,12 @@ func (e *Engine) process(handlerCtx, bgCtx context.Context, c *Row) {
 }
 
 // release gives back a row whose attempt was cut off by shutdown, without
-// counting the attempt; a, if set, records the attempt all the same.
+// counting the attempt and at its place in line (the due time it was
+// claimed at), so that it goes ahead of the rows enqueued after it; a, if
+// set, records the attempt all the same.
 func (e *Engine) release(ctx context.Context, log rowLogger, c *Row, err error, a *Attempt) {
 	log.WarnContext(ctx, "attempt cut off by shutdown; row released", slog.Any("error", err))
-	e.submit(outcome{id: c.Delivery.ID, token: c.Token, status: StatusPending,
+	e.submit(outcome{id: c.Delivery.ID, token: c.Token, status: StatusPending, keepPlace: true,
 		reason: TruncateReason("released at shutdown: " + err.Error()), attempt: a})
 }
 

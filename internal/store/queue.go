@@ -120,7 +120,9 @@ WHERE q.id = held.id`
 
 	// Outcomes writes a batch of outcomes, each fenced on its claim token.
 	// $1 now, $2 ids, $3 tokens, $4 statuses, $5 retry-count increments,
-	// $6 delays before the next attempt (µs), $7 failure reasons.
+	// $6 delays before the next attempt (µs; NULL keeps the row's due time,
+	// which a claim never changes: a row given back without a failure of
+	// its own keeps its place in line), $7 failure reasons.
 	//
 	// The fence is the token alone: locked_by is set only by a claim (with
 	// status PROCESSING and a token no other claim uses) and every write that
@@ -133,7 +135,7 @@ WHERE q.id = held.id`
 SET status = u.status::{s}.event_status,
 	retry_count = q.retry_count + u.inc,
 	next_retry_at = CASE WHEN u.status = 'PENDING'
-		THEN COALESCE($1::timestamptz, now()) + u.delay_us * interval '1 microsecond'
+		THEN COALESCE(COALESCE($1::timestamptz, now()) + u.delay_us * interval '1 microsecond', q.next_retry_at)
 		ELSE q.next_retry_at END,
 	failure_reason = COALESCE(u.reason, q.failure_reason),
 	processed_at = CASE WHEN u.status IN ('COMPLETED', 'FAILED') THEN COALESCE($1::timestamptz, now()) END,
