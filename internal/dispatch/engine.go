@@ -104,11 +104,11 @@ type outcome struct {
 	status Status
 	inc    int           // added to retry_count
 	delay  time.Duration // before the next attempt, when status is PENDING
+	reason string        // failure_reason, or "" to keep the previous one
 	// keepPlace, with status PENDING, gives the row back at the due time
 	// it was claimed at (delay is ignored): a row handed back without a
 	// failure of its own resumes its place in line.
 	keepPlace bool
-	reason string        // failure_reason, or "" to keep the previous one
 	// attempt, when set, is written to integration_log in the transaction
 	// that writes the outcome.
 	attempt *Attempt
