@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -196,7 +197,7 @@ func (e *Engine) fetchLoop(ctx, bgCtx, handlerCtx context.Context) {
 	wakes := newWakeups()
 	defer wakes.timer.Stop()
 	backlog := false // the last claim was full: more rows are likely due
-	errDelay := 100 * time.Millisecond
+	errDelay := claimRetryMin
 	skip := false // wake-up without a reason to claim
 	var free, threshold int
 	for {
@@ -219,15 +220,30 @@ func (e *Engine) fetchLoop(ctx, bgCtx, handlerCtx context.Context) {
 			n, err := e.claim(bgCtx, handlerCtx, limit)
 			if err != nil {
 				e.log.ErrorContext(ctx, "claim failed", slog.Any("error", err))
+				// Look again after a short, capped wait, or as soon as the
+				// database is heard from (the listener reconnected, a
+				// notification arrived): an outage costs about one
+				// claimRetryMax after the database is back, not a
+				// PollInterval.
+				wait := time.NewTimer(jitter(errDelay))
 				select {
 				case <-ctx.Done():
+					wait.Stop()
 					return
-				case <-time.After(errDelay):
+				case <-wait.C:
+					errDelay = min(errDelay*2, claimRetryMax, cfg.PollInterval)
+				case <-e.wake:
+					wait.Stop()
+					// The database answered: a failure now (a pooled
+					// connection the outage cut) is worth only a short wait.
+					errDelay = claimRetryMin
+				case <-e.notified:
+					wait.Stop()
+					errDelay = claimRetryMin
 				}
-				errDelay = min(errDelay*2, cfg.PollInterval)
 				continue
 			}
-			errDelay = 100 * time.Millisecond
+			errDelay = claimRetryMin
 			backlog = n == limit
 			if backlog && cfg.Workers-int(e.busy.Load()) >= threshold {
 				continue
@@ -263,6 +279,25 @@ func (e *Engine) fetchLoop(ctx, bgCtx, handlerCtx context.Context) {
 			}
 		}
 	}
+}
+
+// claimRetryMax caps the wait after a failed claim, and the listener's
+// wait between two attempts to reconnect: once the database is back, a
+// dispatcher claims again within about this long (sooner when its listener
+// reconnects first), whatever the outage's length.
+const claimRetryMax = time.Second
+
+// claimRetryMin is the wait after a first failed claim; it doubles with each
+// further failure, up to claimRetryMax.
+const claimRetryMin = 100 * time.Millisecond
+
+// jitter returns a random duration in [d/2, d], so that dispatchers that
+// lost the database together do not retry in step.
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + mrand.N(d/2+1)
 }
 
 // wakeups is a set of future times at which the fetch loop looks again,
