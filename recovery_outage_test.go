@@ -127,16 +127,17 @@ func outageWhileDraining(t *testing.T, srv *pgtest.Server, outage time.Duration)
 func outageWhileIdle(t *testing.T, srv *pgtest.Server, outage time.Duration) {
 	schema := fmt.Sprintf("idle_%d", outage/time.Second)
 	ob, ol := outageDispatcher(t, srv, schema, 0)
-	// One delivery first: the dispatcher is up and listening.
+	// One delivery first, its outcome written: the dispatcher is up and
+	// listening, and holds no row the outage could cut off.
 	enqueueRetrying(t, ob, "out.warm")
-	waitUntil(t, 30*time.Second, "the first delivery", func() bool { return ol.distinct() == 1 }, nil)
+	b := &bundle{db: ob.DB(), ob: ob, schema: schema}
+	waitUntil(t, 30*time.Second, "the first delivery", func() bool { return b.count(t, "status = 'COMPLETED'") == 1 }, nil)
 
 	_, startCalled, ready := outageOf(t, srv, outage)
 	enqueued := enqueueRetrying(t, ob, "out.after")
 	waitUntil(t, 60*time.Second, "the event enqueued after the restart", func() bool { return ol.distinct() == 2 }, nil)
 	delivered, _ := ol.firstAfter(startCalled)
 	delay := delivered.Sub(ready)
-	b := &bundle{db: ob.DB(), ob: ob, schema: schema}
 	waitUntil(t, 30*time.Second, "both rows COMPLETED", func() bool { return b.count(t, "status = 'COMPLETED'") == 2 },
 		func() string { return b.statusCounts(t) })
 	if dups := ol.duplicates(t, time.Time{}); dups != 0 {

@@ -221,10 +221,11 @@ func (e *Engine) fetchLoop(ctx, bgCtx, handlerCtx context.Context) {
 			if err != nil {
 				e.log.ErrorContext(ctx, "claim failed", slog.Any("error", err))
 				// Look again after a short, capped wait, or as soon as the
-				// database is heard from (the listener reconnected, a
-				// notification arrived): an outage costs about one
-				// claimRetryMax after the database is back, not a
-				// PollInterval.
+				// database is heard from: every wake follows a statement
+				// that succeeded (the listener reconnected, an outcome
+				// write, a rescue), and a notification was sent through
+				// it. An outage then costs about one claimRetryMax after
+				// the database is back, not a PollInterval.
 				wait := time.NewTimer(jitter(errDelay))
 				select {
 				case <-ctx.Done():
