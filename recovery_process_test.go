@@ -43,7 +43,6 @@ func TestRecoveryKill9KeyStall(t *testing.T) {
 // the key's next delivery.
 func keyStallAfterKill(t *testing.T, bin string, backlog int) {
 	b := setup(t, nil)
-	ctx := ctxT(t)
 	deliveryTable(t, b)
 	b.subscribe(t, "stall", "stall.#", "record")
 	enqueueKeyed(t, b.ob, "stall.x", stallKeys, backlog)
@@ -66,13 +65,12 @@ func keyStallAfterKill(t *testing.T, bin string, backlog int) {
 	// The kill's time on the database's clock, which also stamps the
 	// deliveries (rel_delivery.at).
 	var killedAt time.Time
-	if err := b.db.QueryRowContext(ctx, `SELECT clock_timestamp()`).Scan(&killedAt); err != nil {
+	if err := b.db.QueryRow(`SELECT clock_timestamp()`).Scan(&killedAt); err != nil {
 		t.Fatal(err)
 	}
 	w1.kill(t)
 	app2 := "stall_" + b.schema + "_w2"
 	w2 := startWorker(t, bin, b, "w2", app2, args(app2)...)
-	waitUntil(t, 30*time.Second, "the killed worker's backends to end", func() bool { return backends(t, b.db, app1) == 0 }, nil)
 	waitUntil(t, 180*time.Second, "every row COMPLETED after the kill", func() bool {
 		return b.count(t, "status = 'COMPLETED'") == int64(backlog)
 	}, state)
@@ -97,7 +95,7 @@ func keyStallAfterKill(t *testing.T, bin string, backlog int) {
 	// Per key, in the order the handlers started: sequence numbers never go
 	// back (a rescued row is delivered twice in a row), and for each key of
 	// a rescued row, the first delivery by w2 is that row, and its stall.
-	rows, err := b.db.QueryContext(ctx, `SELECT q.id, q.ordering_key, (q.payload->>'seq')::int, d.worker, d.at
+	rows, err := b.db.QueryContext(ctxT(t), `SELECT q.id, q.ordering_key, (q.payload->>'seq')::int, d.worker, d.at
 		FROM "`+b.schema+`".rel_delivery d JOIN "`+b.schema+`".event_queue q ON q.id = d.queue_id ORDER BY d.id`)
 	if err != nil {
 		t.Fatal(err)
