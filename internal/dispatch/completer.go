@@ -142,10 +142,12 @@ func outcomeArgs(batch []outcome) (w outcomeWrite, attempts []*Attempt) {
 		return w, attempts
 	}
 	statuses := make([]string, n)
-	incs, delays := make([]int64, n), make([]int64, n)
+	incs := make([]int64, n)
+	delays := make([]sql.NullInt64, n) // NULL: the row keeps its due time
 	reasons := make([]sql.NullString, n)
 	for i, oc := range batch {
-		statuses[i], incs[i], delays[i] = string(oc.status), int64(oc.inc), oc.delay.Microseconds()
+		statuses[i], incs[i] = string(oc.status), int64(oc.inc)
+		delays[i] = sql.NullInt64{Int64: oc.delay.Microseconds(), Valid: !oc.keepPlace}
 		reasons[i] = sql.NullString{String: oc.reason, Valid: oc.reason != ""}
 	}
 	w.args = []any{pq.Array(ids), pq.Array(tokens), pq.Array(statuses), pq.Array(incs), pq.Array(delays), pq.Array(reasons)}

@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -105,6 +106,10 @@ type outcome struct {
 	inc    int           // added to retry_count
 	delay  time.Duration // before the next attempt, when status is PENDING
 	reason string        // failure_reason, or "" to keep the previous one
+	// keepPlace, with status PENDING, gives the row back at the due time
+	// it was claimed at (delay is ignored): a row handed back without a
+	// failure of its own resumes its place in line.
+	keepPlace bool
 	// attempt, when set, is written to integration_log in the transaction
 	// that writes the outcome.
 	attempt *Attempt
@@ -192,7 +197,7 @@ func (e *Engine) fetchLoop(ctx, bgCtx, handlerCtx context.Context) {
 	wakes := newWakeups()
 	defer wakes.timer.Stop()
 	backlog := false // the last claim was full: more rows are likely due
-	errDelay := 100 * time.Millisecond
+	errDelay := claimRetryMin
 	skip := false // wake-up without a reason to claim
 	var free, threshold int
 	for {
@@ -215,15 +220,31 @@ func (e *Engine) fetchLoop(ctx, bgCtx, handlerCtx context.Context) {
 			n, err := e.claim(bgCtx, handlerCtx, limit)
 			if err != nil {
 				e.log.ErrorContext(ctx, "claim failed", slog.Any("error", err))
+				// Look again after a short, capped wait, or as soon as the
+				// database is heard from: every wake follows a statement
+				// that succeeded (the listener reconnected, an outcome
+				// write, a rescue), and a notification was sent through
+				// it. An outage then costs about one claimRetryMax after
+				// the database is back, not a PollInterval.
+				wait := time.NewTimer(jitter(errDelay))
 				select {
 				case <-ctx.Done():
+					wait.Stop()
 					return
-				case <-time.After(errDelay):
+				case <-wait.C:
+					errDelay = min(errDelay*2, claimRetryMax, cfg.PollInterval)
+				case <-e.wake:
+					wait.Stop()
+					// The database answered: a failure now (a pooled
+					// connection the outage cut) is worth only a short wait.
+					errDelay = claimRetryMin
+				case <-e.notified:
+					wait.Stop()
+					errDelay = claimRetryMin
 				}
-				errDelay = min(errDelay*2, cfg.PollInterval)
 				continue
 			}
-			errDelay = 100 * time.Millisecond
+			errDelay = claimRetryMin
 			backlog = n == limit
 			if backlog && cfg.Workers-int(e.busy.Load()) >= threshold {
 				continue
@@ -259,6 +280,25 @@ func (e *Engine) fetchLoop(ctx, bgCtx, handlerCtx context.Context) {
 			}
 		}
 	}
+}
+
+// claimRetryMax caps the wait after a failed claim, and the listener's
+// wait between two attempts to reconnect: once the database is back, a
+// dispatcher claims again within about this long (sooner when its listener
+// reconnects first), whatever the outage's length.
+const claimRetryMax = time.Second
+
+// claimRetryMin is the wait after a first failed claim; it doubles with each
+// further failure, up to claimRetryMax.
+const claimRetryMin = 100 * time.Millisecond
+
+// jitter returns a random duration in [d/2, d], so that dispatchers that
+// lost the database together do not retry in step.
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + mrand.N(d/2+1)
 }
 
 // wakeups is a set of future times at which the fetch loop looks again,
@@ -383,7 +423,7 @@ func (e *Engine) process(handlerCtx, bgCtx context.Context, c *Row) {
 		if e.cfg.Webhooks == nil {
 			// The subscription became a webhook after the claim read it:
 			// leave the row to a dispatcher that delivers webhooks.
-			e.submit(outcome{id: c.Delivery.ID, token: c.Token, status: StatusPending})
+			e.submit(outcome{id: c.Delivery.ID, token: c.Token, status: StatusPending, keepPlace: true})
 			return
 		}
 		target = e.cfg.Webhooks
@@ -414,10 +454,12 @@ func (e *Engine) process(handlerCtx, bgCtx context.Context, c *Row) {
 }
 
 // release gives back a row whose attempt was cut off by shutdown, without
-// counting the attempt; a, if set, records the attempt all the same.
+// counting the attempt and at its place in line (the due time it was
+// claimed at), so that it goes ahead of the rows enqueued after it; a, if
+// set, records the attempt all the same.
 func (e *Engine) release(ctx context.Context, log rowLogger, c *Row, err error, a *Attempt) {
 	log.WarnContext(ctx, "attempt cut off by shutdown; row released", slog.Any("error", err))
-	e.submit(outcome{id: c.Delivery.ID, token: c.Token, status: StatusPending,
+	e.submit(outcome{id: c.Delivery.ID, token: c.Token, status: StatusPending, keepPlace: true,
 		reason: TruncateReason("released at shutdown: " + err.Error()), attempt: a})
 }
 

@@ -9,10 +9,14 @@ import (
 )
 
 // listen holds a LISTEN connection until ctx ends, turning notifications into
-// fetches. lib/pq's Listener reconnects by itself; after a reconnect the
-// engine fetches at once, since notifications may have been missed.
+// fetches. lib/pq's Listener reconnects by itself, trying every 100 ms at
+// first and then at most every claimRetryMax, so that an idle dispatcher
+// (which claims nothing that could fail) hears of the database's return
+// within about claimRetryMax. After a reconnect the engine fetches at once,
+// since notifications may have been missed; that also cuts short the wait
+// after a failed claim.
 func (e *Engine) listen(ctx context.Context) {
-	l := pq.NewListener(e.cfg.ListenDSN, 100*time.Millisecond, 5*time.Second, func(ev pq.ListenerEventType, err error) {
+	l := pq.NewListener(e.cfg.ListenDSN, 100*time.Millisecond, claimRetryMax, func(ev pq.ListenerEventType, err error) {
 		switch ev {
 		case pq.ListenerEventDisconnected:
 			e.log.WarnContext(ctx, "listener disconnected", slog.Any("error", err))

@@ -120,7 +120,9 @@ WHERE q.id = held.id`
 
 	// Outcomes writes a batch of outcomes, each fenced on its claim token.
 	// $1 now, $2 ids, $3 tokens, $4 statuses, $5 retry-count increments,
-	// $6 delays before the next attempt (µs), $7 failure reasons.
+	// $6 delays before the next attempt (µs; NULL keeps the row's due time,
+	// which a claim never changes: a row given back without a failure of
+	// its own keeps its place in line), $7 failure reasons.
 	//
 	// The fence is the token alone: locked_by is set only by a claim (with
 	// status PROCESSING and a token no other claim uses) and every write that
@@ -133,7 +135,7 @@ WHERE q.id = held.id`
 SET status = u.status::{s}.event_status,
 	retry_count = q.retry_count + u.inc,
 	next_retry_at = CASE WHEN u.status = 'PENDING'
-		THEN COALESCE($1::timestamptz, now()) + u.delay_us * interval '1 microsecond'
+		THEN COALESCE(COALESCE($1::timestamptz, now()) + u.delay_us * interval '1 microsecond', q.next_retry_at)
 		ELSE q.next_retry_at END,
 	failure_reason = COALESCE(u.reason, q.failure_reason),
 	processed_at = CASE WHEN u.status IN ('COMPLETED', 'FAILED') THEN COALESCE($1::timestamptz, now()) END,
@@ -157,7 +159,13 @@ SET status = 'COMPLETED', processed_at = COALESCE($1::timestamptz, now()), locke
 WHERE id = $2 AND locked_by = $3 AND status = 'PROCESSING'`
 
 	// Rescue returns up to $2 rows whose lease expired to PENDING (or FAILED
-	// when their retries are spent), counting the lost attempt.
+	// when their retries are spent), counting the lost attempt. A rescued
+	// row keeps its due time (next_retry_at, which a claim never changes,
+	// or created_at): it resumes its place in line, ahead of the rows
+	// enqueued after it, instead of queueing behind the whole backlog (and,
+	// by per-key ordering, holding its key behind it). A row that kills its
+	// process on every attempt is still retried at most once per lease, and
+	// ends FAILED when its retries are spent.
 	Rescue = `WITH r AS (
 	SELECT id FROM {s}.event_queue
 	WHERE status = 'PROCESSING' AND locked_until < COALESCE($1::timestamptz, now())
@@ -168,7 +176,6 @@ WHERE id = $2 AND locked_by = $3 AND status = 'PROCESSING'`
 UPDATE {s}.event_queue q
 SET status = CASE WHEN q.retry_count + 1 > q.max_retries THEN 'FAILED' ELSE 'PENDING' END::{s}.event_status,
 	retry_count = q.retry_count + 1,
-	next_retry_at = COALESCE($1::timestamptz, now()),
 	failure_reason = 'lease expired: dispatcher ' || COALESCE(q.locked_by, '?') || ' stopped renewing it',
 	processed_at = CASE WHEN q.retry_count + 1 > q.max_retries THEN COALESCE($1::timestamptz, now()) END,
 	locked_by = NULL, locked_until = NULL
