@@ -174,7 +174,7 @@ func enqueueRetrying(t *testing.T, ob *Outbox, topic string) time.Time {
 	for range 20 {
 		tx, err := ob.DB().BeginTx(ctx, nil)
 		if err == nil {
-			if _, err = ob.Enqueue(ctx, tx, topic, 1); err == nil {
+			if _, err = ob.Enqueue(ctx, tx, topic, 1, nil); err == nil {
 				if err = tx.Commit(); err == nil {
 					return time.Now()
 				}

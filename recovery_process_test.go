@@ -225,5 +225,5 @@ func enqueueKeyed(t testing.TB, ob *Outbox, topic string, keys, n int) {
 
 // keyedEvent is an Event with an ordering key.
 func keyedEvent(topic string, payload any, key string) Event {
-	return Event{Topic: topic, Payload: payload, Options: []EnqueueOption{WithOrderingKey(key)}}
+	return Event{Topic: topic, Payload: payload, Options: &EnqueueOptions{OrderingKey: key}}
 }
