@@ -52,7 +52,7 @@ func scaled(n int) int {
 // ---- database helpers ----
 
 // deliveryTable creates the table that handlers (in process and in
-// internal/testworker) record deliveries in, and returns its quoted name.
+// cmd/internal/testworker) record deliveries in, and returns its quoted name.
 func deliveryTable(t testing.TB, b *bundle) string {
 	t.Helper()
 	name := `"` + b.schema + `".rel_delivery`
@@ -255,7 +255,7 @@ func (b *bundle) checkEveryRowDelivered(t testing.TB, want int) {
 
 // ---- worker processes ----
 
-// buildWorker builds internal/testworker into a temporary directory.
+// buildWorker builds cmd/internal/testworker into a temporary directory.
 func buildWorker(t *testing.T) string {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
@@ -263,9 +263,9 @@ func buildWorker(t *testing.T) string {
 		t.Fatalf("the go command is not on PATH: the crash tests build a worker binary with it: %v", err)
 	}
 	bin := filepath.Join(t.TempDir(), "testworker")
-	cmd := exec.Command(goTool, "build", "-o", bin, "./internal/testworker")
+	cmd := exec.Command(goTool, "build", "-o", bin, "./cmd/internal/testworker")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./internal/testworker: %v\n%s", err, out)
+		t.Fatalf("go build ./cmd/internal/testworker: %v\n%s", err, out)
 	}
 	return bin
 }
