@@ -268,6 +268,10 @@ func (b *Buffer[T, U]) Stats() Stats {
 		Dropped: b.dropped.Load(), Rejected: b.rejected.Load(), Lost: b.lost.Load(), Retries: b.retries.Load()}
 }
 
+// closeGrace is how long Close, once its context has ended, waits for the
+// cancelled writer to end.
+const closeGrace = 100 * time.Millisecond
+
 // Close refuses new items and has the writer write every buffered item,
 // at once, retrying as usual, until ctx ends. Then it stops the writer and
 // returns a *NotWrittenError counting the items left unwritten (a batch
@@ -289,13 +293,21 @@ func (b *Buffer[T, U]) Close(ctx context.Context) error {
 	case <-b.done:
 	case <-ctx.Done():
 		b.cancel()
+		// A cancelled writer ends at once unless it is stuck in a driver
+		// that ignores cancellation: give it a moment, so that its counts
+		// are final when Close returns in the usual case.
+		grace := time.NewTimer(closeGrace)
 		select {
 		case <-b.done:
-		default:
+		case <-grace.C:
 		}
+		grace.Stop()
 		b.mu.Lock()
 		n := b.count
 		b.mu.Unlock()
+		// Items still queued, and those the writer gave up on since Close
+		// began (a writer that ended within the grace period).
+		n += int(b.lost.Load() - lostBefore)
 		if n > 0 {
 			err = &NotWrittenError{Count: n, Err: ctx.Err()}
 		}
