@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/lib/pq"
+	"github.com/outboxkit/outbox/internal/dispatch"
 	"github.com/outboxkit/outbox/internal/pgtest"
 )
 
@@ -496,7 +496,7 @@ func TestEventCleanupByIDRange(t *testing.T) {
 	d, _ := b.ob.NewDispatcher(cfg)
 	d.Handle("unused", func(context.Context, *Delivery) error { return nil })
 	old := time.Now().Add(-2 * time.Hour)
-	oldFree, oldHeld := uuidV7Floor(old), uuidV7Floor(old.Add(time.Millisecond))
+	oldFree, oldHeld := dispatch.UUIDV7Floor(old), dispatch.UUIDV7Floor(old.Add(time.Millisecond))
 	fresh := b.enqueue(t, "none.matches.this", 1) // no subscription: no row refers to it
 	if fresh.Deliveries != 0 {
 		t.Fatalf("fresh event fanned out: %+v", fresh)
@@ -641,17 +641,4 @@ func TestDispatcherNameCleaned(t *testing.T) {
 		waitFor(t, "the outcome", func() bool { return b.count(t, "status = 'COMPLETED'") == int64(i+1) })
 		stop()
 	}
-}
-
-// uuidV7Floor is the smallest UUIDv7 of t's millisecond (the engine bounds
-// event cleanup with the same value).
-func uuidV7Floor(t time.Time) uuid.UUID {
-	var u uuid.UUID
-	ms := uint64(max(t.UnixMilli(), 0))
-	for i := range 6 {
-		u[i] = byte(ms >> (40 - 8*i))
-	}
-	u[6] = 0x70 // version 7
-	u[8] = 0x80 // RFC 9562 variant
-	return u
 }

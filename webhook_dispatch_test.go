@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outboxkit/outbox/internal/testhttp"
 	"github.com/outboxkit/outbox/webhook"
 )
 
@@ -111,7 +112,7 @@ func TestWebhookDispatchDelivers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, got := whReceiver(t, whStatus(http.StatusNoContent))
+	srv, got := testhttp.Receiver(t, testhttp.Status(http.StatusNoContent))
 	b.subscribeWebhook(t, "crm", "order.*", srv.URL+"/hooks?x=1", SubscriptionConfig{
 		Secrets: []string{secret},
 		Headers: map[string]string{"Authorization": "Bearer tok-123-secret", "X-Tenant": "acme"},
@@ -136,16 +137,16 @@ func TestWebhookDispatchDelivers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := v.Verify(req.header, req.body); err != nil {
+	if err := v.Verify(req.Header, req.Body); err != nil {
 		t.Fatalf("signature does not verify: %v", err)
 	}
-	h := req.header
+	h := req.Header
 	if h.Get(webhook.HeaderID) != res.EventID.String() || !strings.HasPrefix(h.Get("User-Agent"), WebhookUserAgentDefault) ||
 		h.Get("X-Tenant") != "acme" || h.Get("Authorization") != "Bearer tok-123-secret" || h.Get("Content-Type") != "application/json" {
 		t.Fatalf("headers = %v", h)
 	}
 	var env webhook.Envelope
-	if err := json.Unmarshal(req.body, &env); err != nil {
+	if err := json.Unmarshal(req.Body, &env); err != nil {
 		t.Fatal(err)
 	}
 	if env.ID != res.EventID.String() || env.Type != "order.created" || !env.Timestamp.Equal(b.clock.Now()) || string(env.Data) != `{"id":7}` {
@@ -183,7 +184,7 @@ func TestWebhookDispatchRetryAfterAndSchedule(t *testing.T) {
 	b := setupClock(t, nil)
 	var mu sync.Mutex
 	calls := 0
-	srv, got := whReceiver(t, func(w http.ResponseWriter, _ *http.Request) {
+	srv, got := testhttp.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
 		mu.Lock()
 		calls++
 		n := calls
@@ -196,7 +197,7 @@ func TestWebhookDispatchRetryAfterAndSchedule(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusOK)
 	})
-	plain, _ := whReceiver(t, func(w http.ResponseWriter, _ *http.Request) {
+	plain, _ := testhttp.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 		_, _ = w.Write([]byte(strings.Repeat("x", 5000)))
 	})
@@ -247,7 +248,7 @@ func TestWebhookDispatchRetryAfterAndSchedule(t *testing.T) {
 func TestWebhookDispatchGone(t *testing.T) {
 	t.Parallel()
 	b := setupClock(t, nil)
-	srv, got := whReceiver(t, whStatus(http.StatusGone))
+	srv, got := testhttp.Receiver(t, testhttp.Status(http.StatusGone))
 	b.subscribeWebhook(t, "gone", "#", srv.URL, SubscriptionConfig{})
 	b.enqueue(t, "x", map[string]any{})
 	startDispatcher(t, whDispatcher(t, b, nil))
@@ -268,7 +269,7 @@ func TestWebhookDispatchGone(t *testing.T) {
 func TestWebhookDispatchSSRFBlocked(t *testing.T) {
 	t.Parallel()
 	b := setupClock(t, nil)
-	srv, got := whReceiver(t, whStatus(http.StatusOK))
+	srv, got := testhttp.Receiver(t, testhttp.Status(http.StatusOK))
 	// Subscribe refuses what no receiver can be, without DNS ...
 	for _, u := range []string{"http://169.254.169.254/latest/meta-data/", "http://[::ffff:169.254.169.254]/", "http://0.0.0.0/", "http://224.0.0.1/"} {
 		_, err := b.ob.Subscribe(ctxT(t), Subscription{Name: "bad", TopicPattern: "#", WebhookURL: u})
@@ -304,18 +305,18 @@ func TestWebhookDispatchSecretRotation(t *testing.T) {
 	newS, _ := webhook.NewSecret()
 	vOld, _ := webhook.NewVerifier(oldS)
 	vNew, _ := webhook.NewVerifier(newS)
-	srv, got := whReceiver(t, whStatus(http.StatusOK))
+	srv, got := testhttp.Receiver(t, testhttp.Status(http.StatusOK))
 	b.subscribeWebhook(t, "rot", "#", srv.URL, SubscriptionConfig{Secrets: []string{oldS, newS}})
 	startDispatcher(t, whDispatcher(t, b, nil))
 	b.enqueue(t, "x", map[string]any{"n": 1})
 	req := recv(t, got)
-	if err := vOld.Verify(req.header, req.body); err != nil {
+	if err := vOld.Verify(req.Header, req.Body); err != nil {
 		t.Fatalf("old secret during rotation: %v", err)
 	}
-	if err := vNew.Verify(req.header, req.body); err != nil {
+	if err := vNew.Verify(req.Header, req.Body); err != nil {
 		t.Fatalf("new secret during rotation: %v", err)
 	}
-	if sigs := strings.Fields(req.header.Get(webhook.HeaderSignature)); len(sigs) != 2 {
+	if sigs := strings.Fields(req.Header.Get(webhook.HeaderSignature)); len(sigs) != 2 {
 		t.Fatalf("signatures = %q, want two", sigs)
 	}
 	if _, err := b.ob.UpdateSubscriptionConfig(ctxT(t), "rot", SubscriptionConfig{Secrets: []string{newS}}); err != nil {
@@ -323,10 +324,10 @@ func TestWebhookDispatchSecretRotation(t *testing.T) {
 	}
 	b.enqueue(t, "x", map[string]any{"n": 2})
 	req = recv(t, got)
-	if err := vNew.Verify(req.header, req.body); err != nil {
+	if err := vNew.Verify(req.Header, req.Body); err != nil {
 		t.Fatalf("new secret after rotation: %v", err)
 	}
-	if err := vOld.Verify(req.header, req.body); !errors.Is(err, webhook.ErrSignature) {
+	if err := vOld.Verify(req.Header, req.Body); !errors.Is(err, webhook.ErrSignature) {
 		t.Fatalf("old secret after rotation: err = %v, want webhook.ErrSignature", err)
 	}
 }
@@ -334,7 +335,7 @@ func TestWebhookDispatchSecretRotation(t *testing.T) {
 func TestWebhookDispatchEndpointHealth(t *testing.T) {
 	t.Parallel()
 	b := setupClock(t, nil)
-	srv, got := whReceiver(t, whStatus(http.StatusInternalServerError))
+	srv, got := testhttp.Receiver(t, testhttp.Status(http.StatusInternalServerError))
 	retries := 20
 	b.subscribeWebhook(t, "flaky", "#", srv.URL, SubscriptionConfig{
 		MaxRetries: &retries, RetrySchedule: []Duration{Duration(time.Minute)},
@@ -388,14 +389,14 @@ func TestWebhookDispatchSlowEndpoint(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	release := make(chan struct{})
-	slow, slowGot := whReceiver(t, func(w http.ResponseWriter, _ *http.Request) {
+	slow, slowGot := testhttp.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
 		<-release
 		w.WriteHeader(http.StatusOK)
 	})
 	var once sync.Once
 	unblock := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(unblock) // before the server closes
-	fast, _ := whReceiver(t, whStatus(http.StatusOK))
+	fast, _ := testhttp.Receiver(t, testhttp.Status(http.StatusOK))
 	b.subscribeWebhook(t, "slow", "slow", slow.URL, SubscriptionConfig{})
 	b.subscribeWebhook(t, "fast", "fast", fast.URL, SubscriptionConfig{})
 	cfg := fastConfig()
@@ -435,7 +436,7 @@ func TestWebhookDispatchSlowEndpoint(t *testing.T) {
 func TestWebhookDispatchShutdownReleases(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	srv, got := whReceiver(t, func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+	srv, got := testhttp.Receiver(t, func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
 	b.subscribeWebhook(t, "hang", "#", srv.URL, SubscriptionConfig{})
 	cfg := fastConfig()
 	cfg.ShutdownTimeout = 50 * time.Millisecond
@@ -464,7 +465,7 @@ func TestWebhookUnstorableRecordDoesNotHoldOutcome(t *testing.T) {
 	t.Parallel()
 	var logs lockedBuffer
 	b := setup(t, &Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
-	srv, got := whReceiver(t, func(w http.ResponseWriter, _ *http.Request) {
+	srv, got := testhttp.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"n":1e200000}`))
 	})

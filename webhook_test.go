@@ -2,9 +2,6 @@ package outbox
 
 import (
 	"errors"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
@@ -12,30 +9,6 @@ import (
 
 // loopbackNetworks lets the SSRF guard through to httptest receivers.
 var loopbackNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
-
-// received is one request an httptest receiver saw.
-type received struct {
-	header http.Header
-	body   []byte
-}
-
-// whReceiver starts an httptest server that records each request on the
-// returned channel and answers with respond.
-func whReceiver(t *testing.T, respond func(w http.ResponseWriter, r *http.Request)) (*httptest.Server, <-chan received) {
-	t.Helper()
-	ch := make(chan received, 100)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		ch <- received{header: r.Header.Clone(), body: body}
-		respond(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return srv, ch
-}
-
-func whStatus(code int) func(http.ResponseWriter, *http.Request) {
-	return func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(code) }
-}
 
 func TestWebhookSenderOptions(t *testing.T) {
 	t.Parallel()

@@ -31,7 +31,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 func TestUUIDV7Floor(t *testing.T) {
 	for _, at := range []time.Time{time.Now(), time.Unix(0, 0), time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)} {
-		f := uuidV7Floor(at)
+		f := UUIDV7Floor(at)
 		if f.Version() != 7 || f.Variant() != uuid.RFC4122 {
 			t.Fatalf("%v: version %d variant %v", at, f.Version(), f.Variant())
 		}
@@ -39,9 +39,9 @@ func TestUUIDV7Floor(t *testing.T) {
 			t.Fatalf("%v: floor carries %v", at, time.Unix(sec, nsec))
 		}
 	}
-	before := uuidV7Floor(time.Now())
+	before := UUIDV7Floor(time.Now())
 	id := uuid.Must(uuid.NewV7())
-	after := uuidV7Floor(time.Now().Add(time.Millisecond))
+	after := UUIDV7Floor(time.Now().Add(time.Millisecond))
 	if !(before.String() <= id.String() && id.String() < after.String()) {
 		t.Fatalf("%s not within [%s, %s)", id, before, after)
 	}

@@ -153,7 +153,7 @@ func (e *Engine) cleanup(ctx context.Context) (int64, error) {
 			// clock of its own the store cannot bound them by time.
 			bound := uuid.Max
 			if !e.st.HasClock() {
-				bound = uuidV7Floor(cutoff)
+				bound = UUIDV7Floor(cutoff)
 			}
 			n, err := e.execCount(ctx, "cleanup events", e.st.Queue.DeleteEvents, cutoff.UTC(), maintenanceBatch, bound)
 			total += n
@@ -179,9 +179,9 @@ func (e *Engine) execCount(ctx context.Context, op, stmt string, args ...any) (i
 // compareIDs orders UUIDs as PostgreSQL's uuid type does (bytewise).
 func compareIDs(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) }
 
-// uuidV7Floor is the smallest UUIDv7 of t's millisecond: every UUIDv7 made
+// UUIDV7Floor is the smallest UUIDv7 of t's millisecond: every UUIDv7 made
 // at or after t sorts at or above it.
-func uuidV7Floor(t time.Time) uuid.UUID {
+func UUIDV7Floor(t time.Time) uuid.UUID {
 	var u uuid.UUID
 	ms := uint64(max(t.UnixMilli(), 0))
 	for i := range 6 {

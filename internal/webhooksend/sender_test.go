@@ -20,6 +20,7 @@ import (
 
 	"github.com/outboxkit/outbox/internal/dispatch"
 	"github.com/outboxkit/outbox/internal/subconfig"
+	"github.com/outboxkit/outbox/internal/testhttp"
 	"github.com/outboxkit/outbox/webhook"
 
 	"github.com/google/uuid"
@@ -90,37 +91,13 @@ func whDelivery() *dispatch.Delivery {
 	}
 }
 
-// received is one request an httptest receiver saw.
-type received struct {
-	header http.Header
-	body   []byte
-}
-
-// whReceiver starts an httptest server that records each request on the
-// returned channel and answers with respond.
-func whReceiver(t *testing.T, respond func(w http.ResponseWriter, r *http.Request)) (*httptest.Server, <-chan received) {
-	t.Helper()
-	ch := make(chan received, 100)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		ch <- received{header: r.Header.Clone(), body: body}
-		respond(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return srv, ch
-}
-
-func whStatus(code int) func(http.ResponseWriter, *http.Request) {
-	return func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(code) }
-}
-
 func isPermanent(err error) bool { return dispatch.IsPermanent(err) }
 
 func retryAfterOf(err error) (time.Duration, bool) { return dispatch.RetryAfterDelay(err) }
 
 func TestWebhookSenderDelivers(t *testing.T) {
 	t.Parallel()
-	srv, got := whReceiver(t, func(w http.ResponseWriter, _ *http.Request) {
+	srv, got := testhttp.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("X-Receiver", "yes")
 		w.WriteHeader(http.StatusAccepted)
 		_, _ = io.WriteString(w, `{"ok":true}`)
@@ -150,20 +127,20 @@ func TestWebhookSenderDelivers(t *testing.T) {
 		"Authorization":         "Bearer t0ken",
 		"X-Tenant":              "acme",
 	} {
-		if v := r.header.Get(k); v != want {
+		if v := r.Header.Get(k); v != want {
 			t.Errorf("header %s = %q, want %q", k, v, want)
 		}
 	}
-	if sigs := r.header.Values(webhook.HeaderSignature); len(sigs) != 1 || strings.Count(sigs[0], "v1,") != 1 {
+	if sigs := r.Header.Values(webhook.HeaderSignature); len(sigs) != 1 || strings.Count(sigs[0], "v1,") != 1 {
 		t.Errorf("signature header = %q", sigs)
 	}
-	if err := mustVerifier(t, webhookClock, vectorSecret).Verify(r.header, r.body); err != nil {
+	if err := mustVerifier(t, webhookClock, vectorSecret).Verify(r.Header, r.Body); err != nil {
 		t.Errorf("verify: %v", err)
 	}
 
 	var env webhook.Envelope
-	if err := json.Unmarshal(r.body, &env); err != nil {
-		t.Fatalf("body %s: %v", r.body, err)
+	if err := json.Unmarshal(r.Body, &env); err != nil {
+		t.Fatalf("body %s: %v", r.Body, err)
 	}
 	if env.ID != d.EventID.String() || env.Type != d.Topic || !env.Timestamp.Equal(d.CreatedAt) || env.Timestamp.Location() != time.UTC {
 		t.Errorf("envelope = %+v", env)
@@ -172,9 +149,9 @@ func TestWebhookSenderDelivers(t *testing.T) {
 		t.Errorf("data = %s", env.Data)
 	}
 	var raw map[string]json.RawMessage
-	_ = json.Unmarshal(r.body, &raw)
+	_ = json.Unmarshal(r.Body, &raw)
 	if len(raw) != 4 || string(raw["timestamp"]) != `"2030-01-02T02:00:00.123456Z"` {
-		t.Errorf("envelope keys/timestamp: %s", r.body)
+		t.Errorf("envelope keys/timestamp: %s", r.Body)
 	}
 
 	// What the integration log records.
@@ -182,7 +159,7 @@ func TestWebhookSenderDelivers(t *testing.T) {
 		a.respHeader.Get("X-Receiver") != "yes" || a.gone {
 		t.Errorf("attempt = status %d body %q truncated %v gone %v", a.status, a.respBody, a.respTruncated, a.gone)
 	}
-	if string(a.reqBody) != string(r.body) || a.reqHeader.Get(webhook.HeaderSignature) != r.header.Get(webhook.HeaderSignature) ||
+	if string(a.reqBody) != string(r.Body) || a.reqHeader.Get(webhook.HeaderSignature) != r.Header.Get(webhook.HeaderSignature) ||
 		a.method != http.MethodPost || a.url != srv.URL+"/hooks?x=1" || !a.started.Equal(webhookClock) || a.duration <= 0 {
 		t.Errorf("attempt request = %s %s started %v duration %v", a.method, a.url, a.started, a.duration)
 	}
@@ -221,18 +198,18 @@ func TestWebhookSenderReferenceReceiver(t *testing.T) {
 
 func TestWebhookSenderSecretRotation(t *testing.T) {
 	t.Parallel()
-	srv, got := whReceiver(t, whStatus(http.StatusOK))
+	srv, got := testhttp.Receiver(t, testhttp.Status(http.StatusOK))
 	s := newTestSender(t, Config{})
 	a := s.send(ctxT(t), srv.URL, subconfig.Config{Secrets: []string{otherSecret, vectorSecret}}, whDelivery())
 	if a.err != nil {
 		t.Fatal(a.err)
 	}
 	r := recv(t, got)
-	if n := len(strings.Fields(r.header.Get(webhook.HeaderSignature))); n != 2 {
+	if n := len(strings.Fields(r.Header.Get(webhook.HeaderSignature))); n != 2 {
 		t.Fatalf("%d signatures, want 2", n)
 	}
 	for _, secret := range []string{vectorSecret, otherSecret} {
-		if err := mustVerifier(t, webhookClock, secret).Verify(r.header, r.body); err != nil {
+		if err := mustVerifier(t, webhookClock, secret).Verify(r.Header, r.Body); err != nil {
 			t.Errorf("receiver holding one secret refused: %v", err)
 		}
 	}
@@ -243,8 +220,8 @@ func TestWebhookSenderSecretRotation(t *testing.T) {
 		t.Fatal(a.err)
 	}
 	r = recv(t, got)
-	if r.header.Get(webhook.HeaderSignature) != "" || r.header.Get(webhook.HeaderID) == "" {
-		t.Errorf("unsigned delivery headers: %v", r.header)
+	if r.Header.Get(webhook.HeaderSignature) != "" || r.Header.Get(webhook.HeaderID) == "" {
+		t.Errorf("unsigned delivery headers: %v", r.Header)
 	}
 }
 
@@ -285,7 +262,7 @@ func TestWebhookSenderOutcomes(t *testing.T) {
 	}
 	s := newTestSender(t, Config{})
 	for _, tt := range tests {
-		srv, _ := whReceiver(t, func(w http.ResponseWriter, _ *http.Request) {
+		srv, _ := testhttp.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
 			if tt.header != "" {
 				w.Header().Set("Retry-After", tt.header)
 			}
@@ -318,7 +295,7 @@ func TestWebhookSenderOutcomes(t *testing.T) {
 
 func TestWebhookSenderRetryAfterCap(t *testing.T) {
 	t.Parallel()
-	srv, _ := whReceiver(t, func(w http.ResponseWriter, _ *http.Request) {
+	srv, _ := testhttp.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Retry-After", "7200")
 		w.WriteHeader(http.StatusTooManyRequests)
 	})
@@ -332,7 +309,7 @@ func TestWebhookSenderRetryAfterCap(t *testing.T) {
 func TestWebhookSenderResponseBodyCap(t *testing.T) {
 	t.Parallel()
 	long := strings.Repeat("é", 5000) // 10000 bytes
-	srv, _ := whReceiver(t, func(w http.ResponseWriter, _ *http.Request) {
+	srv, _ := testhttp.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 		_, _ = io.WriteString(w, long)
 	})
@@ -422,14 +399,14 @@ func TestWebhookSenderNetworkErrors(t *testing.T) {
 
 func TestWebhookSenderRedirectNotFollowed(t *testing.T) {
 	t.Parallel()
-	target, targetHits := whReceiver(t, whStatus(http.StatusOK))
+	target, targetHits := testhttp.Receiver(t, testhttp.Status(http.StatusOK))
 	s := newTestSender(t, Config{})
 	for _, location := range []string{
 		target.URL + "/moved",                      // an allowed address
 		"http://169.254.169.254/latest/meta-data/", // cloud metadata
 		"http://127.0.0.1:1/admin",
 	} {
-		srv, _ := whReceiver(t, func(w http.ResponseWriter, r *http.Request) {
+		srv, _ := testhttp.Receiver(t, func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, location, http.StatusTemporaryRedirect)
 		})
 		a := s.send(ctxT(t), srv.URL, subconfig.Config{}, whDelivery())
@@ -513,7 +490,7 @@ func TestWebhookSenderEndpointConcurrency(t *testing.T) {
 	}))
 	t.Cleanup(slow.Close)
 	t.Cleanup(stop)
-	fast, _ := whReceiver(t, whStatus(http.StatusNoContent))
+	fast, _ := testhttp.Receiver(t, testhttp.Status(http.StatusNoContent))
 
 	s := newTestSender(t, Config{EndpointConcurrency: 2})
 	const slowSends = 5

@@ -1,0 +1,36 @@
+// Package testhttp holds the HTTP receivers the webhook tests of several
+// packages share. It is imported by tests only.
+package testhttp
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+// Received is one request a Receiver saw.
+type Received struct {
+	Header http.Header
+	Body   []byte
+}
+
+// Receiver starts an httptest server, closed when the test ends, that
+// sends each request it gets on the returned channel (buffered: 100) and
+// answers with respond.
+func Receiver(t testing.TB, respond func(w http.ResponseWriter, r *http.Request)) (*httptest.Server, <-chan Received) {
+	t.Helper()
+	ch := make(chan Received, 100)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		ch <- Received{Header: r.Header.Clone(), Body: body}
+		respond(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, ch
+}
+
+// Status answers every request with code.
+func Status(code int) func(http.ResponseWriter, *http.Request) {
+	return func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(code) }
+}
