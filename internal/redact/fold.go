@@ -42,9 +42,10 @@ func keyWords(k string) ([]string, string) {
 			break
 		}
 	}
-	if !ascii {
-		k = norm.NFKC.String(k)
+	if ascii {
+		return asciiWords(k)
 	}
+	k = norm.NFKC.String(k)
 	var words []string
 	var all, cur strings.Builder
 	prevLower := false
@@ -91,4 +92,40 @@ func isKeyRune(c rune) bool {
 	}
 	return unicode.IsLetter(c) || unicode.IsDigit(c) || unicode.Is(unicode.Mn, c) || unicode.Is(unicode.Cf, c) ||
 		unicode.Is(unicode.Nl, c) || unicode.Is(unicode.No, c)
+}
+
+// asciiWords is keyWords for an ASCII name, with fewer allocations.
+func asciiWords(k string) ([]string, string) {
+	var buf [64]byte
+	all := buf[:0]
+	var words []string
+	var wordsBuf [8]string
+	words = wordsBuf[:0]
+	start := 0 // where the current word starts in all
+	prevLower := false
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+			all = append(all, c)
+			prevLower = c >= 'a'
+		case c >= 'A' && c <= 'Z':
+			if prevLower && len(all) > start {
+				words = append(words, string(all[start:]))
+				start = len(all)
+			}
+			all = append(all, c+'a'-'A')
+			prevLower = false
+		default:
+			if len(all) > start {
+				words = append(words, string(all[start:]))
+				start = len(all)
+			}
+			prevLower = false
+		}
+	}
+	if len(all) > start {
+		words = append(words, string(all[start:]))
+	}
+	return words, string(all)
 }

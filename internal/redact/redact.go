@@ -27,7 +27,7 @@ const TruncatedMarker = "…[TRUNCATED]"
 // An Engine redacts with the built-in rules extended by an application's
 // names and patterns. It is immutable and safe for concurrent use.
 type Engine struct {
-	contains []string // normalised terms a sensitive name contains
+	contains [256][]string // normalised terms a sensitive name contains, by first byte
 	patterns []*regexp.Regexp
 	maxBody  int
 }
@@ -57,7 +57,10 @@ var (
 // New returns an Engine with the built-in rules, the extra normalised
 // contained terms keys, the extra patterns and the body limit maxBody.
 func New(keys []string, patterns []*regexp.Regexp, maxBody int) *Engine {
-	e := &Engine{contains: append(append([]string(nil), BuiltinContains...), keys...), maxBody: maxBody}
+	e := &Engine{maxBody: maxBody}
+	for _, k := range append(append([]string(nil), BuiltinContains...), keys...) {
+		e.contains[k[0]] = append(e.contains[k[0]], k)
+	}
 	e.patterns = append([]*regexp.Regexp(nil), patterns...)
 	return e
 }
@@ -83,9 +86,11 @@ func (e *Engine) SensitiveKey(k string) bool {
 			return true
 		}
 	}
-	for _, c := range e.contains {
-		if strings.Contains(n, c) {
-			return true
+	for i := 0; i < len(n); i++ {
+		for _, c := range e.contains[n[i]] {
+			if strings.HasPrefix(n[i:], c) {
+				return true
+			}
 		}
 	}
 	return false

@@ -45,12 +45,17 @@ var shapes = []shape{
 	{"AccountKey=", csB64, 20}, {"SharedAccessKey=", csB64, 20}, {"SharedAccessSignature=", csB64, 20},
 }
 
-// shapeFirst marks the bytes that start a shape, for a cheap prefilter.
-var shapeFirst [256]bool
+// shapeFirst marks the bytes that start a shape, for a cheap prefilter;
+// shapesBy lists the shapes by their first byte.
+var (
+	shapeFirst [256]bool
+	shapesBy   [256][]shape
+)
 
 func init() {
 	for _, s := range shapes {
 		shapeFirst[s.prefix[0]] = true
+		shapesBy[s.prefix[0]] = append(shapesBy[s.prefix[0]], s)
 	}
 	shapeFirst['-'] = true // PEM
 }
@@ -79,7 +84,8 @@ func isWordByte(c byte) bool {
 func shapeSpans(s string, spans []span) []span {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !shapeFirst[c] {
+		// Tokens start a word.
+		if !shapeFirst[c] || i > 0 && isWordByte(s[i-1]) {
 			continue
 		}
 		if c == '-' {
@@ -89,12 +95,8 @@ func shapeSpans(s string, spans []span) []span {
 			}
 			continue
 		}
-		for _, sh := range shapes {
-			if sh.prefix[0] != c || !strings.HasPrefix(s[i:], sh.prefix) {
-				continue
-			}
-			// Tokens start a word (a URL host needs no boundary).
-			if i > 0 && isWordByte(s[i-1]) && !strings.Contains(sh.prefix, "/") {
+		for _, sh := range shapesBy[c] {
+			if !strings.HasPrefix(s[i:], sh.prefix) {
 				continue
 			}
 			j := i + len(sh.prefix)

@@ -447,64 +447,64 @@ func matchBracket(s string, j int) int {
 	return len(s)
 }
 
+// schemes are the HTTP authorization schemes whose credential follows.
+var schemes = map[string]bool{"bearer": true, "basic": true, "digest": true, "token": true, "negotiate": true,
+	"ntlm": true, "bot": true, "apikey": true, "sso-key": true}
+
 // schemeSpans finds credentials after an HTTP authorization scheme.
 func schemeSpans(s string, spans []span) []span {
-	for _, scheme := range []string{"bearer", "basic", "digest", "token", "negotiate", "ntlm", "bot", "apikey", "sso-key"} {
-		for off := 0; off < len(s); {
-			k := indexFold(s[off:], scheme)
-			if k < 0 {
-				break
-			}
-			k += off
-			off = k + len(scheme)
-			if k > 0 && isWordByte(s[k-1]) {
-				continue
-			}
-			j := off
-			for j < len(s) && (s[j] == ' ' || s[j] == '\t') {
-				j++
-			}
-			if j == off {
-				continue
-			}
-			start := j
-			for j < len(s) && (isWordByte(s[j]) || strings.IndexByte("-.~+/=:", s[j]) >= 0) {
-				j++
-			}
-			if j-start < 6 || strings.HasPrefix(s[start:], Marker) {
-				continue
-			}
-			if scheme == "digest" || scheme == "ntlm" || scheme == "negotiate" {
-				j = lineEnd(s, start)
-			}
-			spans = append(spans, span{start, j, ""})
-			off = j
+	var buf [16]byte
+	for i := 0; i < len(s); i++ {
+		if i > 0 && isWordByte(s[i-1]) || strings.IndexByte("bBdDtTnNaAsS", s[i]) < 0 {
+			continue
 		}
+		j := i
+		for j < len(s) && j-i < len(buf) && (isWordByte(s[j]) || s[j] == '-') {
+			buf[j-i] = s[j] | 0x20
+			j++
+		}
+		if j-i < 3 || j-i >= len(buf) || !schemes[string(buf[:j-i])] {
+			i = j
+			continue
+		}
+		scheme := string(buf[:j-i])
+		k := j
+		for k < len(s) && (s[k] == ' ' || s[k] == '\t') {
+			k++
+		}
+		if k == j {
+			i = j
+			continue
+		}
+		start := k
+		for k < len(s) && (isWordByte(s[k]) || strings.IndexByte("-.~+/=:", s[k]) >= 0) {
+			k++
+		}
+		if k-start < 6 || strings.HasPrefix(s[start:], Marker) || !credentialLike(s[start:k]) {
+			i = j
+			continue
+		}
+		if scheme == "digest" || scheme == "ntlm" || scheme == "negotiate" {
+			k = lineEnd(s, start)
+		}
+		spans = append(spans, span{start, k, ""})
+		i = k
 	}
 	return spans
 }
 
-// indexFold is a case-insensitive strings.Index for an ASCII lower-case
-// needle.
-func indexFold(s, lower string) int {
-	n := len(lower)
-	for i := 0; i+n <= len(s); i++ {
-		c := s[i] | 0x20
-		if c != lower[0] {
-			continue
-		}
-		ok := true
-		for j := 1; j < n; j++ {
-			if s[i+j]|0x20 != lower[j] {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			return i
+// credentialLike reports whether a word after a scheme name looks like a
+// credential rather than English ("basic information", "token of"): it has
+// a digit, a punctuation character of base64 or tokens, or an upper-case
+// letter after the first.
+func credentialLike(w string) bool {
+	for i := 0; i < len(w); i++ {
+		c := w[i]
+		if isDigit(c) || strings.IndexByte("._~+/=-:", c) >= 0 || i > 0 && c >= 'A' && c <= 'Z' {
+			return true
 		}
 	}
-	return -1
+	return len(w) >= 20
 }
 
 // elementSpans finds XML and HTML elements with sensitive names and
