@@ -12,6 +12,14 @@ type shape struct {
 	min     int   // fewest bytes after the prefix
 }
 
+// indexedShape is a shape with whether its prefix is distinctive enough
+// (it has punctuation) to be found inside a word, as in "0sk_live_…";
+// other shapes start a word.
+type indexedShape struct {
+	shape
+	glued bool
+}
+
 // Character sets of token bodies.
 const (
 	csAlnum  uint8 = iota // A-Z a-z 0-9
@@ -49,13 +57,19 @@ var shapes = []shape{
 // shapesBy lists the shapes by their first byte.
 var (
 	shapeFirst [256]bool
-	shapesBy   [256][]shape
+	shapesBy   [256][]indexedShape
+	// gluedPair marks the first two bytes of the glued shapes.
+	gluedPair [256][256]bool
 )
 
 func init() {
 	for _, s := range shapes {
+		glued := strings.ContainsAny(s.prefix, "_-./=") && s.prefix != "key-" && s.prefix != "SG."
 		shapeFirst[s.prefix[0]] = true
-		shapesBy[s.prefix[0]] = append(shapesBy[s.prefix[0]], s)
+		shapesBy[s.prefix[0]] = append(shapesBy[s.prefix[0]], indexedShape{s, glued})
+		if glued {
+			gluedPair[s.prefix[0]][s.prefix[1]] = true
+		}
 	}
 	shapeFirst['-'] = true // PEM
 }
@@ -84,8 +98,11 @@ func isWordByte(c byte) bool {
 func shapeSpans(s string, spans []span) []span {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		// Tokens start a word.
-		if !shapeFirst[c] || i > 0 && isWordByte(s[i-1]) {
+		if !shapeFirst[c] {
+			continue
+		}
+		inWord := i > 0 && isWordByte(s[i-1])
+		if inWord && (i+1 >= len(s) || !gluedPair[c][s[i+1]]) {
 			continue
 		}
 		if c == '-' {
@@ -96,7 +113,7 @@ func shapeSpans(s string, spans []span) []span {
 			continue
 		}
 		for _, sh := range shapesBy[c] {
-			if !strings.HasPrefix(s[i:], sh.prefix) {
+			if inWord && !sh.glued || !strings.HasPrefix(s[i:], sh.prefix) {
 				continue
 			}
 			j := i + len(sh.prefix)
