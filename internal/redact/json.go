@@ -23,6 +23,8 @@ type jsonWriter struct {
 	depth int
 	// partial: the input is a prefix, so a number at its end may be cut.
 	partial bool
+	// strStart and strEnd delimit the last string read.
+	strStart, strEnd int
 }
 
 // JSON redacts JSON text. It returns the redacted text, whether the input
@@ -49,8 +51,14 @@ func (e *Engine) json(in string, partial bool) (out string, ok bool, depth int) 
 		values++
 	}
 	if w.pos < len(w.in) {
-		// Not JSON from here on: redact the rest as text.
-		w.out.WriteString(e.Text(clean(w.in[w.pos:])))
+		// Not JSON from here on: redact the rest as text, from the string
+		// just before when nothing but blanks is between (it may be the
+		// name of a pair: "api_key": "…" outside an object).
+		from := w.pos
+		if w.strEnd > 0 && strings.TrimSpace(w.in[w.strEnd:w.pos]) == "" {
+			from = w.strStart
+		}
+		w.out.WriteString(e.Text(clean(w.in[from:])))
 		ok = false
 	}
 	return w.out.String(), ok && values > 0, w.depth
@@ -253,6 +261,7 @@ func (w *jsonWriter) str() (string, bool) {
 	}
 	raw := w.in[start:k]
 	w.pos = k + 1
+	w.strStart, w.strEnd = start-1, w.pos
 	if simple {
 		return raw, true
 	}

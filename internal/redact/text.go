@@ -241,7 +241,7 @@ func (e *Engine) Query(raw string, form bool) string {
 		k, v, hasValue := strings.Cut(p, "=")
 		name := unescape(k, form)
 		if !hasValue {
-			if t := e.text(name, false); t != name {
+			if t := e.Text(name); t != name {
 				parts[i] = escape(t)
 			}
 			continue
@@ -250,7 +250,7 @@ func (e *Engine) Query(raw string, form bool) string {
 			parts[i] = k + "=" + Marker
 			continue
 		}
-		if t := e.text(name, false); t != name {
+		if t := e.Text(name); t != name {
 			k = escape(t)
 		}
 		// '+' is a blank in forms and most query strings: decode it to
