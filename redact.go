@@ -170,7 +170,14 @@ func (r *Redactor) URL(raw string) string { return r.eng.URL(cleanString(raw)) }
 // numbers and matches of the extra patterns. Control characters other
 // than tab and newline are removed, NUL included, and invalid UTF-8
 // becomes U+FFFD.
-func (r *Redactor) String(s string) string { return r.eng.Text(cleanString(s)) }
+func (r *Redactor) String(s string) (out string) {
+	defer func() {
+		if recover() != nil {
+			out = RedactedMarker // a bug in the engine never stores the input
+		}
+	}()
+	return r.eng.Text(cleanString(s))
+}
 
 // JSON redacts a JSON document: values under sensitive keys (at any depth,
 // objects and arrays whole) become RedactedMarker, every string and object
@@ -184,7 +191,10 @@ func (r *Redactor) JSON(b []byte) (json.RawMessage, error) {
 	if err := checkJSONSyntaxDepth(b); err != nil {
 		return nil, err
 	}
-	out, ok, _ := r.eng.JSON(string(b))
+	out, ok, _, err := r.safeJSON(b)
+	if err != nil {
+		return nil, err
+	}
 	if !ok {
 		return nil, fmt.Errorf("is not valid JSON")
 	}
@@ -236,11 +246,35 @@ func (r *Redactor) body(b []byte, contentType string, partial bool) (json.RawMes
 	if !valid {
 		return mustJSONString(fmt.Sprintf("[binary body: %d bytes]", len(b))), false
 	}
-	out := r.eng.Body(string(b), contentType, partial, MaxJSONDepth)
+	out, err := r.safeBody(b, contentType, partial)
+	if err != nil {
+		return mustJSONString(RedactedMarker), false
+	}
 	if out.JSON != "" {
 		return json.RawMessage(out.JSON), false
 	}
 	return mustJSONString(out.Text), out.Truncated
+}
+
+// safeJSON and safeBody turn a panic of the engine into an error, so a
+// bug in redaction never fails the caller's HTTP call nor stores the input.
+func (r *Redactor) safeJSON(b []byte) (out string, ok bool, depth int, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("redaction failed: %v", p)
+		}
+	}()
+	out, ok, depth = r.eng.JSON(string(b))
+	return out, ok, depth, nil
+}
+
+func (r *Redactor) safeBody(b []byte, contentType string, partial bool) (out redact.Body, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("redaction failed: %v", p)
+		}
+	}()
+	return r.eng.Body(string(b), contentType, partial, MaxJSONDepth), nil
 }
 
 // limitJSON applies MaxBodyBytes to an already redacted JSON value.

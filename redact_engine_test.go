@@ -225,6 +225,12 @@ func FuzzRedactPlanted(f *testing.F) {
 		if v, _ := r.Body([]byte(text), ct); v != nil {
 			outs = append(outs, string(v))
 		}
+		// The engine itself, whose panics the Redactor hides, and the path
+		// of a captured prefix.
+		for _, partial := range []bool{false, true} {
+			b := r.eng.Body(cleanString(text), ct, partial, MaxJSONDepth)
+			outs = append(outs, b.JSON+b.Text)
+		}
 		doc, _ := json.Marshal(map[string]any{"note": text, "list": []any{map[string]any{"x": text}}})
 		if v, err := r.JSON(doc); err == nil {
 			outs = append(outs, string(v))

@@ -55,7 +55,7 @@ func (e *Engine) json(in string, partial bool) (out string, ok bool, depth int) 
 		// just before when nothing but blanks is between (it may be the
 		// name of a pair: "api_key": "…" outside an object).
 		from := w.pos
-		if w.strEnd > 0 && strings.TrimSpace(w.in[w.strEnd:w.pos]) == "" {
+		if w.strEnd > 0 && w.strEnd <= w.pos && strings.TrimSpace(w.in[w.strEnd:w.pos]) == "" {
 			from = w.strStart
 		}
 		w.out.WriteString(e.Text(clean(w.in[from:])))

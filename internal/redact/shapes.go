@@ -71,7 +71,8 @@ func init() {
 			gluedPair[s.prefix[0]][s.prefix[1]] = true
 		}
 	}
-	shapeFirst['-'] = true // PEM
+	shapeFirst['-'] = true // PEM, anywhere
+	gluedPair['-']['-'] = true
 }
 
 func inCharset(c byte, cs uint8) bool {

@@ -246,12 +246,12 @@ func (e *Engine) Query(raw string, form bool) string {
 			}
 			continue
 		}
+		if t := e.Text(name); t != name {
+			k = escape(t)
+		}
 		if e.SensitiveKey(name) {
 			parts[i] = k + "=" + Marker
 			continue
-		}
-		if t := e.Text(name); t != name {
-			k = escape(t)
 		}
 		// '+' is a blank in forms and most query strings: decode it to
 		// look (the value is re-encoded only when redacted).
