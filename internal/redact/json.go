@@ -105,6 +105,10 @@ func (w *jsonWriter) value(depth int) bool {
 			w.pos = start
 			return false
 		}
+		if !validNumber(lit) {
+			w.pos = start
+			return false
+		}
 		if IsCardNumber(lit) {
 			writeString(&w.out, Marker)
 		} else {
@@ -219,7 +223,10 @@ func (w *jsonWriter) skipValue() bool {
 	}
 	switch c := w.in[w.pos]; {
 	case c == '"':
+		// A skipped string is never redacted text: it may not be re-read.
+		s0, s1 := w.strStart, w.strEnd
 		_, ok := w.str()
+		w.strStart, w.strEnd = s0, s1
 		return ok
 	case c == '{' || c == '[':
 		end := matchBracket(w.in, w.pos)
@@ -402,4 +409,41 @@ func Quote(s string) string {
 	b.Grow(len(s) + 2)
 	writeString(&b, s)
 	return b.String()
+}
+
+// validNumber reports whether lit is a JSON number.
+func validNumber(lit string) bool {
+	i := 0
+	digits := func() int {
+		n := 0
+		for i < len(lit) && isDigit(lit[i]) {
+			i++
+			n++
+		}
+		return n
+	}
+	if i < len(lit) && lit[i] == '-' {
+		i++
+	}
+	if i < len(lit) && lit[i] == '0' {
+		i++
+	} else if digits() == 0 {
+		return false
+	}
+	if i < len(lit) && lit[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(lit) && (lit[i] == 'e' || lit[i] == 'E') {
+		i++
+		if i < len(lit) && (lit[i] == '+' || lit[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(lit)
 }
