@@ -403,8 +403,8 @@ func pairValue(s string, j int) (int, int, bool) {
 	return j, k, true
 }
 
-// nextPair reports whether a name=value pair starts at s[i:] (after
-// blanks).
+// nextPair reports whether a name=value pair with a value starts at s[i:]
+// (after blanks).
 func nextPair(s string, i int) bool {
 	for i < len(s) && s[i] == ' ' {
 		i++
@@ -413,7 +413,8 @@ func nextPair(s string, i int) bool {
 	for k < len(s) && isWordByte(s[k]) || k < len(s) && (s[k] == '-' || s[k] == '.') {
 		k++
 	}
-	return k > i && k < len(s) && s[k] == '='
+	// The next pair has a value: "abc=" or "abc==" ends a base64 secret.
+	return k > i && k+1 < len(s) && s[k] == '=' && s[k+1] != '=' && s[k+1] != ' ' && s[k+1] != '\n' && s[k+1] != '&'
 }
 
 func lineEnd(s string, i int) int {
