@@ -26,9 +26,9 @@ func ExampleRedactor() {
 	fmt.Println(r.URL("https://api.example.com/v1/charges?api_key=sk_live_1&limit=10"))
 	fmt.Println(r.String("retrying with Authorization: Bearer eyJhbGciOi"))
 	// Output:
-	// {"card":{"number":"[REDACTED]"},"national_id":"[REDACTED]","password":"[REDACTED]","ref":"[REDACTED]","user":"bob"}
+	// {"user":"bob","password":"[REDACTED]","card":{"number":"[REDACTED]"},"national_id":"[REDACTED]","ref":"[REDACTED]"}
 	// https://api.example.com/v1/charges?api_key=[REDACTED]&limit=10
-	// retrying with Authorization: [REDACTED] [REDACTED]
+	// retrying with Authorization: [REDACTED]
 }
 
 func ExampleParseIP() {

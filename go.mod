@@ -15,3 +15,5 @@ require (
 )
 
 require github.com/DATA-DOG/go-sqlmock v1.5.2
+
+require golang.org/x/text v0.38.0 // indirect

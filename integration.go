@@ -77,8 +77,9 @@ type IntegrationRecord struct {
 	// MaxErrorMessageChars.
 	Error string
 	// ExternalID is the third party's id for the object or call, such as a
-	// Stripe charge id ("" for none). It is sanitised like Error (not
-	// redacted) before its length is checked.
+	// Stripe charge id ("" for none). It is sanitised like Error, and a
+	// secret-shaped id (a token, a card number) is redacted, before its
+	// length is checked.
 	ExternalID string
 	// OccurredAt is when the operation started. Left zero, the current time
 	// (the handle's clock, or the database's now()).
@@ -253,8 +254,10 @@ func (o *Outbox) NewIntegrationLog(cfg IntegrationLogConfig) (*IntegrationLog, e
 
 // ExternalIDFromJSON returns an HTTPRecordOptions.ExternalID func that takes
 // the string (or number) under key in the top-level JSON object of the
-// response body, else of the request body.
+// response body, else of the request body. Under a sensitive key (by the
+// built-in rules) the id found is RedactedMarker.
 func ExternalIDFromJSON(key string) func(*http.Request, []byte, *http.Response, []byte) string {
+	sensitive := defaultRedactor.SensitiveKey(key)
 	get := func(b []byte) string {
 		var m map[string]json.RawMessage
 		if json.Unmarshal(b, &m) != nil {
@@ -266,10 +269,16 @@ func ExternalIDFromJSON(key string) func(*http.Request, []byte, *http.Response, 
 		}
 		var s string
 		if json.Unmarshal(raw, &s) == nil {
+			if sensitive && s != "" {
+				return RedactedMarker
+			}
 			return s
 		}
 		var n json.Number
 		if json.Unmarshal(raw, &n) == nil {
+			if sensitive {
+				return RedactedMarker
+			}
 			return n.String()
 		}
 		return ""
@@ -617,7 +626,7 @@ func (o *Outbox) prepareIntegration(r IntegrationRecord, red *Redactor) (Integra
 	if r.Duration > 0 {
 		r.Duration = r.Duration.Truncate(time.Millisecond)
 	}
-	r.ExternalID = cleanLine(r.ExternalID)
+	r.ExternalID = cleanLine(red.String(r.ExternalID))
 	if utf8.RuneCountInString(r.ExternalID) > MaxExternalIDChars {
 		return r, invalid(ErrInvalidRecord, "external_id", "is longer than %d characters", MaxExternalIDChars)
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/outboxkit/outbox/internal/redact"
 )
 
 // Redaction defaults and markers.
@@ -29,16 +31,21 @@ const (
 // RedactionRules extends the built-in redaction rules. The zero value means
 // the built-in rules only, with MaxBodyBytesDefault.
 //
-// Built in, a name is sensitive when, lower-cased and stripped of everything
-// but letters and digits, it contains one of password, passwd, passphrase,
-// secret, token, apikey, accesskey, privatekey, authorization, cookie,
-// signature, credential, cardnumber, creditcard, ccnumber, cvc, cvv, iban or
-// sessionid, or equals key, or has one of pwd, pin, pan, ssn, sig, otp or
-// auth as a whole word (words split at anything but letters and digits). The
-// rule applies to HTTP header names (so Authorization, Cookie, Set-Cookie,
-// Proxy-Authorization, X-Api-Key and every *-Signature header are covered),
-// JSON object keys at any depth, URL query parameters, form fields and
-// "name=value" or "name: value" pairs inside text.
+// Built in, a name is sensitive when, normalised (NFKC, look-alike
+// Cyrillic, Greek and other letters folded to Latin, lower-cased, stripped
+// of everything but letters and digits), it contains one of password,
+// passwd, passphrase, passcode, secret, token, apikey, accesskey,
+// privatekey, authorization, cookie, signature, credential, cardnumber,
+// creditcard, ccnumber, cvc, cvv, iban, sessionid, jwt, hmac, securitycode,
+// accountnumber, routingnumber, codeverifier, mnemonic, seedphrase (and a
+// few more: docs/redaction.md), or equals key, or has one of pwd, pw, pass,
+// pin, pan, ssn, sig, otp, totp, auth, jwt, hmac or dsn as a whole word
+// (words split at anything but letters and digits and at case changes), or
+// ends in the word key (X-Functions-Key, Ocp-Apim-Subscription-Key) unless
+// an ordinary one (Idempotency-Key, sort_key, public_key). The rule applies
+// to HTTP header names, JSON object keys at any depth, URL query
+// parameters and path segments, form and multipart fields, XML elements
+// and "name=value", "name: value" or "name": "value" pairs inside text.
 type RedactionRules struct {
 	// Keys are extra sensitive names, matched like the built-in contained
 	// terms: "session" also redacts X-Session and session_key.
@@ -50,36 +57,26 @@ type RedactionRules struct {
 	MaxBodyBytes int
 }
 
-// A Redactor removes secrets from what the recorders store: header values,
-// JSON values under sensitive keys, URL query secrets and user info, card
-// numbers (13 to 19 digits that pass the Luhn check, optionally grouped by
-// single spaces or dashes) inside strings and JSON numbers, bearer and basic
-// credentials, and the application's extra patterns. Redaction is idempotent:
-// redacting a redacted value changes nothing. A Redactor is immutable and
-// safe for concurrent use.
+// A Redactor removes secrets from what the recorders store. It parses what
+// it can (JSON, also cut short or invalid; forms; multipart bodies; XML;
+// URLs anywhere in text) and redacts by name — values under sensitive
+// names — and by shape wherever a value stands: card numbers (13 to 19
+// digits with a card network's prefix and length passing the Luhn check,
+// grouped by spaces, dashes or dots, or as JSON numbers in any notation),
+// JWTs, AWS access key ids, Stripe, GitHub, GitLab, Slack, Google,
+// SendGrid and other provider tokens, webhook secrets, PEM private keys,
+// credentials after an authorization scheme, URL user info, and the
+// application's extra patterns. Bodies are redacted whole first and cut
+// after. Redaction is idempotent: redacting a redacted value changes
+// nothing. A Redactor is immutable and safe for concurrent use.
+// docs/redaction.md lists the rules and their false-positive rates.
 type Redactor struct {
-	contains []string
-	patterns []*regexp.Regexp
-	maxBody  int
+	eng     *redact.Engine
+	maxBody int
 }
 
-var (
-	builtinContains = []string{"password", "passwd", "passphrase", "secret", "token", "apikey", "accesskey",
-		"privatekey", "authorization", "cookie", "signature", "credential", "cardnumber", "creditcard",
-		"ccnumber", "cvc", "cvv", "iban", "sessionid"}
-	builtinExact = map[string]bool{"pwd": true, "pin": true, "pan": true, "ssn": true, "sig": true, "otp": true,
-		"auth": true, "key": true}
-
-	// defaultRedactor applies the built-in rules.
-	defaultRedactor = mustRedactor(RedactionRules{})
-
-	// pairRE finds name=value and "name": "value" pairs in free text.
-	// The value is a quoted string, or a run up to a delimiter, possibly
-	// after an escaped quote (JSON text inside a JSON string).
-	pairRE = regexp.MustCompile(`([A-Za-z0-9_.\-]+)(\\?["']?[ \t]*[:=][ \t]*)("(?:[^"\\\n]|\\.)*"|'[^'\n]*'|\\?["']?[^\s"'&,;}\]\)<>\\]+)`)
-	// schemeRE finds HTTP authorization credentials in free text.
-	schemeRE = regexp.MustCompile(`(?i)\b(bearer|basic|digest|token)([ \t]+)([A-Za-z0-9\-._~+/]+=*)`)
-)
+// defaultRedactor applies the built-in rules.
+var defaultRedactor = mustRedactor(RedactionRules{})
 
 // DefaultRedactor returns a Redactor with the built-in rules only.
 func DefaultRedactor() *Redactor { return defaultRedactor }
@@ -89,16 +86,17 @@ func NewRedactor(rules RedactionRules) (*Redactor, error) {
 	if rules.MaxBodyBytes < 0 {
 		return nil, invalid(ErrInvalidConfig, "max_body_bytes", "must not be negative, got %d", rules.MaxBodyBytes)
 	}
-	r := &Redactor{contains: append([]string(nil), builtinContains...), maxBody: rules.MaxBodyBytes}
-	if r.maxBody == 0 {
-		r.maxBody = MaxBodyBytesDefault
+	maxBody := rules.MaxBodyBytes
+	if maxBody == 0 {
+		maxBody = MaxBodyBytesDefault
 	}
+	var keys []string
 	for _, k := range rules.Keys {
-		n := normalizeKey(k)
+		n := redact.NormalizeKey(k)
 		if n == "" {
 			return nil, invalid(ErrInvalidConfig, "redaction_keys", "key %q has no letter or digit", k)
 		}
-		r.contains = append(r.contains, n)
+		keys = append(keys, n)
 	}
 	for i, p := range rules.Patterns {
 		if p == nil {
@@ -108,8 +106,7 @@ func NewRedactor(rules RedactionRules) (*Redactor, error) {
 			return nil, invalid(ErrInvalidConfig, "redaction_patterns", "pattern %q matches the empty string", p.String())
 		}
 	}
-	r.patterns = append([]*regexp.Regexp(nil), rules.Patterns...)
-	return r, nil
+	return &Redactor{eng: redact.New(keys, rules.Patterns, maxBody), maxBody: maxBody}, nil
 }
 
 func mustRedactor(rules RedactionRules) *Redactor {
@@ -124,36 +121,14 @@ func mustRedactor(rules RedactionRules) *Redactor {
 func (r *Redactor) MaxBodyBytes() int { return r.maxBody }
 
 // SensitiveKey reports whether values under the name k (a header, JSON key,
-// query parameter or form field) are redacted.
-func (r *Redactor) SensitiveKey(k string) bool {
-	n := normalizeKey(k)
-	if n == "" {
-		return false
-	}
-	if builtinExact[n] {
-		return true
-	}
-	// A short term also counts as one word of a longer name:
-	// Paypal-Transmission-Sig, X-Auth, pin_code.
-	for _, w := range strings.FieldsFunc(k, func(c rune) bool {
-		return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9')
-	}) {
-		if w = strings.ToLower(w); w != "key" && builtinExact[w] {
-			return true
-		}
-	}
-	for _, c := range r.contains {
-		if strings.Contains(n, c) {
-			return true
-		}
-	}
-	return false
-}
+// query parameter, form field or XML element) are redacted.
+func (r *Redactor) SensitiveKey(k string) bool { return r.eng.SensitiveKey(k) }
 
 // Headers returns h as a map from canonical header name to its values joined
 // by ", ", with the values of sensitive headers replaced by RedactedMarker
-// and the other values passed through String. When only is non-empty, only
-// the headers it names are kept.
+// and the other values passed through String (so URLs in Location or Link
+// are redacted too). When only is non-empty, only the headers it names are
+// kept.
 func (r *Redactor) Headers(h http.Header, only []string) map[string]string {
 	if len(h) == 0 {
 		return nil
@@ -171,7 +146,7 @@ func (r *Redactor) Headers(h http.Header, only []string) map[string]string {
 		if keep != nil && !keep[ck] {
 			continue
 		}
-		name := cleanString(ck)
+		name := r.String(ck)
 		if r.SensitiveKey(ck) {
 			out[name] = RedactedMarker
 			continue
@@ -181,103 +156,49 @@ func (r *Redactor) Headers(h http.Header, only []string) map[string]string {
 	return out
 }
 
-// URL returns raw with its user info password, the values of sensitive query
-// parameters and any secret that String finds replaced. A URL that does not
-// parse is redacted as text.
-func (r *Redactor) URL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return r.String(raw)
-	}
-	if u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "REDACTED")
+// URL returns raw with its user info password (or its user name when it
+// stands alone, as in https://sk_live_…:@host), the values of sensitive
+// query and fragment parameters, path segments after a sensitive segment
+// (/reset/token/…) and any secret String finds replaced.
+func (r *Redactor) URL(raw string) string { return r.eng.URL(cleanString(raw)) }
+
+// String returns s with every secret it finds replaced by RedactedMarker:
+// URLs redacted as by URL, the values of sensitive "name=value",
+// "name: value", "name": "value" pairs (to the end of the line, the
+// closing quote or the next pair) and XML elements, credentials after an
+// authorization scheme (Bearer, Basic, ...), secret-shaped tokens, card
+// numbers and matches of the extra patterns. Control characters other
+// than tab and newline are removed, NUL included, and invalid UTF-8
+// becomes U+FFFD.
+func (r *Redactor) String(s string) (out string) {
+	defer func() {
+		if recover() != nil {
+			out = RedactedMarker // a bug in the engine never stores the input
 		}
-	}
-	u.RawQuery = r.query(u.RawQuery)
-	frag := u.EscapedFragment()
-	u.Fragment, u.RawFragment = "", ""
-	out := u.String()
-	if frag != "" {
-		// OAuth's implicit flow puts tokens in the fragment.
-		out += "#" + r.query(frag)
-	}
-	return r.String(out)
+	}()
+	return r.eng.Text(cleanString(s))
 }
 
-// query redacts the values of sensitive parameters of a raw query string,
-// keeping the parameters' order and encoding.
-func (r *Redactor) query(raw string) string {
-	if raw == "" {
-		return ""
-	}
-	parts := strings.Split(raw, "&")
-	for i, p := range parts {
-		k, _, hasValue := strings.Cut(p, "=")
-		name, err := url.QueryUnescape(k)
-		if err != nil {
-			name = k
-		}
-		if r.SensitiveKey(name) {
-			if hasValue {
-				parts[i] = k + "=" + RedactedMarker
-			}
-		}
-	}
-	return strings.Join(parts, "&")
-}
-
-// String returns s with card numbers, credentials after an authorization
-// scheme (Bearer, Basic, ...), the values of sensitive name=value or
-// "name": "value" pairs, and matches of the extra patterns replaced by
-// RedactedMarker. Control characters other than tab and newline are
-// removed, NUL included, and invalid UTF-8 becomes U+FFFD.
-func (r *Redactor) String(s string) string {
-	s = cleanString(s)
-	s = redactCards(s)
-	s = schemeRE.ReplaceAllString(s, "${1}${2}"+RedactedMarker)
-	s = pairRE.ReplaceAllStringFunc(s, func(m string) string {
-		sub := pairRE.FindStringSubmatch(m)
-		if !r.SensitiveKey(sub[1]) {
-			return m
-		}
-		v := sub[3]
-		switch {
-		case len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] && !strings.HasPrefix(v, `\`):
-			v = v[:1] + RedactedMarker + v[:1]
-		default:
-			prefix := ""
-			if strings.HasPrefix(v, `\`) {
-				prefix, v = `\`, v[1:]
-			}
-			if v != "" && (v[0] == '"' || v[0] == '\'') {
-				prefix, v = prefix+v[:1], v[1:]
-			}
-			if strings.HasPrefix(RedactedMarker, v) {
-				return m // already redacted: "[REDACTED" stops at ']'
-			}
-			v = prefix + RedactedMarker
-		}
-		return sub[1] + sub[2] + v
-	})
-	for _, p := range r.patterns {
-		s = p.ReplaceAllLiteralString(s, RedactedMarker)
-	}
-	return s
-}
-
-// JSON redacts a JSON document: values under sensitive keys (at any depth)
-// become RedactedMarker, every string passes through String, and numbers
-// that look like card numbers become RedactedMarker. Object keys are cleaned
-// of control characters. It sanitises on purpose: invalid UTF-8 inside b's
-// strings becomes U+FFFD (as encoding/json decodes it) instead of being
-// refused. It returns an error if b is not valid JSON.
+// JSON redacts a JSON document: values under sensitive keys (at any depth,
+// objects and arrays whole) become RedactedMarker, every string and object
+// key passes through String, and numbers that are card numbers become
+// RedactedMarker. The result is compact and keeps the keys' order. It
+// sanitises on purpose: invalid UTF-8 inside b's strings becomes U+FFFD
+// (as encoding/json decodes it) and control characters are removed instead
+// of being refused. It returns an error if b is not valid JSON or nests
+// deeper than MaxJSONDepth.
 func (r *Redactor) JSON(b []byte) (json.RawMessage, error) {
-	v, err := decodeJSONValue(b)
+	if err := checkJSONSyntaxDepth(b); err != nil {
+		return nil, err
+	}
+	out, ok, _, err := r.safeJSON(b)
 	if err != nil {
 		return nil, err
 	}
-	return marshalJSONValue(r.value(v))
+	if !ok {
+		return nil, fmt.Errorf("is not valid JSON")
+	}
+	return json.RawMessage(out), nil
 }
 
 // Value marshals v to JSON and redacts it like JSON. []byte and
@@ -293,39 +214,67 @@ func (r *Redactor) Value(v any) (json.RawMessage, error) {
 }
 
 // Body turns an HTTP body into the JSON value a recorder stores: nil for an
-// empty body; the redacted document for JSON; for a form
-// (application/x-www-form-urlencoded) or other text, a JSON string redacted
-// by String (form fields by name); for bytes that are not UTF-8, a string
-// saying how many bytes there were. A value whose JSON is over
-// MaxBodyBytes becomes a string of its first MaxBodyBytes bytes (cut on a
-// character boundary, after redaction) followed by TruncatedMarker, and
-// truncated is true.
+// empty body; the redacted document for JSON (any +json type, sniffed when
+// the content type says nothing); for anything else — a form, a multipart
+// body, XML, NDJSON, text, JSON that is invalid or nests deeper than
+// MaxJSONDepth — a JSON string of the body redacted in its own structure;
+// for bytes that are not UTF-8, a string saying how many bytes there were.
+// A body is redacted whole first and cut after: a result over MaxBodyBytes
+// becomes a string of its first MaxBodyBytes bytes at most, cut on a token
+// boundary, followed by TruncatedMarker, and truncated is true.
 func (r *Redactor) Body(b []byte, contentType string) (v json.RawMessage, truncated bool) {
+	return r.body(b, contentType, false)
+}
+
+// body is Body for a body that may be the prefix of a larger one
+// (partial): its incomplete last token is dropped and it is stored
+// truncated.
+func (r *Redactor) body(b []byte, contentType string, partial bool) (json.RawMessage, bool) {
 	if len(b) == 0 {
 		return nil, false
 	}
-	var text string
-	switch {
-	case utf8.Valid(b) && json.Valid(b):
-		if out, err := r.JSON(b); err == nil {
-			if len(out) <= r.maxBody {
-				return out, false
+	valid := utf8.Valid(b)
+	if !valid && partial {
+		// The capture may have cut the last character.
+		for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
+			if utf8.RuneStart(b[i]) {
+				valid = utf8.Valid(b[:i])
+				break
 			}
-			text = string(out)
-			break
 		}
-		text = r.String(string(b))
-	case !utf8.Valid(b):
+	}
+	if !valid {
 		return mustJSONString(fmt.Sprintf("[binary body: %d bytes]", len(b))), false
-	case isForm(contentType):
-		text = r.form(string(b))
-	default:
-		text = r.String(string(b))
 	}
-	if len(text) > r.maxBody {
-		return mustJSONString(truncateUTF8(text, r.maxBody) + TruncatedMarker), true
+	out, err := r.safeBody(b, contentType, partial)
+	if err != nil {
+		return mustJSONString(RedactedMarker), false
 	}
-	return mustJSONString(text), false
+	if out.JSON != "" {
+		return json.RawMessage(out.JSON), false
+	}
+	return mustJSONString(out.Text), out.Truncated
+}
+
+// safeJSON and safeBody turn a panic of the engine into an error, so a
+// bug in redaction never fails the caller's HTTP call nor stores the input.
+func (r *Redactor) safeJSON(b []byte) (out string, ok bool, depth int, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("redaction failed: %v", p)
+		}
+	}()
+	out, ok, depth = r.eng.JSON(string(b))
+	return out, ok, depth, nil
+}
+
+func (r *Redactor) safeBody(b []byte, contentType string, partial bool) (out redact.Body, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("redaction failed: %v", p)
+		}
+	}()
+	return r.eng.Body(string(b), contentType, partial, MaxJSONDepth), nil
 }
 
 // limitJSON applies MaxBodyBytes to an already redacted JSON value.
@@ -333,52 +282,7 @@ func (r *Redactor) limitJSON(b json.RawMessage) (json.RawMessage, bool) {
 	if len(b) <= r.maxBody {
 		return b, false
 	}
-	return mustJSONString(truncateUTF8(string(b), r.maxBody) + TruncatedMarker), true
-}
-
-func (r *Redactor) form(s string) string {
-	parts := strings.Split(s, "&")
-	for i, p := range parts {
-		k, _, hasValue := strings.Cut(p, "=")
-		name, err := url.QueryUnescape(strings.ReplaceAll(k, "+", " "))
-		if err != nil {
-			name = k
-		}
-		if hasValue && r.SensitiveKey(name) {
-			parts[i] = k + "=" + RedactedMarker
-		}
-	}
-	return r.String(strings.Join(parts, "&"))
-}
-
-func (r *Redactor) value(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			ck := cleanString(k)
-			if r.SensitiveKey(k) {
-				out[ck] = RedactedMarker
-				continue
-			}
-			out[ck] = r.value(e)
-		}
-		return out
-	case []any:
-		for i, e := range x {
-			x[i] = r.value(e)
-		}
-		return x
-	case string:
-		return r.String(x)
-	case json.Number:
-		if isCardNumber(string(x)) {
-			return RedactedMarker
-		}
-		return x
-	default:
-		return v
-	}
+	return mustJSONString(redact.Cut(string(b), r.maxBody) + TruncatedMarker), true
 }
 
 // envelope builds a request or response object from head plus a body.
@@ -481,19 +385,7 @@ func (r *Redactor) putBody(head map[string]any, body []byte, total int64, conten
 		return
 	}
 	total = max(total, int64(len(body)))
-	partial := total > int64(r.maxBody)
-	if len(body) > r.maxBody {
-		body = []byte(truncateUTF8(string(body), r.maxBody))
-	}
-	v, truncated := r.Body(body, contentType)
-	if partial && !truncated {
-		// Only a prefix was kept: store it as text ending in the marker.
-		s, ok := jsonStringValue(v)
-		if !ok {
-			s = string(v)
-		}
-		v, truncated = mustJSONString(s+TruncatedMarker), true
-	}
+	v, truncated := r.body(body, contentType, total > int64(len(body)))
 	head["body"] = v
 	if truncated {
 		head["body_truncated"] = true
@@ -569,34 +461,6 @@ func mustJSONString(s string) json.RawMessage {
 	return b
 }
 
-func jsonStringValue(v json.RawMessage) (string, bool) {
-	var s string
-	if json.Unmarshal(v, &s) != nil {
-		return "", false
-	}
-	return s, true
-}
-
-func isForm(contentType string) bool {
-	ct, _, _ := strings.Cut(contentType, ";")
-	return strings.EqualFold(strings.TrimSpace(ct), "application/x-www-form-urlencoded")
-}
-
-// normalizeKey lower-cases k and keeps only its ASCII letters and digits.
-func normalizeKey(k string) string {
-	var b strings.Builder
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-			b.WriteByte(c)
-		case c >= 'A' && c <= 'Z':
-			b.WriteByte(c + 'a' - 'A')
-		}
-	}
-	return b.String()
-}
-
 // cleanString makes s safe to store: invalid UTF-8 becomes U+FFFD and
 // control characters (C0 except tab and newline, DEL, C1) are removed. A
 // lone surrogate cannot occur in a Go string that is valid UTF-8.
@@ -651,17 +515,6 @@ func stripControls(s string, keepWS bool) string {
 	return b.String()
 }
 
-// truncateUTF8 cuts s to at most n bytes on a character boundary.
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
 // truncateRunes cuts s to at most n characters.
 func truncateRunes(s string, n int) string {
 	i := 0
@@ -674,130 +527,8 @@ func truncateRunes(s string, n int) string {
 	return s
 }
 
-// redactCards replaces card numbers inside s: runs of 13 to 19 digits,
-// optionally grouped by single spaces or dashes, that pass the Luhn check
-// and are not part of a longer run of digits.
-func redactCards(s string) string {
-	if !hasLongDigitRun(s) {
-		return s
-	}
-	type group struct{ start, end int } // byte offsets of one group of digits
-	var out strings.Builder
-	last := 0
-	i := 0
-	for i < len(s) {
-		if !isDigit(s[i]) || (i > 0 && isDigit(s[i-1])) {
-			i++
-			continue
-		}
-		// Collect the groups of one run: digits separated by a single
-		// space or dash.
-		var groups []group
-		j := i
-		for {
-			k := j
-			for k < len(s) && isDigit(s[k]) {
-				k++
-			}
-			groups = append(groups, group{j, k})
-			if k+1 < len(s) && (s[k] == ' ' || s[k] == '-') && isDigit(s[k+1]) {
-				j = k + 1
-				continue
-			}
-			j = k
-			break
-		}
-		// Find card numbers made of consecutive whole groups, longest first
-		// from each starting group. off[x] is where group x starts in the
-		// run's digits.
-		var run strings.Builder
-		off := make([]int, len(groups)+1)
-		for x, gr := range groups {
-			off[x] = run.Len()
-			run.WriteString(s[gr.start:gr.end])
-		}
-		off[len(groups)] = run.Len()
-		digits := run.String()
-		g := 0
-		for g < len(groups) {
-			found := -1
-			top := g
-			for top+1 < len(groups) && off[top+2]-off[g] <= 19 {
-				top++
-			}
-			for h := top; h >= g; h-- {
-				n := off[h+1] - off[g]
-				if n >= 13 && n <= 19 && luhn(digits[off[g]:off[h+1]]) {
-					found = h
-					break
-				}
-				if n < 13 {
-					break
-				}
-			}
-			if found < 0 {
-				g++
-				continue
-			}
-			out.WriteString(s[last:groups[g].start])
-			out.WriteString(RedactedMarker)
-			last = groups[found].end
-			g = found + 1
-		}
-		i = j
-	}
-	if last == 0 {
-		return s
-	}
-	out.WriteString(s[last:])
-	return out.String()
-}
-
-func hasLongDigitRun(s string) bool {
-	n := 0
-	for i := 0; i < len(s); i++ {
-		switch {
-		case isDigit(s[i]):
-			if n++; n >= 13 {
-				return true
-			}
-		case (s[i] == ' ' || s[i] == '-') && n > 0:
-		default:
-			n = 0
-		}
-	}
-	return false
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-// isCardNumber reports whether a JSON number is an integer of 13 to 19
-// digits that passes the Luhn check.
-func isCardNumber(n string) bool {
-	if len(n) < 13 || len(n) > 19 {
-		return false
-	}
-	for i := 0; i < len(n); i++ {
-		if !isDigit(n[i]) {
-			return false
-		}
-	}
-	return luhn(n)
-}
+// isCardNumber reports whether n (only digits) is a card number.
+func isCardNumber(n string) bool { return redact.IsCard(n) }
 
 // luhn reports whether the digits pass the Luhn checksum.
-func luhn(digits string) bool {
-	sum := 0
-	double := false
-	for i := len(digits) - 1; i >= 0; i-- {
-		d := int(digits[i] - '0')
-		if double {
-			if d *= 2; d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
-		double = !double
-	}
-	return sum%10 == 0
-}
+func luhn(digits string) bool { return redact.Luhn(digits) }

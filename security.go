@@ -533,7 +533,7 @@ func (s *SecurityLog) prepare(in SecurityEventInput, account *string) (preparedS
 		return preparedSecurity{}, f("ip_address", "is the unspecified address %s, not a client's", ip)
 	}
 	p.ev.IP = ip
-	p.ev.UserAgent = truncateRunes(cleanLine(in.UserAgent), MaxUserAgentChars)
+	p.ev.UserAgent = truncateRunes(cleanLine(s.red.String(in.UserAgent)), MaxUserAgentChars)
 	if in.UserID != uuid.Nil {
 		p.userID = in.UserID
 	}

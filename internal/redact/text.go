@@ -1,0 +1,569 @@
+package redact
+
+import (
+	"net/url"
+	"sort"
+	"strings"
+	"unicode/utf8"
+)
+
+// span is a byte range of a string to replace: by repl, or by Marker when
+// repl is empty.
+type span struct {
+	start, end int
+	repl       string
+}
+
+// Text returns s (already clean of control characters) with every secret
+// it finds replaced: URLs anywhere (user info, sensitive parameters,
+// segments after sensitive ones), private key blocks, values of sensitive
+// XML elements and of sensitive "name=value", "name: value" and
+// "name": "value" pairs (a pair's value runs to the end of its line, its
+// quotes or the next pair), credentials after an authorization scheme,
+// secret-shaped tokens, card numbers, and matches of the extra patterns.
+func (e *Engine) Text(s string) string { return e.text(s, true) }
+
+func (e *Engine) text(s string, urls bool) string {
+	if urls && strings.Contains(s, "://") {
+		s = e.urlsInText(s)
+	}
+	var spans []span
+	spans = elementSpans(e, s, spans)
+	spans = pairSpans(e, s, spans)
+	spans = schemeSpans(s, spans)
+	spans = shapeSpans(s, spans)
+	spans = cardSpans(s, spans)
+	for _, p := range e.patterns {
+		for _, m := range p.FindAllStringIndex(s, -1) {
+			if m[1] > m[0] {
+				spans = append(spans, span{m[0], m[1], ""})
+			}
+		}
+	}
+	return apply(s, spans)
+}
+
+// apply replaces the spans of s, merging overlapping ones into one marker.
+func apply(s string, spans []span) string {
+	if len(spans) == 0 {
+		return s
+	}
+	sort.Slice(spans, func(i, j int) bool {
+		if spans[i].start != spans[j].start {
+			return spans[i].start < spans[j].start
+		}
+		return spans[i].end > spans[j].end
+	})
+	var b strings.Builder
+	b.Grow(len(s))
+	last := 0
+	for i := 0; i < len(spans); i++ {
+		sp := spans[i]
+		if sp.end <= last && i > 0 {
+			continue
+		}
+		start := max(sp.start, last)
+		end := sp.end
+		repl := sp.repl
+		for i+1 < len(spans) && spans[i+1].start < end {
+			end = max(end, spans[i+1].end)
+			repl = ""
+			i++
+		}
+		if start != sp.start {
+			repl = ""
+		}
+		if repl == "" {
+			// A marker next to a marker is one marker.
+			if strings.HasSuffix(b.String(), Marker) && start == last && last > 0 {
+				last = end
+				continue
+			}
+			repl = Marker
+		}
+		b.WriteString(s[last:start])
+		b.WriteString(repl)
+		last = end
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// urlsInText redacts every URL inside s.
+func (e *Engine) urlsInText(s string) string {
+	var spans []span
+	for off := 0; ; {
+		k := strings.Index(s[off:], "://")
+		if k < 0 {
+			break
+		}
+		k += off
+		start := k
+		for start > 0 && isSchemeByte(s[start-1]) {
+			start--
+		}
+		end := k + 3
+		for end < len(s) && !urlStop(s[end]) {
+			end++
+		}
+		if start < k {
+			if r := e.URL(s[start:end]); r != s[start:end] {
+				spans = append(spans, span{start, end, r})
+			}
+		}
+		off = end
+	}
+	return applyRepl(s, spans)
+}
+
+// applyRepl replaces non-overlapping spans, in order, by their repl.
+func applyRepl(s string, spans []span) string {
+	if len(spans) == 0 {
+		return s
+	}
+	var b strings.Builder
+	last := 0
+	for _, sp := range spans {
+		b.WriteString(s[last:sp.start])
+		b.WriteString(sp.repl)
+		last = sp.end
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+func isSchemeByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '+' || c == '.' || c == '-'
+}
+
+func urlStop(c byte) bool {
+	return c <= ' ' || c == '"' || c == '\'' || c == '<' || c == '>' || c == '`' || c == '\\' || c == '{' || c == '}' || c == '|' || c == '^'
+}
+
+// URL returns raw with its user info (the password, or the user name when
+// it stands alone, as in https://sk_live_…:@host), the values of
+// sensitive query and fragment parameters, path segments after a sensitive
+// segment, and any secret Text finds replaced.
+func (e *Engine) URL(raw string) string {
+	scheme, rest, hasScheme := strings.Cut(raw, "://")
+	if !hasScheme {
+		scheme, rest = "", raw
+	}
+	authEnd := strings.IndexAny(rest, "/?#")
+	if authEnd < 0 || !hasScheme {
+		if hasScheme {
+			authEnd = len(rest)
+		} else {
+			authEnd = 0
+		}
+	}
+	auth, tail := rest[:authEnd], rest[authEnd:]
+	if at := strings.LastIndexByte(auth, '@'); at >= 0 {
+		user, pass, hasPass := strings.Cut(auth[:at], ":")
+		switch {
+		case hasPass && pass != "" && pass != "REDACTED":
+			if e.text(user, false) != user {
+				user = "REDACTED"
+			}
+			auth = user + ":REDACTED" + auth[at:]
+		case hasPass && pass == "REDACTED":
+		case user != "" && user != "REDACTED":
+			// A user name alone (or with an empty password) is the key.
+			auth = "REDACTED" + auth[at:]
+			if hasPass {
+				auth = "REDACTED:" + auth[len("REDACTED"):]
+			}
+		}
+	}
+	path, query, frag := tail, "", ""
+	hasQuery, hasFrag := false, false
+	if i := strings.IndexByte(path, '#'); i >= 0 {
+		path, frag, hasFrag = path[:i], path[i+1:], true
+	}
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path, query, hasQuery = path[:i], path[i+1:], true
+	}
+	path = e.pathSegments(path)
+	var b strings.Builder
+	b.Grow(len(raw) + 16)
+	if hasScheme {
+		b.WriteString(scheme)
+		b.WriteString("://")
+	}
+	b.WriteString(auth)
+	b.WriteString(path)
+	if hasQuery {
+		b.WriteByte('?')
+		b.WriteString(e.Query(query, false))
+	}
+	if hasFrag {
+		// OAuth's implicit flow puts tokens in the fragment.
+		b.WriteByte('#')
+		b.WriteString(e.Query(frag, false))
+	}
+	return e.text(b.String(), false)
+}
+
+// pathSegments redacts the path segment after a sensitive one
+// (/reset/token/<token>, /api_key/<key>).
+func (e *Engine) pathSegments(p string) string {
+	if strings.Count(p, "/") < 2 {
+		return p
+	}
+	segs := strings.Split(p, "/")
+	changed := false
+	for i := 1; i < len(segs); i++ {
+		name, _, _ := strings.Cut(segs[i-1], ";")
+		if dec, err := url.PathUnescape(name); err == nil {
+			name = dec
+		}
+		if segs[i] != "" && segs[i] != Marker && len(name) > 1 && e.SensitiveKey(name) {
+			segs[i] = Marker
+			changed = true
+		}
+	}
+	if !changed {
+		return p
+	}
+	return strings.Join(segs, "/")
+}
+
+// Query redacts a raw query string or form body, keeping the parameters'
+// order and encoding: values of sensitive names become Marker, other
+// values are decoded, redacted as text and re-encoded when that changed
+// them. form decodes '+' as a space.
+func (e *Engine) Query(raw string, form bool) string {
+	if raw == "" {
+		return ""
+	}
+	parts := strings.Split(raw, "&")
+	for i, p := range parts {
+		k, v, hasValue := strings.Cut(p, "=")
+		name := unescape(k, form)
+		if !hasValue {
+			if t := e.Text(name); t != name {
+				parts[i] = escape(t)
+			}
+			continue
+		}
+		if t := e.Text(name); t != name {
+			k = escape(t)
+		}
+		if e.SensitiveKey(name) {
+			parts[i] = k + "=" + Marker
+			continue
+		}
+		// '+' is a blank in forms and most query strings: decode it to
+		// look (the value is re-encoded only when redacted).
+		dv := unescape(v, true)
+		if t := e.Text(dv); t != dv {
+			v = escape(t)
+		}
+		parts[i] = k + "=" + v
+	}
+	return strings.Join(parts, "&")
+}
+
+func unescape(s string, form bool) string {
+	if !strings.ContainsAny(s, "%+") {
+		return s
+	}
+	if form {
+		s = strings.ReplaceAll(s, "+", " ")
+	}
+	if d, err := url.PathUnescape(s); err == nil {
+		return d
+	}
+	return s
+}
+
+// escape query-escapes s but keeps the marker's brackets readable.
+func escape(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(url.QueryEscape(s), "%5B", "["), "%5D", "]")
+}
+
+// pairSpans finds "name=value", "name: value", "name": "value" and
+// name="value" pairs whose name is sensitive, at every word of s, and
+// returns their values.
+func pairSpans(e *Engine, s string, spans []span) []span {
+	if strings.IndexByte(s, '=') < 0 && strings.IndexByte(s, ':') < 0 {
+		return spans
+	}
+	for i := 0; i < len(s); {
+		c, w := utf8.DecodeRuneInString(s[i:])
+		if !isKeyRune(c) {
+			i += w
+			continue
+		}
+		k0 := i
+		for i < len(s) {
+			c, w = utf8.DecodeRuneInString(s[i:])
+			if !isKeyRune(c) {
+				break
+			}
+			i += w
+		}
+		k1 := i
+		j := i
+		// An optional closing quote (or escaped quote), blanks, a separator.
+		if j < len(s) && s[j] == '\\' && j+1 < len(s) && s[j+1] == '"' {
+			j += 2
+		} else if j < len(s) && (s[j] == '"' || s[j] == '\'') {
+			j++
+		}
+		for j < len(s) && (s[j] == ' ' || s[j] == '\t') {
+			j++
+		}
+		if j >= len(s) || (s[j] != '=' && s[j] != ':') {
+			continue
+		}
+		if s[j] == ':' && strings.HasPrefix(s[j:], "://") {
+			continue
+		}
+		if s[j] == '=' && j+1 < len(s) && s[j+1] == '>' {
+			j++ // name => value
+		}
+		key := s[k0:k1]
+		if strings.IndexByte(key, '%') >= 0 {
+			key = unescape(key, true)
+		}
+		if !e.SensitiveKey(strings.Trim(key, "-_.")) {
+			continue
+		}
+		j++
+		for j < len(s) && (s[j] == ' ' || s[j] == '\t') {
+			j++
+		}
+		if start, end, ok := pairValue(s, j); ok {
+			spans = append(spans, span{start, end, ""})
+			i = start // a value may hold further pairs
+		}
+	}
+	return spans
+}
+
+// pairValue returns the extent of a pair's value starting at s[j]: a
+// quoted string, a bracketed structure, or unquoted text up to the end of
+// the line, a '&' or ';', a quote, a '<', or the next name=value pair.
+func pairValue(s string, j int) (int, int, bool) {
+	if j >= len(s) {
+		return 0, 0, false
+	}
+	if strings.HasPrefix(s[j:], Marker) {
+		return 0, 0, false
+	}
+	switch {
+	case strings.HasPrefix(s[j:], `\"`):
+		start := j + 2
+		end := strings.Index(s[start:], `\"`)
+		if end < 0 {
+			return start, lineEnd(s, start), true
+		}
+		if strings.HasPrefix(s[start:], Marker+`\"`) {
+			return 0, 0, false
+		}
+		return start, start + end, start+end > start
+	case s[j] == '"' || s[j] == '\'':
+		q := s[j]
+		start := j + 1
+		k := start
+		for k < len(s) && s[k] != q && s[k] != '\n' {
+			if s[k] == '\\' && q == '"' {
+				k++
+			}
+			k++
+		}
+		k = min(k, len(s))
+		if strings.HasPrefix(s[start:], Marker) && start+len(Marker) == k {
+			return 0, 0, false
+		}
+		return start, k, k > start
+	case s[j] == '{' || s[j] == '[':
+		return j, matchBracket(s, j), true
+	}
+	k := j
+	for k < len(s) {
+		c := s[k]
+		if c == '\n' || c == '\r' || c == '&' || c == ';' || c == '"' || c == '<' || c == '\'' ||
+			c == '\\' && k+1 < len(s) && (s[k+1] == '"' || s[k+1] == 'n') {
+			break
+		}
+		if (c == ' ' || c == ',') && nextPair(s, k+1) {
+			break
+		}
+		k++
+	}
+	// Trailing blanks and closing punctuation stay.
+	for k > j && (s[k-1] == ' ' || s[k-1] == '\t') {
+		k--
+	}
+	if k == j {
+		return 0, 0, false
+	}
+	return j, k, true
+}
+
+// nextPair reports whether a name=value pair with a value starts at s[i:]
+// (after blanks).
+func nextPair(s string, i int) bool {
+	for i < len(s) && s[i] == ' ' {
+		i++
+	}
+	k := i
+	for k < len(s) && isWordByte(s[k]) || k < len(s) && (s[k] == '-' || s[k] == '.') {
+		k++
+	}
+	// The next pair has a value: "abc=" or "abc==" ends a base64 secret.
+	return k > i && k+1 < len(s) && s[k] == '=' && s[k+1] != '=' && s[k+1] != ' ' && s[k+1] != '\n' && s[k+1] != '&'
+}
+
+func lineEnd(s string, i int) int {
+	if k := strings.IndexByte(s[i:], '\n'); k >= 0 {
+		return i + k
+	}
+	return len(s)
+}
+
+// matchBracket returns the end of the bracketed structure at s[j], or
+// len(s) when it is not closed.
+func matchBracket(s string, j int) int {
+	depth := 0
+	inStr := false
+	for k := j; k < len(s); k++ {
+		c := s[k]
+		switch {
+		case inStr && c == '\\':
+			k++
+		case c == '"':
+			inStr = !inStr
+		case inStr:
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			if depth--; depth == 0 {
+				return k + 1
+			}
+		}
+	}
+	return len(s)
+}
+
+// schemes are the HTTP authorization schemes whose credential follows.
+var schemes = map[string]bool{"bearer": true, "basic": true, "digest": true, "token": true, "negotiate": true,
+	"ntlm": true, "bot": true, "apikey": true, "sso-key": true}
+
+// schemeSpans finds credentials after an HTTP authorization scheme.
+func schemeSpans(s string, spans []span) []span {
+	var buf [16]byte
+	for i := 0; i < len(s); i++ {
+		if i > 0 && isWordByte(s[i-1]) || strings.IndexByte("bBdDtTnNaAsS", s[i]) < 0 {
+			continue
+		}
+		j := i
+		for j < len(s) && j-i < len(buf) && (isWordByte(s[j]) || s[j] == '-') {
+			buf[j-i] = s[j] | 0x20
+			j++
+		}
+		if j-i < 3 || j-i >= len(buf) || !schemes[string(buf[:j-i])] {
+			i = j
+			continue
+		}
+		scheme := string(buf[:j-i])
+		k := j
+		for k < len(s) && (s[k] == ' ' || s[k] == '\t') {
+			k++
+		}
+		if k == j {
+			i = j
+			continue
+		}
+		start := k
+		for k < len(s) && (isWordByte(s[k]) || strings.IndexByte("-.~+/=:", s[k]) >= 0) {
+			k++
+		}
+		if k-start < 6 || strings.HasPrefix(s[start:], Marker) || !credentialLike(s[start:k]) {
+			i = j
+			continue
+		}
+		if scheme == "digest" || scheme == "ntlm" || scheme == "negotiate" {
+			k = lineEnd(s, start)
+		}
+		spans = append(spans, span{start, k, ""})
+		i = k
+	}
+	return spans
+}
+
+// credentialLike reports whether a word after a scheme name looks like a
+// credential rather than English ("basic information", "token of"): it has
+// a digit, a punctuation character of base64 or tokens, or an upper-case
+// letter after the first.
+func credentialLike(w string) bool {
+	for i := 0; i < len(w); i++ {
+		c := w[i]
+		if isDigit(c) || strings.IndexByte("._~+/=-:", c) >= 0 || i > 0 && c >= 'A' && c <= 'Z' {
+			return true
+		}
+	}
+	return len(w) >= 20
+}
+
+// elementSpans finds XML and HTML elements with sensitive names and
+// returns their content, up to the closing tag or the end of s.
+func elementSpans(e *Engine, s string, spans []span) []span {
+	spans = elements(e, s, "<", ">", "</", spans)
+	if strings.Contains(s, "&lt;") {
+		// XML escaped inside XML or HTML.
+		spans = elements(e, s, "&lt;", "&gt;", "&lt;/", spans)
+	}
+	return spans
+}
+
+func elements(e *Engine, s, lt, gt, closing string, spans []span) []span {
+	for off := 0; ; {
+		k := strings.Index(s[off:], lt)
+		if k < 0 {
+			return spans
+		}
+		k += off
+		off = k + 1
+		k += len(lt) - 1
+		if k+1 >= len(s) || s[k+1] == '/' || s[k+1] == '!' || s[k+1] == '?' {
+			continue
+		}
+		j := k + 1
+		for j < len(s) {
+			c, w := utf8.DecodeRuneInString(s[j:])
+			if !isKeyRune(c) && c != ':' {
+				break
+			}
+			j += w
+		}
+		name := s[k+1 : j]
+		if i := strings.LastIndexByte(name, ':'); i >= 0 {
+			name = name[i+1:]
+		}
+		if name == "" || !e.SensitiveKey(name) {
+			continue
+		}
+		g := strings.Index(s[j:], gt)
+		if g < 0 {
+			continue
+		}
+		g += j
+		if s[g-1] == '/' {
+			continue
+		}
+		start := g + len(gt)
+		end := strings.Index(s[start:], closing)
+		if end < 0 {
+			end = len(s)
+		} else {
+			end += start
+		}
+		if end > start && s[start:end] != Marker {
+			spans = append(spans, span{start, end, ""})
+		}
+		off = max(end, off)
+	}
+}
