@@ -626,7 +626,10 @@ func (o *Outbox) prepareIntegration(r IntegrationRecord, red *Redactor) (Integra
 	if r.Duration > 0 {
 		r.Duration = r.Duration.Truncate(time.Millisecond)
 	}
-	r.ExternalID = cleanLine(red.String(r.ExternalID))
+	if red != nil {
+		r.ExternalID = red.String(r.ExternalID)
+	}
+	r.ExternalID = cleanLine(r.ExternalID)
 	if utf8.RuneCountInString(r.ExternalID) > MaxExternalIDChars {
 		return r, invalid(ErrInvalidRecord, "external_id", "is longer than %d characters", MaxExternalIDChars)
 	}

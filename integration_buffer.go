@@ -215,6 +215,9 @@ func (l *IntegrationLog) prepareCapture(c capture) (p preparedRecord, err error)
 		if rec.ExternalID, err = externalID(s.opts.ExternalID, ex); err != nil {
 			return preparedRecord{}, err
 		}
+		// The id comes from the application's func: redacted like the rest
+		// (prepareIntegration below only validates).
+		rec.ExternalID = l.red.String(rec.ExternalID)
 	}
 	rec, err = l.o.prepareIntegration(rec, nil)
 	if err != nil {

@@ -603,6 +603,10 @@ func TestRedactionCorpus(t *testing.T) {
 		resp.Body.Close()
 		records++
 	}
+	// Transport and Middleware write through the log's buffer: flush it.
+	if err := l.Close(ctx); err != nil {
+		t.Fatalf("flushing the HTTP recorders: %v", err)
+	}
 
 	// The Record* methods.
 	tx, err := b.db.BeginTx(ctx, nil)
