@@ -14,6 +14,7 @@ import (
 	"github.com/lib/pq"
 	"github.com/outboxkit/outbox/internal/dispatch"
 	"github.com/outboxkit/outbox/internal/pgtest"
+	"github.com/outboxkit/outbox/internal/testutil"
 )
 
 // startDispatcher runs d until the test ends and fails the test if Run
@@ -109,7 +110,7 @@ func TestDispatcherDeliversAndRetries(t *testing.T) {
 		t.Fatalf("deliveries = %d, want 1", res.Deliveries)
 	}
 	startDispatcher(t, d)
-	first := recv(t, got)
+	first := testutil.Recv(t, got)
 	if first.EventID != res.EventID || first.Attempt != 1 || first.Topic != "order.created" || first.Metadata["trace"] != "abc" {
 		t.Fatalf("first delivery = %+v", first)
 	}
@@ -132,24 +133,13 @@ func TestDispatcherDeliversAndRetries(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	b.clock.Advance(2 * time.Second)
-	second := recv(t, got)
+	second := testutil.Recv(t, got)
 	if second.Attempt != 2 || second.EventID != res.EventID {
 		t.Fatalf("second delivery = %+v", second)
 	}
 	waitFor(t, "completion", func() bool {
 		return b.count(t, "status = 'COMPLETED' AND processed_at IS NOT NULL AND locked_by IS NULL") == 1
 	})
-}
-
-func recv[T any](t testing.TB, ch <-chan T) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(30 * time.Second):
-		t.Fatal("timed out waiting for a delivery")
-	}
-	panic("unreachable")
 }
 
 func TestDispatcherFailures(t *testing.T) {
@@ -320,7 +310,7 @@ func TestHeartbeatKeepsLongHandlerLease(t *testing.T) {
 	})
 	b.enqueue(t, "x", 1)
 	startDispatcher(t, d)
-	recv(t, started)
+	testutil.Recv(t, started)
 	// Hold the handler for several lease lengths: the lease must keep moving.
 	var first time.Time
 	if err := b.db.QueryRow(`SELECT locked_until FROM "` + b.schema + `".event_queue`).Scan(&first); err != nil {
@@ -354,7 +344,7 @@ func TestRescueExpiredLease(t *testing.T) {
 	got := make(chan *Delivery, 2)
 	d.Handle("a", func(_ context.Context, dl *Delivery) error { got <- dl; return nil })
 	startDispatcher(t, d)
-	dl := recv(t, got)
+	dl := testutil.Recv(t, got)
 	if dl.Attempt != 2 || dl.Topic != "x" {
 		t.Fatalf("rescued delivery = %+v, want attempt 2 of x", dl)
 	}
@@ -390,12 +380,12 @@ func TestShutdown(t *testing.T) {
 	defer cancel()
 	runDone := make(chan error, 1)
 	go func() { runDone <- d.Run(ctx) }()
-	recv(t, started)
-	recv(t, started)
+	testutil.Recv(t, started)
+	testutil.Recv(t, started)
 	begin := time.Now()
 	cancel()
 	close(finish) // the soft handler returns only after Run's context has ended
-	if err := recv(t, runDone); err != nil {
+	if err := testutil.Recv(t, runDone); err != nil {
 		t.Fatalf("Run = %v", err)
 	}
 	if took := time.Since(begin); took > 5*time.Second {
@@ -426,7 +416,7 @@ func TestNotifyWakesDispatcher(t *testing.T) {
 	})
 	for i := range 3 {
 		res := b.enqueue(t, "x", i)
-		if dl := recv(t, got); dl.EventID != res.EventID {
+		if dl := testutil.Recv(t, got); dl.EventID != res.EventID {
 			t.Fatalf("delivery %d = %v, want %v", i, dl.EventID, res.EventID)
 		}
 	}
@@ -637,7 +627,7 @@ func TestDispatcherNameCleaned(t *testing.T) {
 		d.Handle("a", func(context.Context, *Delivery) error { done <- struct{}{}; return nil })
 		stop := startDispatcher(t, d)
 		b.enqueue(t, "x", i)
-		recv(t, done)
+		testutil.Recv(t, done)
 		waitFor(t, "the outcome", func() bool { return b.count(t, "status = 'COMPLETED'") == int64(i+1) })
 		stop()
 	}

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/outboxkit/outbox/internal/testutil"
 )
 
 type seqPayload struct {
@@ -235,7 +237,7 @@ func TestOrderingLateCommitIsNeverSkipped(t *testing.T) {
 		return nil
 	})
 	startDispatcher(t, d)
-	if got := recv(t, started); got != 2 {
+	if got := testutil.Recv(t, started); got != 2 {
 		t.Fatalf("first delivery = seq %d, want 2 (the only visible row)", got)
 	}
 	// A commits while B's row of the same key is running: A must wait.
@@ -248,7 +250,7 @@ func TestOrderingLateCommitIsNeverSkipped(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 	close(release)
-	if got := recv(t, started); got != 1 {
+	if got := testutil.Recv(t, started); got != 1 {
 		t.Fatalf("late-committed row: got seq %d, want 1", got)
 	}
 	waitFor(t, "both completed", func() bool { return b.count(t, "status = 'COMPLETED'") == 2 })

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/outboxkit/outbox/internal/testutil"
 )
 
 // TestShutdownReleaseKeepsPlace: a row whose attempt a shutdown cut off goes
@@ -32,7 +34,7 @@ func TestShutdownReleaseKeepsPlace(t *testing.T) {
 		return ctx.Err()
 	})
 	stop := startDispatcher(t, d1)
-	if got := recv(t, started); got != "rel.block" {
+	if got := testutil.Recv(t, started); got != "rel.block" {
 		t.Fatalf("first claim took %s, want the oldest row", got)
 	}
 	stop()
@@ -53,10 +55,10 @@ func TestShutdownReleaseKeepsPlace(t *testing.T) {
 	order := make(chan string, later+1)
 	d2.Handle("rel", func(_ context.Context, dl *Delivery) error { order <- dl.Topic; return nil })
 	startDispatcher(t, d2)
-	if got := recv(t, order); got != "rel.block" {
+	if got := testutil.Recv(t, order); got != "rel.block" {
 		t.Fatalf("after the restart %s was delivered first; the released row, enqueued first, went behind it", got)
 	}
 	for range later {
-		recv(t, order)
+		testutil.Recv(t, order)
 	}
 }

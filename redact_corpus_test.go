@@ -745,22 +745,7 @@ type leak struct {
 func scanSchemaForPlants(t *testing.T, b *bundle, plants []planted) []leak {
 	t.Helper()
 	ctx := ctxT(t)
-	rows, err := b.db.QueryContext(ctx, `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 AND table_type = 'BASE TABLE'`, b.schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tables []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		tables = append(tables, n)
-	}
-	rows.Close()
-	if len(tables) < 5 {
-		t.Fatalf("schema has only tables %v", tables)
-	}
+	tables := b.tables(t)
 	var texts []string
 	for _, tb := range tables {
 		rows, err := b.db.QueryContext(ctx, fmt.Sprintf(`SELECT t::text FROM %q.%q t`, b.schema, tb))

@@ -58,25 +58,7 @@ func keyForms(k Key) []string {
 // case).
 func (b *bundle) assertNowhere(t *testing.T, needles []string) {
 	t.Helper()
-	rows, err := b.db.Query(`SELECT table_name FROM information_schema.tables WHERE table_schema = $1 AND table_type = 'BASE TABLE'`, b.schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tables []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		tables = append(tables, n)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	rows.Close()
-	if len(tables) < 5 {
-		t.Fatalf("only %d tables in %s", len(tables), b.schema)
-	}
+	tables := b.tables(t)
 	for _, tbl := range tables {
 		for _, n := range needles {
 			q := fmt.Sprintf(`SELECT count(*) FROM %q.%q r WHERE strpos(lower(r::text), lower($1)) > 0`, b.schema, tbl)

@@ -68,3 +68,29 @@ func ctxT(t testing.TB) context.Context {
 }
 
 func intPtr(n int) *int { return &n }
+
+// tables lists the base tables of b's schema; it fails the test when the
+// schema holds fewer than the library's five.
+func (b *bundle) tables(t testing.TB) []string {
+	t.Helper()
+	rows, err := b.db.Query(`SELECT table_name FROM information_schema.tables WHERE table_schema = $1 AND table_type = 'BASE TABLE'`, b.schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var tables []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		tables = append(tables, n)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(tables) < 5 {
+		t.Fatalf("schema %s has only tables %v", b.schema, tables)
+	}
+	return tables
+}

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outboxkit/outbox/internal/testhttp"
+	"github.com/outboxkit/outbox/internal/testutil"
 	"github.com/outboxkit/outbox/webhook"
 )
 
@@ -112,7 +112,7 @@ func TestWebhookDispatchDelivers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, got := testhttp.Receiver(t, testhttp.Status(http.StatusNoContent))
+	srv, got := testutil.Receiver(t, testutil.Status(http.StatusNoContent))
 	b.subscribeWebhook(t, "crm", "order.*", srv.URL+"/hooks?x=1", SubscriptionConfig{
 		Secrets: []string{secret},
 		Headers: map[string]string{"Authorization": "Bearer tok-123-secret", "X-Tenant": "acme"},
@@ -132,7 +132,7 @@ func TestWebhookDispatchDelivers(t *testing.T) {
 	stopPlain()
 
 	startDispatcher(t, whDispatcher(t, b, nil))
-	req := recv(t, got)
+	req := testutil.Recv(t, got)
 	v, err := webhook.NewVerifier(secret)
 	if err != nil {
 		t.Fatal(err)
@@ -184,7 +184,7 @@ func TestWebhookDispatchRetryAfterAndSchedule(t *testing.T) {
 	b := setupClock(t, nil)
 	var mu sync.Mutex
 	calls := 0
-	srv, got := testhttp.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
+	srv, got := testutil.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
 		mu.Lock()
 		calls++
 		n := calls
@@ -197,7 +197,7 @@ func TestWebhookDispatchRetryAfterAndSchedule(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusOK)
 	})
-	plain, _ := testhttp.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
+	plain, _ := testutil.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 		_, _ = w.Write([]byte(strings.Repeat("x", 5000)))
 	})
@@ -206,7 +206,7 @@ func TestWebhookDispatchRetryAfterAndSchedule(t *testing.T) {
 	b.enqueue(t, "a", map[string]any{})
 	b.enqueue(t, "b", map[string]any{})
 	startDispatcher(t, whDispatcher(t, b, nil))
-	recv(t, got)
+	testutil.Recv(t, got)
 	waitFor(t, "the Retry-After retry", func() bool { return b.whRow(t, "ra").retries == 1 })
 	waitFor(t, "the scheduled retry", func() bool { return b.whRow(t, "std").retries == 1 })
 	now := b.clock.Now()
@@ -238,7 +238,7 @@ func TestWebhookDispatchRetryAfterAndSchedule(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	b.clock.Advance(2 * time.Second)
-	recv(t, got)
+	testutil.Recv(t, got)
 	waitFor(t, "completion", func() bool { return b.whRow(t, "ra").status == "COMPLETED" })
 	if n, fails := b.attempts(t, "ra", ""), b.attempts(t, "ra", "NOT success AND http_status_code = 503"); n != 2 || fails != 1 {
 		t.Fatalf("records = %d (%d failed with 503), want 2 (1)", n, fails)
@@ -248,11 +248,11 @@ func TestWebhookDispatchRetryAfterAndSchedule(t *testing.T) {
 func TestWebhookDispatchGone(t *testing.T) {
 	t.Parallel()
 	b := setupClock(t, nil)
-	srv, got := testhttp.Receiver(t, testhttp.Status(http.StatusGone))
+	srv, got := testutil.Receiver(t, testutil.Status(http.StatusGone))
 	b.subscribeWebhook(t, "gone", "#", srv.URL, SubscriptionConfig{})
 	b.enqueue(t, "x", map[string]any{})
 	startDispatcher(t, whDispatcher(t, b, nil))
-	recv(t, got)
+	testutil.Recv(t, got)
 	waitFor(t, "the row to fail", func() bool { return b.whRow(t, "gone").status == "FAILED" })
 	if r := b.whRow(t, "gone"); r.retries != 1 || !strings.Contains(r.reason.String, "410") {
 		t.Fatalf("row = %+v", r)
@@ -269,7 +269,7 @@ func TestWebhookDispatchGone(t *testing.T) {
 func TestWebhookDispatchSSRFBlocked(t *testing.T) {
 	t.Parallel()
 	b := setupClock(t, nil)
-	srv, got := testhttp.Receiver(t, testhttp.Status(http.StatusOK))
+	srv, got := testutil.Receiver(t, testutil.Status(http.StatusOK))
 	// Subscribe refuses what no receiver can be, without DNS ...
 	for _, u := range []string{"http://169.254.169.254/latest/meta-data/", "http://[::ffff:169.254.169.254]/", "http://0.0.0.0/", "http://224.0.0.1/"} {
 		_, err := b.ob.Subscribe(ctxT(t), Subscription{Name: "bad", TopicPattern: "#", WebhookURL: u})
@@ -305,11 +305,11 @@ func TestWebhookDispatchSecretRotation(t *testing.T) {
 	newS, _ := webhook.NewSecret()
 	vOld, _ := webhook.NewVerifier(oldS)
 	vNew, _ := webhook.NewVerifier(newS)
-	srv, got := testhttp.Receiver(t, testhttp.Status(http.StatusOK))
+	srv, got := testutil.Receiver(t, testutil.Status(http.StatusOK))
 	b.subscribeWebhook(t, "rot", "#", srv.URL, SubscriptionConfig{Secrets: []string{oldS, newS}})
 	startDispatcher(t, whDispatcher(t, b, nil))
 	b.enqueue(t, "x", map[string]any{"n": 1})
-	req := recv(t, got)
+	req := testutil.Recv(t, got)
 	if err := vOld.Verify(req.Header, req.Body); err != nil {
 		t.Fatalf("old secret during rotation: %v", err)
 	}
@@ -323,7 +323,7 @@ func TestWebhookDispatchSecretRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.enqueue(t, "x", map[string]any{"n": 2})
-	req = recv(t, got)
+	req = testutil.Recv(t, got)
 	if err := vNew.Verify(req.Header, req.Body); err != nil {
 		t.Fatalf("new secret after rotation: %v", err)
 	}
@@ -335,7 +335,7 @@ func TestWebhookDispatchSecretRotation(t *testing.T) {
 func TestWebhookDispatchEndpointHealth(t *testing.T) {
 	t.Parallel()
 	b := setupClock(t, nil)
-	srv, got := testhttp.Receiver(t, testhttp.Status(http.StatusInternalServerError))
+	srv, got := testutil.Receiver(t, testutil.Status(http.StatusInternalServerError))
 	retries := 20
 	b.subscribeWebhook(t, "flaky", "#", srv.URL, SubscriptionConfig{
 		MaxRetries: &retries, RetrySchedule: []Duration{Duration(time.Minute)},
@@ -347,7 +347,7 @@ func TestWebhookDispatchEndpointHealth(t *testing.T) {
 	startDispatcher(t, whDispatcher(t, b, &WebhookOptions{AllowedNetworks: loopbackNetworks, DisableAfter: time.Hour, DisableMinFailures: 3}))
 	attempt := func(n int) {
 		t.Helper()
-		recv(t, got)
+		testutil.Recv(t, got)
 		waitFor(t, "the attempt's outcome", func() bool { return b.whRow(t, "flaky").retries == n && b.attempts(t, "flaky", "") == int64(n) })
 	}
 	attempt(1)
@@ -389,14 +389,14 @@ func TestWebhookDispatchSlowEndpoint(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	release := make(chan struct{})
-	slow, slowGot := testhttp.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
+	slow, slowGot := testutil.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
 		<-release
 		w.WriteHeader(http.StatusOK)
 	})
 	var once sync.Once
 	unblock := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(unblock) // before the server closes
-	fast, _ := testhttp.Receiver(t, testhttp.Status(http.StatusOK))
+	fast, _ := testutil.Receiver(t, testutil.Status(http.StatusOK))
 	b.subscribeWebhook(t, "slow", "slow", slow.URL, SubscriptionConfig{})
 	b.subscribeWebhook(t, "fast", "fast", fast.URL, SubscriptionConfig{})
 	cfg := fastConfig()
@@ -411,7 +411,7 @@ func TestWebhookDispatchSlowEndpoint(t *testing.T) {
 		b.enqueue(t, "slow", map[string]any{})
 	}
 	startDispatcher(t, d)
-	recv(t, slowGot) // the slow endpoint holds its one slot
+	testutil.Recv(t, slowGot) // the slow endpoint holds its one slot
 	for range 6 {
 		b.enqueue(t, "fast", map[string]any{})
 	}
@@ -436,7 +436,7 @@ func TestWebhookDispatchSlowEndpoint(t *testing.T) {
 func TestWebhookDispatchShutdownReleases(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	srv, got := testhttp.Receiver(t, func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+	srv, got := testutil.Receiver(t, func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
 	b.subscribeWebhook(t, "hang", "#", srv.URL, SubscriptionConfig{})
 	cfg := fastConfig()
 	cfg.ShutdownTimeout = 50 * time.Millisecond
@@ -447,7 +447,7 @@ func TestWebhookDispatchShutdownReleases(t *testing.T) {
 	}
 	b.enqueue(t, "x", map[string]any{})
 	stop := startDispatcher(t, d)
-	recv(t, got)
+	testutil.Recv(t, got)
 	stop() // returns once the outcome is written
 	r := b.whRow(t, "hang")
 	if r.status != "PENDING" || r.retries != 0 || !strings.Contains(r.reason.String, "released at shutdown") {
@@ -465,14 +465,14 @@ func TestWebhookUnstorableRecordDoesNotHoldOutcome(t *testing.T) {
 	t.Parallel()
 	var logs lockedBuffer
 	b := setup(t, &Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
-	srv, got := testhttp.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
+	srv, got := testutil.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"n":1e200000}`))
 	})
 	b.subscribeWebhook(t, "crm", "order.*", srv.URL, SubscriptionConfig{})
 	b.enqueue(t, "order.created", map[string]any{"id": 7})
 	startDispatcher(t, whDispatcher(t, b, nil))
-	recv(t, got)
+	testutil.Recv(t, got)
 	waitFor(t, "the attempt's outcome", func() bool { return b.count(t, "status = 'COMPLETED'") == 1 })
 	if n := b.countRows(t, "integration_log", ""); n != 0 {
 		t.Fatalf("%d integration records, want 0 (the unstorable one dropped)", n)

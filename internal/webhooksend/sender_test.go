@@ -20,7 +20,7 @@ import (
 
 	"github.com/outboxkit/outbox/internal/dispatch"
 	"github.com/outboxkit/outbox/internal/subconfig"
-	"github.com/outboxkit/outbox/internal/testhttp"
+	"github.com/outboxkit/outbox/internal/testutil"
 	"github.com/outboxkit/outbox/webhook"
 
 	"github.com/google/uuid"
@@ -97,7 +97,7 @@ func retryAfterOf(err error) (time.Duration, bool) { return dispatch.RetryAfterD
 
 func TestWebhookSenderDelivers(t *testing.T) {
 	t.Parallel()
-	srv, got := testhttp.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
+	srv, got := testutil.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("X-Receiver", "yes")
 		w.WriteHeader(http.StatusAccepted)
 		_, _ = io.WriteString(w, `{"ok":true}`)
@@ -117,7 +117,7 @@ func TestWebhookSenderDelivers(t *testing.T) {
 	if a.err != nil {
 		t.Fatalf("send: %v", a.err)
 	}
-	r := recv(t, got)
+	r := testutil.Recv(t, got)
 
 	for k, want := range map[string]string{
 		"Content-Type":          "application/json",
@@ -191,20 +191,20 @@ func TestWebhookSenderReferenceReceiver(t *testing.T) {
 	if a.err != nil {
 		t.Fatal(a.err)
 	}
-	if err := recv(t, verified); err != nil {
+	if err := testutil.Recv(t, verified); err != nil {
 		t.Fatalf("reference library refused our delivery: %v", err)
 	}
 }
 
 func TestWebhookSenderSecretRotation(t *testing.T) {
 	t.Parallel()
-	srv, got := testhttp.Receiver(t, testhttp.Status(http.StatusOK))
+	srv, got := testutil.Receiver(t, testutil.Status(http.StatusOK))
 	s := newTestSender(t, Config{})
 	a := s.send(ctxT(t), srv.URL, subconfig.Config{Secrets: []string{otherSecret, vectorSecret}}, whDelivery())
 	if a.err != nil {
 		t.Fatal(a.err)
 	}
-	r := recv(t, got)
+	r := testutil.Recv(t, got)
 	if n := len(strings.Fields(r.Header.Get(webhook.HeaderSignature))); n != 2 {
 		t.Fatalf("%d signatures, want 2", n)
 	}
@@ -219,7 +219,7 @@ func TestWebhookSenderSecretRotation(t *testing.T) {
 	if a.err != nil {
 		t.Fatal(a.err)
 	}
-	r = recv(t, got)
+	r = testutil.Recv(t, got)
 	if r.Header.Get(webhook.HeaderSignature) != "" || r.Header.Get(webhook.HeaderID) == "" {
 		t.Errorf("unsigned delivery headers: %v", r.Header)
 	}
@@ -262,7 +262,7 @@ func TestWebhookSenderOutcomes(t *testing.T) {
 	}
 	s := newTestSender(t, Config{})
 	for _, tt := range tests {
-		srv, _ := testhttp.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
+		srv, _ := testutil.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
 			if tt.header != "" {
 				w.Header().Set("Retry-After", tt.header)
 			}
@@ -295,7 +295,7 @@ func TestWebhookSenderOutcomes(t *testing.T) {
 
 func TestWebhookSenderRetryAfterCap(t *testing.T) {
 	t.Parallel()
-	srv, _ := testhttp.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
+	srv, _ := testutil.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Retry-After", "7200")
 		w.WriteHeader(http.StatusTooManyRequests)
 	})
@@ -309,7 +309,7 @@ func TestWebhookSenderRetryAfterCap(t *testing.T) {
 func TestWebhookSenderResponseBodyCap(t *testing.T) {
 	t.Parallel()
 	long := strings.Repeat("é", 5000) // 10000 bytes
-	srv, _ := testhttp.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
+	srv, _ := testutil.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 		_, _ = io.WriteString(w, long)
 	})
@@ -399,14 +399,14 @@ func TestWebhookSenderNetworkErrors(t *testing.T) {
 
 func TestWebhookSenderRedirectNotFollowed(t *testing.T) {
 	t.Parallel()
-	target, targetHits := testhttp.Receiver(t, testhttp.Status(http.StatusOK))
+	target, targetHits := testutil.Receiver(t, testutil.Status(http.StatusOK))
 	s := newTestSender(t, Config{})
 	for _, location := range []string{
 		target.URL + "/moved",                      // an allowed address
 		"http://169.254.169.254/latest/meta-data/", // cloud metadata
 		"http://127.0.0.1:1/admin",
 	} {
-		srv, _ := testhttp.Receiver(t, func(w http.ResponseWriter, r *http.Request) {
+		srv, _ := testutil.Receiver(t, func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, location, http.StatusTemporaryRedirect)
 		})
 		a := s.send(ctxT(t), srv.URL, subconfig.Config{}, whDelivery())
@@ -490,7 +490,7 @@ func TestWebhookSenderEndpointConcurrency(t *testing.T) {
 	}))
 	t.Cleanup(slow.Close)
 	t.Cleanup(stop)
-	fast, _ := testhttp.Receiver(t, testhttp.Status(http.StatusNoContent))
+	fast, _ := testutil.Receiver(t, testutil.Status(http.StatusNoContent))
 
 	s := newTestSender(t, Config{EndpointConcurrency: 2})
 	const slowSends = 5
@@ -498,12 +498,12 @@ func TestWebhookSenderEndpointConcurrency(t *testing.T) {
 	for range slowSends {
 		go func() { results <- s.send(ctxT(t), slow.URL, subconfig.Config{}, whDelivery()) }()
 	}
-	recv(t, arrived)
-	recv(t, arrived) // two slow deliveries hold both slots
+	testutil.Recv(t, arrived)
+	testutil.Recv(t, arrived) // two slow deliveries hold both slots
 
 	done := make(chan attempt, 1)
 	go func() { done <- s.send(ctxT(t), fast.URL, subconfig.Config{}, whDelivery()) }()
-	if a := recv(t, done); a.err != nil {
+	if a := testutil.Recv(t, done); a.err != nil {
 		t.Fatalf("fast endpoint: %v", a.err)
 	}
 	select {
@@ -513,7 +513,7 @@ func TestWebhookSenderEndpointConcurrency(t *testing.T) {
 	}
 	stop()
 	for range slowSends {
-		if a := recv(t, results); a.err != nil {
+		if a := testutil.Recv(t, results); a.err != nil {
 			t.Errorf("slow endpoint: %v", a.err)
 		}
 	}
@@ -546,13 +546,13 @@ func TestWebhookSenderEndpointSlotTimeout(t *testing.T) {
 	s := newTestSender(t, Config{EndpointConcurrency: 1})
 	first := make(chan attempt, 1)
 	go func() { first <- s.send(ctxT(t), slow.URL, subconfig.Config{}, whDelivery()) }()
-	recv(t, arrived)
+	testutil.Recv(t, arrived)
 	a := s.send(ctxT(t), slow.URL, subconfig.Config{Timeout: subconfig.Duration(50 * time.Millisecond)}, whDelivery())
 	if a.err == nil || isPermanent(a.err) || !strings.Contains(a.err.Error(), "no free slot") || a.status != 0 {
 		t.Errorf("busy endpoint: err = %v", a.err)
 	}
 	stop()
-	if a := recv(t, first); a.err != nil {
+	if a := testutil.Recv(t, first); a.err != nil {
 		t.Fatal(a.err)
 	}
 }
@@ -670,14 +670,4 @@ func mustVerifier(t testing.TB, now time.Time, secrets ...string) *webhook.Verif
 	}
 	v.Now = func() time.Time { return now }
 	return v
-}
-func recv[T any](t testing.TB, ch <-chan T) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(30 * time.Second):
-		t.Fatal("timed out waiting for a delivery")
-	}
-	panic("unreachable")
 }

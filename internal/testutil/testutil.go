@@ -1,12 +1,13 @@
-// Package testhttp holds the HTTP receivers the webhook tests of several
-// packages share. It is imported by tests only.
-package testhttp
+// Package testutil holds the helpers the tests of several packages share:
+// HTTP receivers and a channel receive with a deadline. Tests only import it.
+package testutil
 
 import (
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 )
 
 // Received is one request a Receiver saw.
@@ -33,4 +34,16 @@ func Receiver(t testing.TB, respond func(w http.ResponseWriter, r *http.Request)
 // Status answers every request with code.
 func Status(code int) func(http.ResponseWriter, *http.Request) {
 	return func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(code) }
+}
+
+// Recv receives one value from ch, failing the test after 30 seconds.
+func Recv[T any](t testing.TB, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(30 * time.Second):
+		t.Fatal("timed out waiting for a delivery")
+	}
+	panic("unreachable")
 }
