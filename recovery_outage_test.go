@@ -226,9 +226,9 @@ func (l *outageLog) firstAfter(at time.Time) (time.Time, bool) {
 }
 
 // duplicates returns how many events were delivered more than once, and
-// fails the test for any delivered more than twice or first delivered after
-// before: only a delivery in flight when the server went away may be
-// repeated (its outcome could not be written).
+// fails the test for any delivered more than twice or first delivered more
+// than a second after before (the stop): only a delivery in flight when the
+// server went away may be repeated (its outcome could not be written).
 func (l *outageLog) duplicates(t testing.TB, before time.Time) int {
 	t.Helper()
 	l.mu.Lock()
@@ -239,7 +239,11 @@ func (l *outageLog) duplicates(t testing.TB, before time.Time) int {
 			continue
 		}
 		n++
-		if c > 2 || l.first[id].After(before) {
+		// A row claimed before the stop may reach its handler a little after
+		// it (a worker goroutine scheduled late on a loaded machine); a row
+		// first delivered after the restart, at least one outage later, is
+		// what must never be delivered twice. Allow one second.
+		if c > 2 || l.first[id].After(before.Add(time.Second)) {
 			t.Errorf("event %s delivered %d times, first at %s (server stopped at %s)", id, c,
 				l.first[id].Format(time.StampMilli), before.Format(time.StampMilli))
 		}
