@@ -175,8 +175,25 @@ func (o *Outbox) Schema() string { return o.cfg.Schema }
 // Migrate creates the schema and applies every migration not yet applied. It
 // is idempotent, and safe when several processes call it at once (they queue
 // on an advisory lock).
+//
+// With Config.Keys, Migrate then seals the webhook secrets of subscriptions
+// still stored in clear (written before a key was configured, or under
+// AllowPlaintextSecrets): the data migration of secrets at rest, run the
+// first time a process starts with a key. Subscriptions already sealed are
+// only read; key rotation stays RotateSubscriptionSecrets' job. A
+// subscription whose secrets cannot be sealed fails Migrate with a
+// *SecretsError naming it; the others are sealed all the same.
 func (o *Outbox) Migrate(ctx context.Context) error {
-	return o.migrate(ctx, func(m *migrate.Migrate) error { return m.Up() })
+	if err := o.migrate(ctx, func(m *migrate.Migrate) error { return m.Up() }); err != nil {
+		return err
+	}
+	if o.keys == nil {
+		return nil
+	}
+	if _, err := o.reseal(ctx, true); err != nil {
+		return fmt.Errorf("outbox: migrate: seal secrets stored in clear: %w", err)
+	}
+	return nil
 }
 
 // MigrateDown reverts every migration, removing all tables, types and

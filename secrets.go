@@ -217,10 +217,17 @@ type RotationResult struct {
 // *SecretsError per such subscription; the others are rotated all the same.
 // Without Config.Keys it returns ErrKeyRequired.
 func (o *Outbox) RotateSubscriptionSecrets(ctx context.Context) (RotationResult, error) {
-	var res RotationResult
 	if o.keys == nil {
-		return res, fmt.Errorf("%w: nothing to rotate to", ErrKeyRequired)
+		return RotationResult{}, fmt.Errorf("%w: nothing to rotate to", ErrKeyRequired)
 	}
+	return o.reseal(ctx, false)
+}
+
+// reseal is RotateSubscriptionSecrets; with sealOnly it seals only the
+// subscriptions whose secrets are stored in clear and leaves sealed ones as
+// they are, locking no row that holds nothing in clear (Migrate's pass).
+func (o *Outbox) reseal(ctx context.Context, sealOnly bool) (RotationResult, error) {
+	var res RotationResult
 	var errs []error
 	after := uuid.Nil
 	for {
@@ -232,6 +239,16 @@ func (o *Outbox) RotateSubscriptionSecrets(ctx context.Context) (RotationResult,
 			break
 		}
 		for _, id := range ids {
+			if sealOnly {
+				clear, err := o.holdsClearSecrets(ctx, id)
+				if err != nil {
+					return res, errors.Join(append(errs, err)...)
+				}
+				if !clear {
+					res.Current++
+					continue
+				}
+			}
 			name, outcome, err := o.rotateOne(ctx, id)
 			switch {
 			case err != nil && ctx.Err() != nil:
@@ -286,6 +303,24 @@ func (o *Outbox) subscriptionIDsAfter(ctx context.Context, after uuid.UUID) ([]u
 		return nil, fmt.Errorf("outbox: rotate subscription secrets: %w", err)
 	}
 	return ids, nil
+}
+
+// holdsClearSecrets reports whether subscription id stores secrets in
+// clear, reading its config without locking the row.
+func (o *Outbox) holdsClearSecrets(ctx context.Context, id uuid.UUID) (bool, error) {
+	var name, raw string
+	if err := o.db.QueryRowContext(ctx, o.st.Subscription.ConfigByID, id).Scan(&name, &raw); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return false, nil // deleted meanwhile
+		}
+		return false, fmt.Errorf("outbox: seal subscription secrets: %w", err)
+	}
+	var cfg SubscriptionConfig
+	if raw == "" || json.Unmarshal([]byte(raw), &cfg) != nil {
+		return false, nil // an unreadable config is RotateSubscriptionSecrets' to report
+	}
+	clearS, clearH := cfg.SecretMaterial()
+	return len(clearS) > 0 || len(clearH) > 0, nil
 }
 
 // rotateOne re-seals subscription id under the primary key if it needs it,
