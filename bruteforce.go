@@ -1,0 +1,168 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/lib/pq"
+)
+
+// Brute-force detection of the security log: rules, their defaults, and
+// the escalation that RecordFailedLogin runs in the failed login's
+// transaction.
+
+// Brute-force detection defaults (see DefaultBruteForceRules).
+const (
+	// BruteForceAccountIPThresholdDefault failures for one account from
+	// one IP within BruteForceAccountIPWindowDefault escalate.
+	BruteForceAccountIPThresholdDefault = 10
+	BruteForceAccountIPWindowDefault    = 15 * time.Minute
+	// BruteForceAccountThresholdDefault failures for one account from any
+	// IP within BruteForceAccountWindowDefault escalate.
+	BruteForceAccountThresholdDefault = 20
+	BruteForceAccountWindowDefault    = time.Hour
+	// BruteForceIPAccountsThresholdDefault distinct accounts failing from
+	// one IP within BruteForceIPAccountsWindowDefault escalate.
+	BruteForceIPAccountsThresholdDefault = 10
+	BruteForceIPAccountsWindowDefault    = 10 * time.Minute
+)
+
+// BruteForceScope says what a brute-force rule counts.
+type BruteForceScope string
+
+// The brute-force scopes.
+const (
+	// ScopeAccountIP counts failures for one account from one IP.
+	ScopeAccountIP BruteForceScope = "ACCOUNT_IP"
+	// ScopeAccount counts failures for one account from any IP.
+	ScopeAccount BruteForceScope = "ACCOUNT"
+	// ScopeIP counts failures from one IP, for any account.
+	ScopeIP BruteForceScope = "IP"
+	// ScopeIPAccounts counts distinct accounts failing from one IP.
+	ScopeIPAccounts BruteForceScope = "IP_ACCOUNTS"
+)
+
+// BruteForceRule escalates when Threshold failed logins of one key (see
+// Scope) occur within Window.
+type BruteForceRule struct {
+	Name      string // unique among the rules; stored in the escalation
+	Scope     BruteForceScope
+	Threshold int
+	Window    time.Duration // at least one second
+}
+
+// BruteForceConfig configures brute-force detection. The zero value
+// enables DefaultBruteForceRules.
+type BruteForceConfig struct {
+	// Disabled turns detection off.
+	Disabled bool
+	// Rules replace the defaults when non-nil.
+	Rules []BruteForceRule
+}
+
+// DefaultBruteForceRules returns the rules used when
+// BruteForceConfig.Rules is nil: 10 failures for one account from one IP in
+// 15 minutes ("account_ip"), 20 for one account from any IP in an hour
+// ("account"), and one IP failing against 10 accounts in 10 minutes
+// ("ip_accounts").
+func DefaultBruteForceRules() []BruteForceRule {
+	return []BruteForceRule{
+		{Name: "account_ip", Scope: ScopeAccountIP, Threshold: BruteForceAccountIPThresholdDefault, Window: BruteForceAccountIPWindowDefault},
+		{Name: "account", Scope: ScopeAccount, Threshold: BruteForceAccountThresholdDefault, Window: BruteForceAccountWindowDefault},
+		{Name: "ip_accounts", Scope: ScopeIPAccounts, Threshold: BruteForceIPAccountsThresholdDefault, Window: BruteForceIPAccountsWindowDefault},
+	}
+}
+
+// recordFailedLogin inserts a failed login and runs brute-force detection.
+func (s *SecurityLog) recordFailedLogin(ctx context.Context, q Querier, p preparedSecurity) (FailedLoginResult, error) {
+	type ruleArgs struct {
+		names, scopes, keys, ids []string
+		thresholds, windows      []int64
+	}
+	var ra ruleArgs
+	lockSet := map[int64]bool{}
+	for _, r := range s.rules {
+		key := ""
+		switch r.Scope {
+		case ScopeAccountIP:
+			if p.account != "" && p.ev.IP != "" {
+				key = p.account + "|" + p.ev.IP
+			}
+		case ScopeAccount:
+			key = p.account
+		case ScopeIP, ScopeIPAccounts:
+			key = p.ev.IP
+		}
+		if key == "" {
+			continue
+		}
+		id, err := uuid.NewV7()
+		if err != nil {
+			return FailedLoginResult{}, fmt.Errorf("outbox: event id: %w", err)
+		}
+		ra.names, ra.scopes, ra.keys, ra.ids = append(ra.names, r.Name), append(ra.scopes, string(r.Scope)), append(ra.keys, key), append(ra.ids, id.String())
+		ra.thresholds, ra.windows = append(ra.thresholds, int64(r.Threshold)), append(ra.windows, r.Window.Microseconds())
+		if r.Scope == ScopeAccountIP || r.Scope == ScopeAccount {
+			lockSet[s.lockKey("account:"+p.account)] = true
+		}
+		if r.Scope != ScopeAccount {
+			lockSet[s.lockKey("ip:"+p.ev.IP)] = true
+		}
+	}
+	if len(ra.names) > 0 {
+		locks := make([]int64, 0, len(lockSet))
+		for k := range lockSet {
+			locks = append(locks, k)
+		}
+		slices.Sort(locks)
+		if _, err := q.ExecContext(ctx, s.sql.Lock, pq.Array(locks)); err != nil {
+			return FailedLoginResult{}, fmt.Errorf("outbox: record failed login: lock: %w", err)
+		}
+	}
+	ev, err := s.insert(ctx, q, p)
+	if err != nil {
+		return FailedLoginResult{}, err
+	}
+	res := FailedLoginResult{Event: ev}
+	if len(ra.names) == 0 {
+		return res, nil
+	}
+	var user any
+	if p.userID != nil {
+		user = p.userID
+	}
+	rows, err := q.QueryContext(ctx, s.sql.BruteForce, pq.Array(ra.names), pq.Array(ra.scopes), pq.Array(ra.thresholds),
+		pq.Array(ra.windows), pq.Array(ra.keys), pq.Array(ra.ids), p.account, p.ev.IP, user, s.o.nowArg(), p.ev.UserAgent)
+	if err != nil {
+		return FailedLoginResult{}, fmt.Errorf("outbox: brute-force detection: %w", err)
+	}
+	for rows.Next() {
+		esc, err := scanSecurityEvent(rows)
+		if err != nil {
+			rows.Close()
+			return FailedLoginResult{}, fmt.Errorf("outbox: brute-force detection: %w", err)
+		}
+		res.Escalations = append(res.Escalations, esc)
+	}
+	if err := rows.Err(); err != nil {
+		rows.Close()
+		return FailedLoginResult{}, fmt.Errorf("outbox: brute-force detection: %w", err)
+	}
+	rows.Close()
+	for _, esc := range res.Escalations {
+		s.o.log.WarnContext(ctx, "brute-force login detected", slog.String("event_id", esc.ID.String()),
+			slog.String("ip_address", esc.IP), slog.String("details", string(esc.Details)))
+		if err := s.publish(ctx, q, esc); err != nil {
+			return FailedLoginResult{}, err
+		}
+	}
+	return res, nil
+}
+
+func (s *SecurityLog) lockKey(k string) int64 {
+	return advisoryKey("outboxkit.bruteforce." + s.o.cfg.Schema + "." + k)
+}
