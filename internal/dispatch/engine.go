@@ -95,6 +95,7 @@ type Engine struct {
 
 type cachedConfig struct {
 	updatedAt time.Time
+	raw       string // the config's text, as the claim read it
 	cfg       subconfig.Config
 }
 
@@ -507,7 +508,9 @@ func (e *Engine) subscriptionConfig(c *Row) (cfg subconfig.Config) {
 	id := c.Delivery.SubscriptionID
 	e.cfgMu.Lock()
 	defer e.cfgMu.Unlock()
-	if cc, ok := e.cfgCache[id]; ok && cc.updatedAt.Equal(c.subUpdatedAt) {
+	// The config text is compared too: sealing and rotating secrets rewrite
+	// it without touching updated_at (endpoint health counts from that).
+	if cc, ok := e.cfgCache[id]; ok && cc.updatedAt.Equal(c.subUpdatedAt) && cc.raw == c.configJSON {
 		return cc.cfg
 	}
 	if c.configJSON != "" {
@@ -515,7 +518,7 @@ func (e *Engine) subscriptionConfig(c *Row) (cfg subconfig.Config) {
 			e.log.Warn("unreadable subscription_config; using defaults", slog.String("subscription", c.Delivery.Subscription), slog.Any("error", err))
 		}
 	}
-	e.cfgCache[id] = cachedConfig{updatedAt: c.subUpdatedAt, cfg: cfg}
+	e.cfgCache[id] = cachedConfig{updatedAt: c.subUpdatedAt, raw: c.configJSON, cfg: cfg}
 	return cfg
 }
 

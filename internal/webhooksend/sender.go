@@ -284,7 +284,9 @@ func (s *Sender) classify(host string, resp *http.Response, body []byte) error {
 	}
 	err := fmt.Errorf("%w: HTTP %d %s from %s%s", ErrStatus, code, http.StatusText(code), host, failureBody(body))
 	if code >= 300 && code < 400 {
-		err = fmt.Errorf("%w (redirects are not followed; location %q)", err, resp.Header.Get("Location"))
+		// The location may repeat the request's query (tokens): name only
+		// its scheme and host, as an unusable URL is named.
+		err = fmt.Errorf("%w (redirects are not followed; location %s)", err, locationSite(resp.Header.Get("Location")))
 	}
 	switch code {
 	case http.StatusGone:
@@ -455,4 +457,21 @@ func unwrapURLError(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+// locationSite is a redirect's scheme and host ("https://example.com"), or
+// "(none)" / "(unparsable)": never its path, query or user info, which may
+// carry credentials.
+func locationSite(loc string) string {
+	if loc == "" {
+		return "(none)"
+	}
+	u, err := url.Parse(loc)
+	if err != nil {
+		return "(unparsable)"
+	}
+	if u.Host == "" {
+		return "(relative)"
+	}
+	return u.Scheme + "://" + u.Host
 }
