@@ -190,14 +190,18 @@ type HTTPRecordOptions struct {
 	// is nil when the call failed. ExternalIDFromJSON covers the common
 	// case. It runs on the log's background writer, off the request path,
 	// with copies of the request and response: method, URL, host and
-	// headers, status and headers, no body stream nor context (the bodies
+	// headers (only those Headers names, plus Content-Type, when Headers
+	// is set), status and headers, no body stream nor context (the bodies
 	// are reqBody and respBody, up to the body limit).
 	ExternalID func(req *http.Request, reqBody []byte, resp *http.Response, respBody []byte) string
 	// DB is where the background writer writes the records, in batches.
 	// Default: the Outbox's *sql.DB. It must stay usable as long as the
-	// recorder is: a pool, not a transaction (records that cannot be
-	// written through it are retried, then counted as lost at Close). To
-	// record in your own transaction, use the Record* calls.
+	// recorder is: a pool, not a transaction. Records it fails to take
+	// for a passing reason (a lost connection) are retried with their
+	// batch; records it refuses for good (a finished transaction, data the
+	// database rejects) are given up at once and counted as Lost, without
+	// holding back the other recorders' records. To record in your own
+	// transaction, use the Record* calls.
 	DB Querier
 }
 

@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -111,9 +112,10 @@ func (l *IntegrationLog) BufferStats() IntegrationBufferStats {
 // full. BufferStats counts them, and drops are logged at Warn at most once
 // every 10 seconds with their count.
 //
-// Close is safe to call more than once, and on a log whose Transport and
-// Middleware were never used; the Record* calls, List and Stats keep
-// working after it.
+// Close may be called more than once (a later call returns nil at once,
+// even while the first is still flushing: wait on the first), and on a log
+// whose Transport and Middleware were never used; the Record* calls, List
+// and Stats keep working after it.
 func (l *IntegrationLog) Close(ctx context.Context) error {
 	l.mu.Lock()
 	l.closed = true
@@ -154,6 +156,9 @@ type capture struct {
 type preparedRecord struct {
 	sink *httpSink
 	rec  IntegrationRecord
+	// givenUp, when set, is why the record's destination refused it for
+	// good: a retry of its batch skips it.
+	givenUp error
 }
 
 // newSink returns the sink of a Transport or Middleware, starting the
@@ -231,7 +236,7 @@ func (l *IntegrationLog) prepareCapture(c capture) (p preparedRecord, err error)
 func externalID(f func(*http.Request, []byte, *http.Response, []byte) string, ex *httprecord.Exchange) (id string, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = invalid(ErrInvalidRecord, "external_id", "HTTPRecordOptions.ExternalID panicked: %v", p)
+			err = invalid(ErrInvalidRecord, "external_id", "HTTPRecordOptions.ExternalID panicked (%T; the value is not logged: it may hold request data)", p)
 		}
 	}()
 	return f(ex.Request, ex.RequestBody, ex.Response, ex.ResponseBody), nil
@@ -240,15 +245,20 @@ func externalID(f func(*http.Request, []byte, *http.Response, []byte) string, ex
 // writeBatch writes a batch, one statement per destination (the handle's
 // pool, or an HTTPRecordOptions.DB). The statement skips records already
 // stored, so a batch retried after an attempt whose outcome is unknown is
-// written once.
+// written once. A destination that refuses its records for good (a finished
+// transaction, data the database rejects) loses only its own group: the
+// others are written, and the group is reported as given up.
 func (l *IntegrationLog) writeBatch(ctx context.Context, batch []preparedRecord) error {
 	type group struct {
-		db   Querier
-		recs []IntegrationRecord
+		db  Querier
+		idx []int // indexes into batch
 	}
 	var groups []*group
 	bySink := map[*httpSink]*group{}
-	for _, p := range batch {
+	for i, p := range batch {
+		if p.givenUp != nil {
+			continue
+		}
 		key := p.sink
 		if p.sink.opts.DB == nil {
 			key = nil // the handle's pool: one group
@@ -262,16 +272,38 @@ func (l *IntegrationLog) writeBatch(ctx context.Context, batch []preparedRecord)
 			bySink[key] = g
 			groups = append(groups, g)
 		}
-		g.recs = append(g.recs, p.rec)
+		g.idx = append(g.idx, i)
 	}
+	var retry error
 	for _, g := range groups {
-		if _, err := g.db.ExecContext(ctx, l.sql.InsertOnce, l.o.integrationArgs(g.recs)...); err != nil {
-			err = fmt.Errorf("outbox: record integration: %w", err)
-			if permanentWriteError(err) {
-				return backoff.Permanent(err)
-			}
-			return err
+		recs := make([]IntegrationRecord, len(g.idx))
+		for j, i := range g.idx {
+			recs[j] = batch[i].rec
 		}
+		if _, err := g.db.ExecContext(ctx, l.sql.InsertOnce, l.o.integrationArgs(recs)...); err != nil {
+			err = fmt.Errorf("outbox: record integration: %w", err)
+			if !permanentWriteError(err) {
+				retry = err // retried with the whole batch; written groups are skipped by the statement
+				continue
+			}
+			for _, i := range g.idx {
+				batch[i].givenUp = err
+			}
+		}
+	}
+	if retry != nil {
+		return retry
+	}
+	n := 0
+	var first error
+	for _, p := range batch {
+		if p.givenUp != nil {
+			n++
+			first = cmp.Or(first, p.givenUp)
+		}
+	}
+	if n > 0 {
+		return backoff.Permanent(&recordbuf.GivenUpError{Count: n, Err: first})
 	}
 	return nil
 }

@@ -122,7 +122,14 @@ func (r *Redactor) MaxBodyBytes() int { return r.maxBody }
 
 // SensitiveKey reports whether values under the name k (a header, JSON key,
 // query parameter, form field or XML element) are redacted.
-func (r *Redactor) SensitiveKey(k string) bool { return r.eng.SensitiveKey(k) }
+func (r *Redactor) SensitiveKey(k string) (sensitive bool) {
+	defer func() {
+		if recover() != nil {
+			sensitive = true // a bug in the engine errs on the side of redacting
+		}
+	}()
+	return r.eng.SensitiveKey(k)
+}
 
 // Headers returns h as a map from canonical header name to its values joined
 // by ", ", with the values of sensitive headers replaced by RedactedMarker
@@ -160,7 +167,14 @@ func (r *Redactor) Headers(h http.Header, only []string) map[string]string {
 // stands alone, as in https://sk_live_…:@host), the values of sensitive
 // query and fragment parameters, path segments after a sensitive segment
 // (/reset/token/…) and any secret String finds replaced.
-func (r *Redactor) URL(raw string) string { return r.eng.URL(cleanString(raw)) }
+func (r *Redactor) URL(raw string) (out string) {
+	defer func() {
+		if recover() != nil {
+			out = RedactedMarker // a bug in the engine never stores the input
+		}
+	}()
+	return r.eng.URL(cleanString(raw))
+}
 
 // String returns s with every secret it finds replaced by RedactedMarker:
 // URLs redacted as by URL, the values of sensitive "name=value",

@@ -49,6 +49,22 @@ var (
 	ErrNotWritten = errors.New("recordbuf: items not written")
 )
 
+// GivenUpError is what Config.Write returns (wrapped in backoff.Permanent,
+// or alone: it is never retried) when it wrote part of a batch and gave up
+// Count items of it for good; the rest counts as written.
+type GivenUpError struct {
+	Count int
+	Err   error
+}
+
+// Error says how many items were given up and why.
+func (e *GivenUpError) Error() string {
+	return fmt.Sprintf("recordbuf: %d items given up: %v", e.Count, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *GivenUpError) Unwrap() error { return e.Err }
+
 // NotWrittenError is Close's error when items were left unwritten: Close's
 // context ended (Err) while Count items were still buffered or being
 // written, or a batch failed permanently.
@@ -373,22 +389,28 @@ func (b *Buffer[T, U]) writeBatch() {
 	b.queue = b.queue[:rest]
 	b.mu.Unlock()
 
-	var bytes int64
+	var bytes, rejectedBytes int64
 	prepared := make([]U, 0, len(batch))
 	var rejected int
 	for _, e := range batch {
-		bytes += e.size
-		u, err := b.cfg.Prepare(e.v)
+		u, err := b.prepare(e.v)
 		if err != nil {
 			rejected++
+			rejectedBytes += e.size
 			b.warn(&b.lastReject, "record rejected", slog.Any("error", err))
 			continue
 		}
+		bytes += e.size
 		prepared = append(prepared, u)
 	}
 	clear(batch)
 	if rejected > 0 {
+		// Settled at once: rejected, no longer buffered.
+		b.mu.Lock()
 		b.rejected.Add(uint64(rejected))
+		b.count -= rejected
+		b.bytes -= rejectedBytes
+		b.mu.Unlock()
 	}
 	attempt := 0
 	err := backoff.RetryNotify(func() error {
@@ -404,20 +426,40 @@ func (b *Buffer[T, U]) writeBatch() {
 		b.warn(&b.lastWriteErr, "batch not written, retrying", slog.Int("records", len(prepared)),
 			slog.Int("attempt", attempt), slog.Duration("retry_in", next), slog.Any("error", err))
 	})
+	written, lost := len(prepared), 0
+	var gu *GivenUpError
 	switch {
 	case err == nil:
-		b.written.Add(uint64(len(prepared)))
+	case errors.As(err, &gu):
+		lost = min(max(gu.Count, 0), len(prepared))
+		written -= lost
+		b.cfg.Logger.Warn("records given up", slog.Int("records", lost), slog.Int("written", written), slog.Any("error", gu.Err))
 	default:
-		b.lost.Add(uint64(len(prepared)))
+		written, lost = 0, len(prepared)
 		if b.ctx.Err() == nil {
 			b.cfg.Logger.Warn("batch given up", slog.Int("records", len(prepared)), slog.Any("error", err))
 		}
 	}
+	// Counted and unbuffered under one lock: Stats never sees an item
+	// both buffered and settled.
 	b.mu.Lock()
-	b.count -= len(batch)
+	b.written.Add(uint64(written))
+	b.lost.Add(uint64(lost))
+	b.count -= len(prepared)
 	b.bytes -= bytes
 	b.mu.Unlock()
 	signal(b.room)
+}
+
+// prepare runs Config.Prepare, turning a panic into an error: a bug in the
+// preparation rejects one item and never ends the writer (nor the process).
+func (b *Buffer[T, U]) prepare(v T) (u U, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("recordbuf: prepare panicked: %T", p)
+		}
+	}()
+	return b.cfg.Prepare(v)
 }
 
 // loseAll counts every item still queued as lost (Close gave up).
