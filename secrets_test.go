@@ -369,6 +369,14 @@ func TestSecretsTamperingDetected(t *testing.T) {
 		{"sealed block moved from another subscription", func(t *testing.T, v, o map[string]any) {
 			v["encrypted"] = o["encrypted"]
 		}},
+		// Dropping entries would otherwise leave every remaining value
+		// authentic: deliveries unsigned, or without their credentials.
+		{"secret dropped", func(t *testing.T, v, _ map[string]any) {
+			enc(v)["secrets"] = []any{}
+		}},
+		{"secret header dropped", func(t *testing.T, v, _ map[string]any) {
+			delete(enc(v), "headers")
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

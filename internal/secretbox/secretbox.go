@@ -18,6 +18,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/google/uuid"
 
@@ -54,8 +56,14 @@ func (m Material) Empty() bool { return len(m.Secrets) == 0 && len(m.Headers) ==
 // format is the version of the additional data; a future format changes it.
 const format = "outboxkit/v1"
 
-// dataKeyAAD binds a wrapped data key to its subscription.
-func dataKeyAAD(sub uuid.UUID) []byte { return []byte(format + "/dek/" + sub.String()) }
+// dataKeyAAD binds a wrapped data key to its subscription and to the
+// sealed block's manifest: how many secrets and which secret headers it
+// holds. Dropping a secret or a header from the stored block then fails to
+// open, like altering one does.
+func dataKeyAAD(sub uuid.UUID, secrets int, headers []string) []byte {
+	return []byte(format + "/dek/" + sub.String() + "/secrets=" + strconv.Itoa(secrets) +
+		"/headers=" + strings.Join(headers, "\x00"))
+}
 
 // fieldAAD binds a value to its subscription and field ("secrets/0",
 // "headers/Authorization").
@@ -70,7 +78,7 @@ func Seal(ctx context.Context, kp KeyProvider, sub uuid.UUID, m Material) (*subc
 	if _, err := rand.Read(dek); err != nil {
 		return nil, fmt.Errorf("outbox: data key: %w", err)
 	}
-	kid, wrapped, err := kp.WrapKey(ctx, dek, dataKeyAAD(sub))
+	kid, wrapped, err := kp.WrapKey(ctx, dek, dataKeyAAD(sub, len(m.Secrets), sortedKeys(m.Headers)))
 	if err != nil {
 		return nil, fmt.Errorf("wrap data key with key %q: %w", kp.PrimaryKeyID(), err)
 	}
@@ -139,7 +147,7 @@ func openDataKey(ctx context.Context, kp KeyProvider, sub uuid.UUID, s *subconfi
 	if err != nil {
 		return nil, fmt.Errorf("%w: data key is not base64 (key %q)", ErrDecrypt, s.KeyID)
 	}
-	dek, err := kp.UnwrapKey(ctx, s.KeyID, wrapped, dataKeyAAD(sub))
+	dek, err := kp.UnwrapKey(ctx, s.KeyID, wrapped, dataKeyAAD(sub, len(s.Secrets), sortedKeys(s.Headers)))
 	if err != nil {
 		return nil, fmt.Errorf("unwrap data key with key %q: %w", s.KeyID, err)
 	}
