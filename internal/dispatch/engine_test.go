@@ -275,6 +275,11 @@ func TestFirstAnalyzeOfABacklog(t *testing.T) {
 	e := New(Config{Store: st, Logger: quietLogger()})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	// Autovacuum must not analyze the table first: the test is about the
+	// engine's own ANALYZE.
+	if _, err := db.ExecContext(ctx, `ALTER TABLE "`+schema+`".event_queue SET (autovacuum_enabled = false)`); err != nil {
+		t.Fatal(err)
+	}
 	if e.firstAnalyze(ctx) {
 		t.Fatal("an empty, never analyzed table reported as analyzed")
 	}
@@ -294,7 +299,7 @@ func TestFirstAnalyzeOfABacklog(t *testing.T) {
 	}
 	var n int
 	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'event_queue'
-		AND (last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL)`, schema).Scan(&n); err != nil || n != 1 {
+		AND last_analyze IS NOT NULL`, schema).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("queue table still without statistics (%v)", err)
 	}
 }
