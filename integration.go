@@ -311,6 +311,19 @@ func (l *IntegrationLog) Record(ctx context.Context, q Querier, rec IntegrationR
 	return out[0], nil
 }
 
+// recordBuilt inserts a record whose Request and Response the typed
+// Record* calls built redacted already: its error and external id are
+// redacted here, and the JSON only validated, so that redaction runs once.
+func (l *IntegrationLog) recordBuilt(ctx context.Context, q Querier, rec IntegrationRecord) (IntegrationRecord, error) {
+	rec.Error = l.red.String(rec.Error)
+	rec.ExternalID = l.red.String(rec.ExternalID)
+	out, err := l.o.insertIntegrations(ctx, q, []IntegrationRecord{rec}, nil)
+	if err != nil {
+		return IntegrationRecord{}, err
+	}
+	return out[0], nil
+}
+
 // RecordBatch inserts many records in one statement, with Record's
 // guarantees: if any record is invalid nothing is sent, and the error names
 // its index.
@@ -330,7 +343,7 @@ func (l *IntegrationLog) RecordAPICall(ctx context.Context, q Querier, c APICall
 	if err != nil {
 		return IntegrationRecord{}, err
 	}
-	return l.Record(ctx, q, IntegrationRecord{
+	return l.recordBuilt(ctx, q, IntegrationRecord{
 		Integration: c.Integration, Operation: OpAPICallMade, Request: req, Response: resp,
 		HTTPStatus: c.HTTPStatus, Success: c.Error == "" && okStatus(c.HTTPStatus), Error: c.Error,
 		ExternalID: c.ExternalID, OccurredAt: c.OccurredAt, Duration: c.Duration,
@@ -352,7 +365,7 @@ func (l *IntegrationLog) RecordWebhookReceived(ctx context.Context, q Querier, w
 	if err != nil {
 		return IntegrationRecord{}, err
 	}
-	return l.Record(ctx, q, IntegrationRecord{
+	return l.recordBuilt(ctx, q, IntegrationRecord{
 		Integration: w.Integration, Operation: OpWebhookReceived, Request: req,
 		HTTPStatus: w.HTTPStatus, Success: w.Error == "" && okStatus(w.HTTPStatus), Error: w.Error,
 		ExternalID: w.ExternalID, OccurredAt: w.OccurredAt, Duration: w.Duration,
@@ -381,7 +394,7 @@ func (l *IntegrationLog) RecordDataSync(ctx context.Context, q Querier, d DataSy
 	if err != nil {
 		return IntegrationRecord{}, err
 	}
-	return l.Record(ctx, q, IntegrationRecord{
+	return l.recordBuilt(ctx, q, IntegrationRecord{
 		Integration: d.Integration, Operation: OpDataSync, Request: req, Response: resp,
 		Success: d.Error == "" && d.Failed == 0, Error: d.Error, ExternalID: d.ExternalID,
 		OccurredAt: d.OccurredAt, Duration: d.Duration,

@@ -304,7 +304,16 @@ func (r *Redactor) envelope(field string, head map[string]any, body any) (json.R
 	return r.envelopeKey(field, head, "body", body)
 }
 
+// envelopeKey builds a record's JSON: head's values, redacted (strings
+// through String; maps and other values are the caller's, redacted
+// already), with body, redacted, under key. The result needs no second
+// redaction pass.
 func (r *Redactor) envelopeKey(field string, head map[string]any, key string, body any) (json.RawMessage, error) {
+	for k, v := range head {
+		if s, ok := v.(string); ok {
+			head[k] = r.String(s)
+		}
+	}
 	if body != nil {
 		v, truncated, err := r.anyBody(body)
 		if err != nil {

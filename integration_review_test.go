@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -55,4 +56,27 @@ func TestRecorderOneBadDestinationLosesOnlyItsRecords(t *testing.T) {
 	if st := l.BufferStats(); st.Written != 3 || st.Lost != 1 || st.Buffered != 0 {
 		t.Fatalf("stats %+v, want 3 written, 1 lost, none buffered", st)
 	}
+}
+
+// TestTypedRecordsRedactTheirHeadFields: the typed Record* calls redact
+// once, while building the record; the short fields beside the body
+// (event type, entity, direction, error, external id) are redacted too.
+func TestTypedRecordsRedactTheirHeadFields(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	l := newIntegrationLog(t, b, IntegrationLogConfig{})
+	ctx := ctxT(t)
+	const secret = "hunter2-planted"
+	if _, err := l.RecordWebhookReceived(ctx, b.db, WebhookReceipt{Integration: "x", EventType: "password=" + secret,
+		Payload: json.RawMessage(`{"ok":true}`), Error: "api_key: " + secret, ExternalID: "token=" + secret}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.RecordDataSync(ctx, b.db, DataSyncRun{Integration: "x", Entity: "password=" + secret,
+		Direction: "secret=" + secret, Processed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.countRows(t, "integration_log", "true"); n != 2 {
+		t.Fatalf("%d records, want 2", n)
+	}
+	b.assertNowhere(t, []string{secret})
 }
