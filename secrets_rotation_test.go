@@ -326,8 +326,8 @@ func TestKeysFromEnv(t *testing.T) {
 
 // TestSecretsRotationReachesRunningDispatcher: a dispatcher deployed with
 // the new key alone fails a subscription still sealed under the old key
-// (its engine caches that config: rotation leaves updated_at alone); once
-// another process rotates, the same running dispatcher reads the current
+// (rotation leaves updated_at alone, so the engine must notice the stored
+// text itself); once another process rotates, the same running dispatcher reads the current
 // sealed form and delivers, verified by the reference library.
 func TestSecretsRotationReachesRunningDispatcher(t *testing.T) {
 	t.Parallel()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 
@@ -15,20 +14,20 @@ import (
 	"github.com/outboxkit/outbox/internal/subconfig"
 )
 
-// openedSecrets is a subscription's sealed block, by fingerprint, and its
-// secrets in clear.
+// openedSecrets is a subscription's sealed block, by identity and
+// fingerprint, and its secrets in clear.
 type openedSecrets struct {
-	fp [sha256.Size]byte
-	m  secretbox.Material
+	sealed *subconfig.Sealed // the block last opened: the engine hands the same one while its config stands
+	fp     [sha256.Size]byte
+	m      secretbox.Material
 }
 
 // withSecrets returns the row's config with its sealed secrets decrypted
 // into Secrets and Headers. Decrypted secrets are cached per subscription
-// until its sealed block changes (the cache never outlives the sender).
-// When the row's config does not open for want of its key, the
-// subscription's current config is read again: the engine caches configs
-// per subscription and updated_at, and a rotation re-seals without
-// changing updated_at.
+// until its sealed block changes (the cache never outlives the sender);
+// the engine re-reads a subscription's config whenever its stored text
+// changes (a rotation included), so the row always carries the current
+// block.
 func (s *Sender) withSecrets(ctx context.Context, row *dispatch.Row) (subconfig.Config, error) {
 	cfg := row.Config
 	if cfg.Encrypted == nil {
@@ -36,11 +35,6 @@ func (s *Sender) withSecrets(ctx context.Context, row *dispatch.Row) (subconfig.
 	}
 	id := row.Delivery.SubscriptionID
 	m, err := s.openCached(ctx, id, cfg.Encrypted)
-	if err != nil && errors.Is(err, secretbox.ErrKeyNotFound) && s.cfg.Store != nil {
-		if cur, rerr := s.currentSealed(ctx, id); rerr == nil && cur != nil && fingerprint(cur) != fingerprint(cfg.Encrypted) {
-			m, err = s.openCached(ctx, id, cur)
-		}
-	}
 	if err != nil {
 		return cfg, fmt.Errorf("outbox: webhook secrets of subscription %s: %w", row.Delivery.Subscription, err)
 	}
@@ -56,11 +50,17 @@ func (s *Sender) withSecrets(ctx context.Context, row *dispatch.Row) (subconfig.
 }
 
 func (s *Sender) openCached(ctx context.Context, id uuid.UUID, sealed *subconfig.Sealed) (secretbox.Material, error) {
-	fp := fingerprint(sealed)
 	s.secMu.Lock()
 	c, ok := s.secrets[id]
 	s.secMu.Unlock()
+	if ok && c.sealed == sealed {
+		return c.m, nil // the common case: no hashing per delivery
+	}
+	fp := fingerprint(sealed)
 	if ok && c.fp == fp {
+		s.secMu.Lock()
+		s.secrets[id] = openedSecrets{sealed: sealed, fp: fp, m: c.m}
+		s.secMu.Unlock()
 		return c.m, nil
 	}
 	m, err := secretbox.Open(ctx, s.cfg.Keys, id, sealed)
@@ -68,25 +68,9 @@ func (s *Sender) openCached(ctx context.Context, id uuid.UUID, sealed *subconfig
 		return m, err
 	}
 	s.secMu.Lock()
-	s.secrets[id] = openedSecrets{fp: fp, m: m}
+	s.secrets[id] = openedSecrets{sealed: sealed, fp: fp, m: m}
 	s.secMu.Unlock()
 	return m, nil
-}
-
-// currentSealed reads subscription id's sealed block as it is stored now.
-func (s *Sender) currentSealed(ctx context.Context, id uuid.UUID) (*subconfig.Sealed, error) {
-	st := s.cfg.Store
-	var name, raw string
-	if err := st.DB.QueryRowContext(ctx, st.Subscription.ConfigByID, id).Scan(&name, &raw); err != nil {
-		return nil, err
-	}
-	var cfg subconfig.Config
-	if raw != "" {
-		if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
-			return nil, err
-		}
-	}
-	return cfg.Encrypted, nil
 }
 
 // fingerprint identifies a sealed block (JSON sorts map keys).
