@@ -20,22 +20,23 @@ import (
 // Defaults of the buffer between Transport and Middleware and the
 // database (IntegrationLogConfig).
 const (
-	// RecordBufferDefault is how many records the buffer holds at most.
-	RecordBufferDefault = 10000
+	// RecordBufferDefault is how many records the buffer holds at most
+	// (10,000).
+	RecordBufferDefault = recordbuf.MaxItemsDefault
 	// RecordBufferBytesDefault is how many bytes of captured data (bodies
 	// up to the body limit, URLs, headers) the buffer holds at most:
 	// 32 MiB.
-	RecordBufferBytesDefault = 32 << 20
-	// RecordBatchSizeDefault is the most records one INSERT writes.
-	RecordBatchSizeDefault = 500
+	RecordBufferBytesDefault = recordbuf.MaxBytesDefault
+	// RecordBatchSizeDefault is the most records one INSERT writes (500).
+	RecordBatchSizeDefault = recordbuf.BatchSizeDefault
 	// RecordFlushIntervalDefault is the longest a record waits for its
-	// batch to fill.
-	RecordFlushIntervalDefault = 200 * time.Millisecond
+	// batch to fill (200 ms).
+	RecordFlushIntervalDefault = recordbuf.FlushIntervalDefault
 	// RecordBlockTimeoutDefault is the longest a call waits for room in a
-	// full buffer under BlockWhenFull.
-	RecordBlockTimeoutDefault = 5 * time.Millisecond
-	// RecordWriteTimeoutDefault bounds each attempt to write a batch.
-	RecordWriteTimeoutDefault = 10 * time.Second
+	// full buffer under BlockWhenFull (5 ms).
+	RecordBlockTimeoutDefault = recordbuf.BlockTimeoutDefault
+	// RecordWriteTimeoutDefault bounds each attempt to write a batch (10 s).
+	RecordWriteTimeoutDefault = recordbuf.WriteTimeoutDefault
 )
 
 // BufferFullPolicy is what a recorded call does when the integration log's
