@@ -46,7 +46,7 @@ func (e *Engine) heartbeat(ctx context.Context) {
 			continue
 		}
 		hctx, cancel := context.WithTimeout(ctx, e.cfg.HeartbeatInterval)
-		_, err := e.st.DB.ExecContext(hctx, e.st.Queue.Heartbeat, e.st.NowArg(), pq.Array(ids), pq.Array(tokens),
+		_, err := e.st.Stmt(nil, e.st.Queue.Heartbeat).Exec(hctx, e.st.NowArg(), pq.Array(ids), pq.Array(tokens),
 			e.cfg.LeaseDuration.Microseconds())
 		cancel()
 		if err != nil && ctx.Err() == nil {

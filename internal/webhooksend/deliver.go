@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxkit/outbox/internal/dispatch"
+	"github.com/outboxkit/outbox/internal/store"
 	"github.com/outboxkit/outbox/internal/subconfig"
 )
 
@@ -108,7 +109,11 @@ func (s *Sender) checkEndpointHealth(ctx context.Context, c *dispatch.Row, lastE
 	var n int64
 	var first sql.NullTime
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err := st.DB.QueryRowContext(qctx, st.Webhook.FailureRun, c.Delivery.Subscription, s.cfg.DisableMinFailures).Scan(&n, &first)
+	// Runs after every failed attempt: prepared once, one round trip.
+	rows, err := st.Stmt(nil, st.Webhook.FailureRun).Query(qctx, c.Delivery.Subscription, s.cfg.DisableMinFailures)
+	if err == nil {
+		err = store.ScanOne(rows, &n, &first)
+	}
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
