@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/outboxkit/outbox/internal/jsontext"
 )
 
 // Benchmarks of the pure functions on the enqueue and delivery paths. They
@@ -101,7 +103,7 @@ func BenchmarkCheckJSON(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(c.b)))
 			for b.Loop() {
-				if err := checkJSON(c.b); err != nil {
+				if err := jsontext.Check(c.b); err != nil {
 					b.Fatal(err)
 				}
 			}

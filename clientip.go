@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/realclientip/realclientip-go"
+
+	"github.com/outboxkit/outbox/internal/jsontext"
 )
 
 // ForwardedForHeader is the header ClientIPConfig.Header defaults to.
@@ -21,7 +23,7 @@ const ForwardedForHeader = "X-Forwarded-For"
 func ParseIP(s string) (string, error) {
 	a, err := netip.ParseAddr(s)
 	if err != nil {
-		return "", invalid(ErrInvalidRecord, "ip_address", "is not an IP address: %q", truncateRunes(cleanLine(s), 64))
+		return "", invalid(ErrInvalidRecord, "ip_address", "is not an IP address: %q", jsontext.CutRunes(jsontext.CleanLine(s), 64))
 	}
 	return canonicalAddr(a), nil
 }

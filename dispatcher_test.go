@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lib/pq"
+
 	"github.com/outboxkit/outbox/internal/dispatch"
 	"github.com/outboxkit/outbox/internal/pgtest"
 	"github.com/outboxkit/outbox/internal/testutil"

@@ -7,7 +7,6 @@ import (
 
 	"github.com/outboxkit/outbox/internal/dispatch"
 	"github.com/outboxkit/outbox/internal/page"
-	"github.com/outboxkit/outbox/internal/secretbox"
 	"github.com/outboxkit/outbox/internal/webhooksend"
 )
 
@@ -61,21 +60,8 @@ var (
 	ErrRecordsNotWritten = errors.New("outbox: integration records not written")
 )
 
-// Errors of secrets at rest, re-exported from the sealing code so that a
-// KeyProvider returns them too.
-var (
-	// ErrKeyNotFound reports that stored secrets are encrypted with a key
-	// the KeyProvider does not hold, or that no KeyProvider is configured.
-	// A KeyProvider's UnwrapKey returns it (wrapped) for an unknown key id.
-	ErrKeyNotFound = secretbox.ErrKeyNotFound
-	// ErrSecretsDecrypt reports stored secrets that do not authenticate:
-	// tampered with, moved from another subscription or field, or sealed
-	// under a different key of the same id.
-	ErrSecretsDecrypt = secretbox.ErrDecrypt
-)
-
 // SecretsError reports secrets of one subscription that could not be read
-// or sealed. It wraps ErrKeyNotFound, ErrSecretsDecrypt or the key
+// or sealed. It wraps keys.ErrKeyNotFound, keys.ErrDecrypt or the key
 // provider's error; its text names the key id, never a key or a secret.
 type SecretsError struct {
 	Subscription string // subscriber_name

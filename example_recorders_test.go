@@ -5,31 +5,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/outboxkit/outbox"
 )
-
-func ExampleRedactor() {
-	r, err := outbox.NewRedactor(outbox.RedactionRules{
-		Keys:     []string{"national_id"},
-		Patterns: []*regexp.Regexp{regexp.MustCompile(`acct_[0-9A-Za-z]+`)},
-	})
-	if err != nil {
-		panic(err)
-	}
-	b, _ := r.JSON([]byte(`{"user":"bob","password":"hunter2","card":{"number":"4242 4242 4242 4242"},"national_id":"X1","ref":"acct_9f"}`))
-	fmt.Println(string(b))
-	fmt.Println(r.URL("https://api.example.com/v1/charges?api_key=sk_live_1&limit=10"))
-	fmt.Println(r.String("retrying with Authorization: Bearer eyJhbGciOi"))
-	// Output:
-	// {"user":"bob","password":"[REDACTED]","card":{"number":"[REDACTED]"},"national_id":"[REDACTED]","ref":"[REDACTED]"}
-	// https://api.example.com/v1/charges?api_key=[REDACTED]&limit=10
-	// retrying with Authorization: [REDACTED]
-}
 
 func ExampleParseIP() {
 	for _, s := range []string{"::ffff:192.0.2.1", "2001:DB8:0:0::1", "192.0.2.1:443"} {

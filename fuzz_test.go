@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/outboxkit/outbox/internal/jsontext"
 )
 
 var (
@@ -185,7 +187,7 @@ func FuzzPayload(f *testing.F) {
 			if !utf8.Valid(body) || !json.Valid(body) {
 				t.Fatalf("accepted invalid JSON %q", body)
 			}
-			if d := jsonDepth(body); d > MaxJSONDepth {
+			if d := jsonDepth(body); d > jsontext.MaxDepth {
 				t.Fatalf("accepted depth %d", d)
 			}
 			// No ::text here: an unchecked payload could print to gigabytes.

@@ -16,8 +16,10 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/outboxkit/outbox/internal/httprecord"
+	"github.com/outboxkit/outbox/internal/jsontext"
 	"github.com/outboxkit/outbox/internal/page"
 	"github.com/outboxkit/outbox/internal/store"
+	"github.com/outboxkit/outbox/redact"
 )
 
 // Operation is the kind of an integration record (the integration_operation
@@ -93,8 +95,8 @@ type IntegrationRecord struct {
 // defaults.
 type IntegrationLogConfig struct {
 	// Redaction extends the built-in redaction rules and sets the body
-	// limit (default MaxBodyBytesDefault).
-	Redaction RedactionRules
+	// limit (default redact.MaxBodyBytesDefault).
+	Redaction redact.Rules
 
 	// The buffer between Transport and Middleware and the database (the
 	// Record* calls do not use it): see [IntegrationLog.Close].
@@ -130,7 +132,7 @@ type IntegrationLogConfig struct {
 // concurrent use.
 type IntegrationLog struct {
 	o   *Outbox
-	red *Redactor
+	red *redact.Redactor
 	sql *store.IntegrationStatements
 	cfg IntegrationLogConfig
 
@@ -246,7 +248,7 @@ type IntegrationStats struct {
 
 // NewIntegrationLog returns the integration recorder of o.
 func (o *Outbox) NewIntegrationLog(cfg IntegrationLogConfig) (*IntegrationLog, error) {
-	red, err := NewRedactor(cfg.Redaction)
+	red, err := redact.New(cfg.Redaction)
 	if err != nil {
 		return nil, err
 	}
@@ -259,9 +261,9 @@ func (o *Outbox) NewIntegrationLog(cfg IntegrationLogConfig) (*IntegrationLog, e
 // ExternalIDFromJSON returns an HTTPRecordOptions.ExternalID func that takes
 // the string (or number) under key in the top-level JSON object of the
 // response body, else of the request body. Under a sensitive key (by the
-// built-in rules) the id found is RedactedMarker.
+// built-in rules) the id found is redact.Marker.
 func ExternalIDFromJSON(key string) func(*http.Request, []byte, *http.Response, []byte) string {
-	sensitive := defaultRedactor.SensitiveKey(key)
+	sensitive := redact.Default().SensitiveKey(key)
 	get := func(b []byte) string {
 		var m map[string]json.RawMessage
 		if json.Unmarshal(b, &m) != nil {
@@ -274,14 +276,14 @@ func ExternalIDFromJSON(key string) func(*http.Request, []byte, *http.Response, 
 		var s string
 		if json.Unmarshal(raw, &s) == nil {
 			if sensitive && s != "" {
-				return RedactedMarker
+				return redact.Marker
 			}
 			return s
 		}
 		var n json.Number
 		if json.Unmarshal(raw, &n) == nil {
 			if sensitive {
-				return RedactedMarker
+				return redact.Marker
 			}
 			return n.String()
 		}
@@ -296,7 +298,7 @@ func ExternalIDFromJSON(key string) func(*http.Request, []byte, *http.Response, 
 }
 
 // Redactor returns the redaction rules the log applies.
-func (l *IntegrationLog) Redactor() *Redactor { return l.red }
+func (l *IntegrationLog) Redactor() *redact.Redactor { return l.red }
 
 // Record validates, redacts and inserts one record through q and returns it
 // as stored (ID, OccurredAt and the redacted data filled in). An invalid
@@ -335,11 +337,11 @@ func (l *IntegrationLog) RecordBatch(ctx context.Context, q Querier, recs []Inte
 // empty and HTTPStatus is 0 or 2xx. request_data holds method, url and
 // body; response_data holds body.
 func (l *IntegrationLog) RecordAPICall(ctx context.Context, q Querier, c APICall) (IntegrationRecord, error) {
-	req, err := l.red.envelope("request_data", map[string]any{"method": c.Method, "url": l.red.URL(c.URL)}, c.Request)
+	req, err := envelope(l.red, "request_data", map[string]any{"method": c.Method, "url": l.red.URL(c.URL)}, c.Request)
 	if err != nil {
 		return IntegrationRecord{}, err
 	}
-	resp, err := l.red.envelope("response_data", map[string]any{}, c.Response)
+	resp, err := envelope(l.red, "response_data", map[string]any{}, c.Response)
 	if err != nil {
 		return IntegrationRecord{}, err
 	}
@@ -361,7 +363,7 @@ func (l *IntegrationLog) RecordWebhookReceived(ctx context.Context, q Querier, w
 	if h := l.red.Headers(w.Headers, nil); h != nil {
 		head["headers"] = h
 	}
-	req, err := l.red.envelope("request_data", head, w.Payload)
+	req, err := envelope(l.red, "request_data", head, w.Payload)
 	if err != nil {
 		return IntegrationRecord{}, err
 	}
@@ -386,11 +388,11 @@ func (l *IntegrationLog) RecordDataSync(ctx context.Context, q Querier, d DataSy
 	if d.Direction != "" {
 		head["direction"] = d.Direction
 	}
-	req, err := l.red.envelopeKey("request_data", head, "details", d.Details)
+	req, err := envelopeKey(l.red, "request_data", head, "details", d.Details)
 	if err != nil {
 		return IntegrationRecord{}, err
 	}
-	resp, err := marshalJSONValue(map[string]any{"processed": d.Processed, "failed": d.Failed})
+	resp, err := jsontext.Marshal(map[string]any{"processed": d.Processed, "failed": d.Failed})
 	if err != nil {
 		return IntegrationRecord{}, err
 	}
@@ -514,22 +516,22 @@ func (l *IntegrationLog) Stats(ctx context.Context, w IntegrationWindow) ([]Inte
 // captureConfig keeps one byte over the body limit, so that the redactor
 // sees which bodies it cuts.
 func (l *IntegrationLog) captureConfig() httprecord.Config {
-	return httprecord.Config{Limit: l.red.maxBody + 1, Now: l.o.now}
+	return httprecord.Config{Limit: l.red.MaxBodyBytes() + 1, Now: l.o.now}
 }
 
 // redactor returns the redaction rules of records written outside an
 // IntegrationLog (webhook delivery attempts): Config.Redaction, or the
 // built-in rules.
-func (o *Outbox) redactor() *Redactor {
+func (o *Outbox) redactor() *redact.Redactor {
 	if o.red != nil {
 		return o.red
 	}
-	return defaultRedactor
+	return redact.Default()
 }
 
 // insertIntegrations is the one write path of integration records: it
 // prepares (validates and redacts) recs and inserts them.
-func (o *Outbox) insertIntegrations(ctx context.Context, q Querier, recs []IntegrationRecord, red *Redactor) ([]IntegrationRecord, error) {
+func (o *Outbox) insertIntegrations(ctx context.Context, q Querier, recs []IntegrationRecord, red *redact.Redactor) ([]IntegrationRecord, error) {
 	if len(recs) == 0 {
 		return nil, nil
 	}
@@ -627,7 +629,7 @@ func (o *Outbox) integrationArgs(recs []IntegrationRecord) []any {
 // prepareIntegration validates and redacts one record. A nil red means that
 // the record was redacted already (the HTTP recorders' records): it is
 // validated and sanitised only, so that redaction runs once per record.
-func (o *Outbox) prepareIntegration(r IntegrationRecord, red *Redactor) (IntegrationRecord, error) {
+func (o *Outbox) prepareIntegration(r IntegrationRecord, red *redact.Redactor) (IntegrationRecord, error) {
 	if err := checkIntegrationName(r.Integration); err != nil {
 		return r, err
 	}
@@ -646,14 +648,14 @@ func (o *Outbox) prepareIntegration(r IntegrationRecord, red *Redactor) (Integra
 	if red != nil {
 		r.ExternalID = red.String(r.ExternalID)
 	}
-	r.ExternalID = cleanLine(r.ExternalID)
+	r.ExternalID = jsontext.CleanLine(r.ExternalID)
 	if utf8.RuneCountInString(r.ExternalID) > MaxExternalIDChars {
 		return r, invalid(ErrInvalidRecord, "external_id", "is longer than %d characters", MaxExternalIDChars)
 	}
 	if red != nil {
 		r.Error = red.String(r.Error)
 	}
-	r.Error = truncateRunes(cleanLine(r.Error), MaxErrorMessageChars)
+	r.Error = jsontext.CutRunes(jsontext.CleanLine(r.Error), MaxErrorMessageChars)
 	var err error
 	if r.Request, err = o.recordJSON(r.Request, "request_data", red); err != nil {
 		return r, err
@@ -670,7 +672,7 @@ func (o *Outbox) prepareIntegration(r IntegrationRecord, red *Redactor) (Integra
 }
 
 // recordJSON redacts a JSON value and checks that jsonb stores it.
-func (o *Outbox) recordJSON(b json.RawMessage, field string, red *Redactor) (json.RawMessage, error) {
+func (o *Outbox) recordJSON(b json.RawMessage, field string, red *redact.Redactor) (json.RawMessage, error) {
 	if len(bytes.TrimSpace(b)) == 0 || string(bytes.TrimSpace(b)) == "null" {
 		return nil, nil
 	}

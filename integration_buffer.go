@@ -214,7 +214,7 @@ func (l *IntegrationLog) buffer() *recordBuffer {
 // goroutine: redaction runs here, once per record.
 func (l *IntegrationLog) prepareCapture(c capture) (p preparedRecord, err error) {
 	s, ex := c.sink, c.ex
-	rec := l.red.httpRecord(s.integration, s.op, ex.Request, ex.RequestBody, ex.RequestBytes, ex.Response, ex.ResponseBody,
+	rec := httpRecord(l.red, s.integration, s.op, ex.Request, ex.RequestBody, ex.RequestBytes, ex.Response, ex.ResponseBody,
 		ex.ResponseBytes, ex.Err, ex.Duration, s.opts.Headers)
 	rec.OccurredAt = ex.Start
 	if s.opts.ExternalID != nil {

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/outboxkit/outbox/redact"
 )
 
 func newIntegrationLog(t testing.TB, b *bundle, cfg IntegrationLogConfig) *IntegrationLog {
@@ -268,7 +270,7 @@ func TestIntegrationInsertBatchForDispatcher(t *testing.T) {
 func TestIntegrationTransport(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	l := newIntegrationLog(t, b, IntegrationLogConfig{Redaction: RedactionRules{MaxBodyBytes: 1024}})
+	l := newIntegrationLog(t, b, IntegrationLogConfig{Redaction: redact.Rules{MaxBodyBytes: 1024}})
 	ctx := ctxT(t)
 	big := strings.Repeat("z", 5000)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -529,7 +531,7 @@ func jsonHas(raw json.RawMessage, sub string) bool {
 func (o *Outbox) httpCallRecord(integration string, req *http.Request, reqBody []byte, resp *http.Response, respBody []byte,
 	callErr error, duration time.Duration) IntegrationRecord {
 	red := o.redactor()
-	rec := red.httpRecord(integration, OpAPICallMade, req, reqBody, int64(len(reqBody)), resp, respBody, int64(len(respBody)), callErr, duration, nil)
+	rec := httpRecord(red, integration, OpAPICallMade, req, reqBody, int64(len(reqBody)), resp, respBody, int64(len(respBody)), callErr, duration, nil)
 	rec.OccurredAt = o.now().Add(-duration)
 	return rec
 }

@@ -18,7 +18,10 @@ import (
 	"github.com/golang-migrate/migrate/v4/database/postgres"
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 
+	"github.com/outboxkit/outbox/internal/handle"
 	"github.com/outboxkit/outbox/internal/store"
+	"github.com/outboxkit/outbox/keys"
+	"github.com/outboxkit/outbox/redact"
 	"github.com/outboxkit/outbox/schema"
 )
 
@@ -76,7 +79,7 @@ type Config struct {
 	// Redaction extends the rules that scrub integration_log records,
 	// including the webhook attempts the dispatcher records. Nil means the
 	// built-in rules (docs/recorders.md, "Redaction").
-	Redaction *RedactionRules
+	Redaction *redact.Rules
 	// Keys seals subscription secrets at rest: webhook signing secrets and
 	// the values of secret headers (docs/security.md). StaticKeys,
 	// ParseKeys and KeysFromEnv make one from local keys; a KMS fits
@@ -84,7 +87,7 @@ type Config struct {
 	// UpdateSubscriptionConfig then refuse a config with secrets
 	// (ErrKeyRequired) unless AllowPlaintextSecrets, and dispatchers cannot
 	// read secrets sealed earlier.
-	Keys KeyProvider
+	Keys keys.Provider
 	// AllowPlaintextSecrets lets a handle without Keys store secrets in
 	// clear in subscription_config, with a warning logged once. Meant for
 	// development; RotateSubscriptionSecrets seals such secrets once a key
@@ -110,16 +113,17 @@ type TestConfig struct {
 // Outbox is a handle on outboxkit's tables in one schema. It is safe for
 // concurrent use; make one per schema and share it.
 type Outbox struct {
+	link       // the machinery shared with integrationlog and securitylog
 	db         *sql.DB
 	cfg        Config
 	log        *slog.Logger
 	st         *store.Store // every statement, rendered for cfg.Schema, and their runner
 	lastNotify atomic.Int64 // unix nanoseconds of the last NOTIFY sent by Enqueue
 
-	red *Redactor // integration_log redaction; nil means the built-in rules
+	red *redact.Redactor // integration_log redaction; nil means the built-in rules
 
-	keys          KeyProvider // seals subscription secrets; nil: none
-	plaintextWarn sync.Once   // the no-key warning is logged once per handle
+	keys          keys.Provider // seals subscription secrets; nil: none
+	plaintextWarn sync.Once     // the no-key warning is logged once per handle
 }
 
 // New returns a handle on the tables in cfg.Schema of db. It sends no SQL:
@@ -152,9 +156,9 @@ func New(db *sql.DB, cfg Config) (*Outbox, error) {
 		o.warnPlaintext(context.Background(), "Config.AllowPlaintextSecrets is set and Config.Keys is nil, so signing secrets and credentials are stored in clear")
 	}
 	if cfg.Redaction != nil {
-		red, err := NewRedactor(*cfg.Redaction)
+		red, err := redact.New(*cfg.Redaction)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: Redaction: %w", ErrInvalidConfig, err)
 		}
 		o.red = red
 	}
@@ -163,8 +167,15 @@ func New(db *sql.DB, cfg Config) (*Outbox, error) {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
 	o.st = st
+	o.link = link{handle.NewRef(&handle.Core{
+		DB: db, Store: st, Schema: cfg.Schema, Logger: log, MaxPayloadBytes: cfg.MaxPayloadBytes, Redactor: o.redactor(),
+	})}
 	return o, nil
 }
+
+// link embeds the handle's Core reference without exporting it: its
+// unexported method makes *Outbox an internal/handle.Holder.
+type link struct{ handle.Ref }
 
 // DB returns the database handle the Outbox was made with.
 func (o *Outbox) DB() *sql.DB { return o.db }

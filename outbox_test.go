@@ -17,6 +17,7 @@ import (
 	"github.com/golang-migrate/migrate/v4"
 
 	"github.com/outboxkit/outbox/internal/pgtest"
+	"github.com/outboxkit/outbox/redact"
 	migrations "github.com/outboxkit/outbox/schema"
 )
 
@@ -121,10 +122,10 @@ func countRows(t testing.TB, db interface {
 func TestConfigRedactionAppliesToHandleRecords(t *testing.T) {
 	t.Parallel()
 	db := pgtest.DB(t)
-	if _, err := New(db, Config{Redaction: &RedactionRules{MaxBodyBytes: -1}}); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := New(db, Config{Redaction: &redact.Rules{MaxBodyBytes: -1}}); !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("bad redaction rules accepted: %v", err)
 	}
-	ob, err := New(db, Config{Redaction: &RedactionRules{Keys: []string{"tenant"}}})
+	ob, err := New(db, Config{Redaction: &redact.Rules{Keys: []string{"tenant"}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/outboxkit/outbox/internal/jsontext"
 )
 
 func TestEnqueueFansOutAndRollsBack(t *testing.T) {
@@ -114,7 +116,7 @@ func TestEnqueueRejectsBadInputAndKeepsTxUsable(t *testing.T) {
 		{"invalid UTF-8 via MarshalJSON", "ok", map[string]json.RawMessage{"a": json.RawMessage("\"\xff\"")}, nil, ErrInvalidPayload},
 		{"huge number via MarshalJSON", "ok", map[string]json.RawMessage{"a": json.RawMessage("1e999999")}, nil, ErrInvalidPayload},
 		{"NUL escape via MarshalJSON", "ok", map[string]json.RawMessage{"a": json.RawMessage(`"\u0000"`)}, nil, ErrInvalidPayload},
-		{"too deep", "ok", json.RawMessage(strings.Repeat("[", MaxJSONDepth+1) + strings.Repeat("]", MaxJSONDepth+1)), nil, ErrInvalidPayload},
+		{"too deep", "ok", json.RawMessage(strings.Repeat("[", jsontext.MaxDepth+1) + strings.Repeat("]", jsontext.MaxDepth+1)), nil, ErrInvalidPayload},
 		{"too large", "ok", strings.Repeat("x", 2047), nil, ErrPayloadTooLarge},
 		{"negative delay", "ok", 1, &EnqueueOptions{Delay: -time.Second}, ErrInvalidConfig},
 		{"max retries", "ok", 1, &EnqueueOptions{MaxRetries: intPtr(-1)}, ErrInvalidConfig},

@@ -17,6 +17,8 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+
+	"github.com/outboxkit/outbox/redact"
 )
 
 // The adversarial redaction corpus: secrets of every known leak class are
@@ -487,8 +489,8 @@ func TestRedactionCorpus(t *testing.T) {
 	g := &corpusGen{rnd: rand.New(rand.NewSource(seed))}
 	b := setup(t, nil)
 	ctx := ctxT(t)
-	l := newIntegrationLog(t, b, IntegrationLogConfig{Redaction: RedactionRules{MaxBodyBytes: corpusLimit}})
-	sl := newSecurityLog(t, b, SecurityLogConfig{Publish: true, Redaction: RedactionRules{MaxBodyBytes: 8 * corpusLimit},
+	l := newIntegrationLog(t, b, IntegrationLogConfig{Redaction: redact.Rules{MaxBodyBytes: corpusLimit}})
+	sl := newSecurityLog(t, b, SecurityLogConfig{Publish: true, Redaction: redact.Rules{MaxBodyBytes: 8 * corpusLimit},
 		BruteForce: BruteForceConfig{Disabled: true}})
 	const rounds = 40
 	records := 0

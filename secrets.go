@@ -2,160 +2,24 @@ package outbox
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 
 	"github.com/outboxkit/outbox/internal/secretbox"
 	"github.com/outboxkit/outbox/internal/subconfig"
+	"github.com/outboxkit/outbox/keys"
 )
-
-// KeysEnvDefault is the environment variable KeysFromEnv reads by
-// convention: OUTBOX_KEYS="id:base64key[,id:base64key...]", the first key
-// encrypting.
-const KeysEnvDefault = "OUTBOX_KEYS"
 
 // RotateBatchSize is how many subscription ids RotateSubscriptionSecrets
 // reads per page; each subscription is then re-sealed in a transaction of
 // its own.
 const RotateBatchSize = 100
-
-// KeyProvider holds the keys that seal subscription secrets at rest
-// (Config.Keys). Secrets are sealed by envelope encryption: each
-// subscription's secrets are encrypted with AES-256-GCM under a random data
-// key, and the KeyProvider wraps that data key under its primary key. The
-// id of the wrapping key is stored beside the ciphertext, so keys can
-// rotate: the primary key wraps, every key the provider still holds
-// unwraps.
-//
-// StaticKeys, ParseKeys and KeysFromEnv make one from local keys; a KMS or
-// Vault transit engine fits behind the same three methods (wrap = the
-// service's encrypt with aad as encryption context, unwrap = its decrypt).
-// A KeyProvider is used concurrently.
-type KeyProvider interface {
-	// PrimaryKeyID names the key WrapKey uses.
-	PrimaryKeyID() string
-	// WrapKey encrypts dataKey under the primary key, authenticating aad,
-	// and returns that key's id with the result.
-	WrapKey(ctx context.Context, dataKey, aad []byte) (kid string, wrapped []byte, err error)
-	// UnwrapKey decrypts a data key wrapped under key kid with aad. An
-	// unknown kid is an error wrapping ErrKeyNotFound; a wrapped key that
-	// does not authenticate, one wrapping ErrSecretsDecrypt.
-	UnwrapKey(ctx context.Context, kid string, wrapped, aad []byte) ([]byte, error)
-}
-
-// Key is one local key: an id (1-100 characters of [A-Za-z0-9._-], stored
-// beside every ciphertext it seals) and 32 random bytes (AES-256).
-type Key struct {
-	ID     string
-	Secret []byte
-}
-
-// LogValue keeps the key's bytes out of logs.
-func (k Key) LogValue() slog.Value { return slog.StringValue("key " + k.ID) }
-
-// StaticKeys returns a KeyProvider over local keys: primary wraps new data
-// keys, older ones still unwrap what they wrapped. Each key must be 32 bytes
-// and ids must differ. The provider keeps AES ciphers, not copies of the
-// key bytes.
-func StaticKeys(primary Key, older ...Key) (KeyProvider, error) {
-	keys := map[string][]byte{}
-	for _, k := range append([]Key{primary}, older...) {
-		if !validKeyID(k.ID) {
-			return nil, fmt.Errorf("%w: key id %q must be 1 to 100 characters of A-Z a-z 0-9 . _ -", ErrInvalidConfig, k.ID)
-		}
-		if len(k.Secret) != 32 {
-			return nil, fmt.Errorf("%w: key %q must be 32 bytes, got %d", ErrInvalidConfig, k.ID, len(k.Secret))
-		}
-		if _, dup := keys[k.ID]; dup {
-			return nil, fmt.Errorf("%w: key id %q given twice", ErrInvalidConfig, k.ID)
-		}
-		keys[k.ID] = k.Secret
-	}
-	s, err := secretbox.NewStatic(primary.ID, keys)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
-	}
-	return s, nil
-}
-
-// ParseKeys reads keys written as "id:base64key", comma-separated, the
-// first one primary: "2025-06:q3J…=,2024-12:Zm9…=". The key is standard or
-// URL-safe base64 of 32 bytes (`openssl rand -base64 32`, or NewKeySpec).
-// Errors name the key id, never the key.
-func ParseKeys(spec string) (KeyProvider, error) {
-	var keys []Key
-	for i, part := range strings.Split(spec, ",") {
-		part = strings.TrimSpace(part)
-		id, b64, ok := strings.Cut(part, ":")
-		if !ok || id == "" || b64 == "" {
-			return nil, fmt.Errorf("%w: key %d is not written id:base64key", ErrInvalidConfig, i+1)
-		}
-		secret, err := decodeKey(b64)
-		if err != nil {
-			return nil, fmt.Errorf("%w: key %q is not base64", ErrInvalidConfig, id)
-		}
-		keys = append(keys, Key{ID: id, Secret: secret})
-	}
-	return StaticKeys(keys[0], keys[1:]...)
-}
-
-// KeysFromEnv is ParseKeys of the environment variable name (KeysEnvDefault
-// by convention). An unset or empty variable is an ErrInvalidConfig error.
-func KeysFromEnv(name string) (KeyProvider, error) {
-	spec := strings.TrimSpace(os.Getenv(name))
-	if spec == "" {
-		return nil, fmt.Errorf("%w: environment variable %s is not set", ErrInvalidConfig, name)
-	}
-	kp, err := ParseKeys(spec)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return kp, nil
-}
-
-// NewKeySpec returns a new random key in ParseKeys' form, "id:base64key",
-// for a key setup script. Keep it secret.
-func NewKeySpec(id string) (string, error) {
-	if !validKeyID(id) {
-		return "", fmt.Errorf("%w: key id %q must be 1 to 100 characters of A-Z a-z 0-9 . _ -", ErrInvalidConfig, id)
-	}
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("outbox: new key: %w", err)
-	}
-	return id + ":" + base64.StdEncoding.EncodeToString(b), nil
-}
-
-func decodeKey(s string) ([]byte, error) {
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
-		if b, err := enc.DecodeString(s); err == nil {
-			return b, nil
-		}
-	}
-	return nil, errors.New("not base64")
-}
-
-func validKeyID(id string) bool {
-	if id == "" || utf8.RuneCountInString(id) > 100 {
-		return false
-	}
-	for _, c := range id {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
 
 // SubscriptionSecrets are a subscription's secrets in clear, as
 // GetSubscriptionSecrets returns them.
@@ -174,8 +38,8 @@ func (s SubscriptionSecrets) LogValue() slog.Value {
 // GetSubscriptionSecrets returns the secrets of the subscription called
 // name in clear: its signing secrets and secret header values, decrypted.
 // GetSubscription and ListSubscriptions never return them in clear. A
-// failure to decrypt is a *SecretsError wrapping ErrKeyNotFound or
-// ErrSecretsDecrypt.
+// failure to decrypt is a *SecretsError wrapping keys.ErrKeyNotFound or
+// keys.ErrDecrypt.
 func (o *Outbox) GetSubscriptionSecrets(ctx context.Context, name string) (SubscriptionSecrets, error) {
 	s, err := o.scanSubscription(o.db.QueryRowContext(ctx, o.st.Subscription.Get, name), "get subscription secrets "+name)
 	if err != nil {
@@ -204,7 +68,7 @@ type RotationResult struct {
 }
 
 // RotateSubscriptionSecrets re-encrypts the secrets of every subscription
-// not sealed under the KeyProvider's primary key: those stored in clear
+// not sealed under the keys.Provider's primary key: those stored in clear
 // (written before a key was configured, or under AllowPlaintextSecrets) and
 // those sealed under an older key. Run it after adding a key (as primary),
 // then remove the old key once it returns without error.
@@ -345,7 +209,7 @@ func (o *Outbox) rotateOne(ctx context.Context, id uuid.UUID) (name string, _ ro
 	var cfg SubscriptionConfig
 	if raw != "" {
 		if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
-			return name, 0, &SecretsError{Subscription: name, Err: fmt.Errorf("%w: unreadable subscription_config: %v", ErrSecretsDecrypt, err)}
+			return name, 0, &SecretsError{Subscription: name, Err: fmt.Errorf("%w: unreadable subscription_config: %v", keys.ErrDecrypt, err)}
 		}
 	}
 	clearS, clearH := cfg.SecretMaterial()
@@ -374,7 +238,7 @@ func (o *Outbox) rotateOne(ctx context.Context, id uuid.UUID) (name string, _ ro
 func (o *Outbox) openSecrets(ctx context.Context, id uuid.UUID, name string, cfg SubscriptionConfig) (secretbox.Material, error) {
 	var m secretbox.Material
 	if cfg.Encrypted != nil {
-		var kp secretbox.KeyProvider
+		var kp keys.Provider
 		if o.keys != nil {
 			kp = o.keys
 		}
@@ -440,7 +304,7 @@ func (o *Outbox) writeConfig(ctx context.Context, op string, cfg SubscriptionCon
 				ErrKeyRequired, op, len(clearS), len(clearH))
 		}
 		if hasClear && cfg.Encrypted != nil {
-			return Subscription{}, fmt.Errorf("%w: %s: clear secrets cannot join sealed ones without the key %q", ErrKeyNotFound, op, cfg.Encrypted.KeyID)
+			return Subscription{}, fmt.Errorf("%w: %s: clear secrets cannot join sealed ones without the key %q", keys.ErrKeyNotFound, op, cfg.Encrypted.KeyID)
 		}
 	} else {
 		stored = cfg.WithoutSecrets()

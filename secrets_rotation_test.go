@@ -10,20 +10,22 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/outboxkit/outbox/keys"
 )
 
-// switchKeys is a KeyProvider whose key set the test changes while a
+// switchKeys is a keys.Provider whose key set the test changes while a
 // dispatcher uses it (a KMS whose policy changes under a running process).
-type switchKeys struct{ p atomic.Pointer[KeyProvider] }
+type switchKeys struct{ p atomic.Pointer[keys.Provider] }
 
-func newSwitchKeys(kp KeyProvider) *switchKeys {
+func newSwitchKeys(kp keys.Provider) *switchKeys {
 	s := &switchKeys{}
 	s.set(kp)
 	return s
 }
 
-func (s *switchKeys) set(kp KeyProvider) { s.p.Store(&kp) }
-func (s *switchKeys) get() KeyProvider   { return *s.p.Load() }
+func (s *switchKeys) set(kp keys.Provider) { s.p.Store(&kp) }
+func (s *switchKeys) get() keys.Provider   { return *s.p.Load() }
 func (s *switchKeys) PrimaryKeyID() string {
 	return s.get().PrimaryKeyID()
 }
@@ -34,9 +36,9 @@ func (s *switchKeys) UnwrapKey(ctx context.Context, kid string, w, aad []byte) (
 	return s.get().UnwrapKey(ctx, kid, w, aad)
 }
 
-func mustKeys(t testing.TB, primary Key, older ...Key) KeyProvider {
+func mustKeys(t testing.TB, primary keys.Key, older ...keys.Key) keys.Provider {
 	t.Helper()
-	kp, err := StaticKeys(primary, older...)
+	kp, err := keys.Static(primary, older...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +229,7 @@ func TestSecretsNoKeyPolicy(t *testing.T) {
 
 	res, err := withKey.RotateSubscriptionSecrets(ctx)
 	var se *SecretsError
-	if !errors.Is(err, ErrKeyNotFound) || !errors.As(err, &se) || se.Subscription != "broken" || se.KeyID != "elsewhere" {
+	if !errors.Is(err, keys.ErrKeyNotFound) || !errors.As(err, &se) || se.Subscription != "broken" || se.KeyID != "elsewhere" {
 		t.Fatalf("rotation error = %v", err)
 	}
 	if res.Sealed != 1 || res.Current != 1 || fmt.Sprint(res.Failed) != "[broken]" {
@@ -255,73 +257,6 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
-}
-
-// TestKeyParsing: key specs parse, errors never show key material, and a
-// few header names are classified as the documentation says.
-func TestKeyParsing(t *testing.T) {
-	t.Parallel()
-	spec, err := NewKeySpec("2030-01")
-	if err != nil {
-		t.Fatal(err)
-	}
-	old, _ := NewKeySpec("2029-12")
-	kp, err := ParseKeys(spec + ", " + old)
-	if err != nil || kp.PrimaryKeyID() != "2030-01" {
-		t.Fatalf("ParseKeys: %v", err)
-	}
-	_, b64, _ := strings.Cut(spec, ":")
-	for _, bad := range []string{"", "nokey", "a:", ":" + b64, "a:" + b64[:20], "a:" + b64 + ",a:" + b64, "a b:" + b64, "a:!!" + b64} {
-		_, err := ParseKeys(bad)
-		if !errors.Is(err, ErrInvalidConfig) {
-			t.Errorf("ParseKeys(%q) = %v", bad, err)
-		}
-		if err != nil && len(b64) > 10 && strings.Contains(err.Error(), b64[:10]) {
-			t.Errorf("error shows the key: %v", err)
-		}
-	}
-	for name, want := range map[string]bool{
-		"Authorization": true, "proxy-authorization": true, "X-Api-Key": true, "Api-Key": true, "X-Auth-Token": true,
-		"Cookie": true, "X-Client-Secret": true, "X-Signature": true, "X-Tenant": false, "Accept": false, "X-Request-Id": false,
-	} {
-		if got := SecretHeader(name, nil); got != want {
-			t.Errorf("SecretHeader(%q) = %v", name, got)
-		}
-	}
-	if !SecretHeader("X-Tenant", []string{"x-tenant"}) {
-		t.Error("SecretHeaders does not mark a header secret")
-	}
-	// The stored form parses and validates; a bad one is refused.
-	if _, err := ParseSubscriptionConfig([]byte(`{"encrypted":{"kid":"k","dek":"AAAA","secrets":["AAAA"],"headers":{"Authorization":"AAAA"}},"secret_headers":["X-A"]}`)); err != nil {
-		t.Fatal(err)
-	}
-	for _, bad := range []string{`{"encrypted":{"kid":"","dek":"AAAA"}}`, `{"encrypted":{"kid":"k","dek":"!"}}`,
-		`{"encrypted":{"kid":"k","dek":"AAAA","secrets":["?"]}}`, `{"secret_headers":["bad name"]}`} {
-		if _, err := ParseSubscriptionConfig([]byte(bad)); !errors.Is(err, ErrInvalidSubscription) {
-			t.Errorf("ParseSubscriptionConfig(%s) = %v", bad, err)
-		}
-	}
-}
-
-// TestKeysFromEnv reads keys from the environment (not parallel: it sets
-// environment variables).
-func TestKeysFromEnv(t *testing.T) {
-	spec, err := NewKeySpec("env-key")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("OUTBOX_TEST_KEYS", "")
-	if _, err := KeysFromEnv("OUTBOX_TEST_KEYS"); !errors.Is(err, ErrInvalidConfig) {
-		t.Fatalf("unset: %v", err)
-	}
-	t.Setenv("OUTBOX_TEST_KEYS", spec)
-	if kp, err := KeysFromEnv("OUTBOX_TEST_KEYS"); err != nil || kp.PrimaryKeyID() != "env-key" {
-		t.Fatalf("set: %v", err)
-	}
-	t.Setenv("OUTBOX_TEST_KEYS", "env-key:short")
-	if _, err := KeysFromEnv("OUTBOX_TEST_KEYS"); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "OUTBOX_TEST_KEYS") {
-		t.Fatalf("bad: %v", err)
-	}
 }
 
 // TestSecretsRotationReachesRunningDispatcher: a dispatcher deployed with
@@ -364,5 +299,32 @@ func TestSecretsRotationReachesRunningDispatcher(t *testing.T) {
 	waitFor(t, "delivered after rotation", func() bool { return recv.has("crm", ev.EventID.String()) })
 	if recv.bad.Load() != 0 {
 		t.Fatal("a delivery did not verify")
+	}
+}
+
+// TestSecretHeaderAndStoredForm: which headers are secret, and the stored
+// sealed form parses and validates.
+func TestSecretHeaderAndStoredForm(t *testing.T) {
+	t.Parallel()
+	for name, want := range map[string]bool{
+		"Authorization": true, "proxy-authorization": true, "X-Api-Key": true, "Api-Key": true, "X-Auth-Token": true,
+		"Cookie": true, "X-Client-Secret": true, "X-Signature": true, "X-Tenant": false, "Accept": false, "X-Request-Id": false,
+	} {
+		if got := SecretHeader(name, nil); got != want {
+			t.Errorf("SecretHeader(%q) = %v", name, got)
+		}
+	}
+	if !SecretHeader("X-Tenant", []string{"x-tenant"}) {
+		t.Error("SecretHeaders does not mark a header secret")
+	}
+	// The stored form parses and validates; a bad one is refused.
+	if _, err := ParseSubscriptionConfig([]byte(`{"encrypted":{"kid":"k","dek":"AAAA","secrets":["AAAA"],"headers":{"Authorization":"AAAA"}},"secret_headers":["X-A"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{`{"encrypted":{"kid":"","dek":"AAAA"}}`, `{"encrypted":{"kid":"k","dek":"!"}}`,
+		`{"encrypted":{"kid":"k","dek":"AAAA","secrets":["?"]}}`, `{"secret_headers":["bad name"]}`} {
+		if _, err := ParseSubscriptionConfig([]byte(bad)); !errors.Is(err, ErrInvalidSubscription) {
+			t.Errorf("ParseSubscriptionConfig(%s) = %v", bad, err)
+		}
 	}
 }

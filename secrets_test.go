@@ -18,6 +18,7 @@ import (
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/outboxkit/outbox/keys"
 	"github.com/outboxkit/outbox/webhook"
 )
 
@@ -48,7 +49,7 @@ func secretForms(t testing.TB, secret string) []string {
 
 // keyForms are the ways a key's bytes could leak: base64 (padded, raw, URL)
 // and hex.
-func keyForms(k Key) []string {
+func keyForms(k keys.Key) []string {
 	return []string{base64.StdEncoding.EncodeToString(k.Secret), base64.RawStdEncoding.EncodeToString(k.Secret),
 		base64.URLEncoding.EncodeToString(k.Secret), base64.RawURLEncoding.EncodeToString(k.Secret), hex.EncodeToString(k.Secret)}
 }
@@ -152,7 +153,7 @@ func (r *refReceiver) header(sub string) http.Header {
 func TestSecretsNeverStoredInClear(t *testing.T) {
 	t.Parallel()
 	key := newTestKey(t, "k-2030")
-	kp, err := StaticKeys(key)
+	kp, err := keys.Static(key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +286,7 @@ func TestSecretsHiddenFromReads(t *testing.T) {
 	o, _ := b.ob.GetSubscription(ctx, "other")
 	_, err = b.ob.UpdateSubscriptionConfig(ctx, "crm", o.Config)
 	var se *SecretsError
-	if !errors.Is(err, ErrSecretsDecrypt) || !errors.As(err, &se) || se.Subscription != "crm" {
+	if !errors.Is(err, keys.ErrDecrypt) || !errors.As(err, &se) || se.Subscription != "crm" {
 		t.Fatalf("copied sealed block: err = %v", err)
 	}
 	if _, err := b.ob.GetSubscriptionSecrets(ctx, "nope"); !errors.Is(err, ErrSubscriptionNotFound) {
@@ -337,7 +338,7 @@ func flipB64(t *testing.T, s string, i int) string {
 // secret, in a header value, in the wrapped data key; ciphertexts swapped
 // between two fields of one subscription and between two subscriptions;
 // a whole sealed block moved to another subscription. Each is detected:
-// GetSubscriptionSecrets fails with ErrSecretsDecrypt in a *SecretsError,
+// GetSubscriptionSecrets fails with keys.ErrDecrypt in a *SecretsError,
 // and delivery fails with a clear failure_reason naming the key id,
 // retried and not lost, while an untouched subscription keeps flowing.
 func TestSecretsTamperingDetected(t *testing.T) {
@@ -400,7 +401,7 @@ func TestSecretsTamperingDetected(t *testing.T) {
 
 			_, err := b.ob.GetSubscriptionSecrets(ctx, "victim")
 			var se *SecretsError
-			if !errors.Is(err, ErrSecretsDecrypt) || !errors.As(err, &se) || se.Subscription != "victim" || se.KeyID != "test-key" {
+			if !errors.Is(err, keys.ErrDecrypt) || !errors.As(err, &se) || se.Subscription != "victim" || se.KeyID != "test-key" {
 				t.Fatalf("GetSubscriptionSecrets: %v", err)
 			}
 			if strings.Contains(err.Error(), "Bearer") || strings.Contains(err.Error(), "whsec_") {
@@ -444,17 +445,17 @@ func TestSecretsWrongOrMissingKey(t *testing.T) {
 	keyA := newTestKey(t, "key-a")
 	for _, tc := range []struct {
 		name   string
-		keys   func(t *testing.T) KeyProvider
+		keys   func(t *testing.T) keys.Provider
 		reason string
 		is     error
 	}{
-		{"wrong key", func(t *testing.T) KeyProvider { return newTestKeys(t, "key-a") }, `unwrap data key with key "key-a": outbox: stored secrets do not decrypt`, ErrSecretsDecrypt},
-		{"unknown key id", func(t *testing.T) KeyProvider { return newTestKeys(t, "key-b") }, `no key "key-a" among the configured keys`, ErrKeyNotFound},
-		{"no key", func(*testing.T) KeyProvider { return nil }, `secrets are encrypted with key "key-a", and no key provider is configured`, ErrKeyNotFound},
+		{"wrong key", func(t *testing.T) keys.Provider { return newTestKeys(t, "key-a") }, `unwrap data key with key "key-a": keys: sealed secrets do not decrypt`, keys.ErrDecrypt},
+		{"unknown key id", func(t *testing.T) keys.Provider { return newTestKeys(t, "key-b") }, `no key "key-a" among the configured keys`, keys.ErrKeyNotFound},
+		{"no key", func(*testing.T) keys.Provider { return nil }, `secrets are encrypted with key "key-a", and no key provider is configured`, keys.ErrKeyNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			kpA, err := StaticKeys(keyA)
+			kpA, err := keys.Static(keyA)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -13,8 +13,10 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/outboxkit/outbox/internal/jsontext"
 	"github.com/outboxkit/outbox/internal/page"
 	"github.com/outboxkit/outbox/internal/store"
+	"github.com/outboxkit/outbox/redact"
 )
 
 // SecurityEventType is the kind of a security event (the
@@ -168,7 +170,7 @@ type SecurityLogConfig struct {
 	Publish bool
 	// Redaction extends the redaction rules applied to event details
 	// (passwords and tokens never reach the table).
-	Redaction RedactionRules
+	Redaction redact.Rules
 }
 
 // SecurityLog records security events in security_event through the
@@ -177,7 +179,7 @@ type SecurityLogConfig struct {
 type SecurityLog struct {
 	o     *Outbox
 	cfg   SecurityLogConfig
-	red   *Redactor
+	red   *redact.Redactor
 	rules []BruteForceRule
 	sql   *store.SecurityStatements
 }
@@ -214,7 +216,7 @@ type AlreadyReviewedError struct {
 
 // NewSecurityLog validates cfg and returns the security recorder of o.
 func (o *Outbox) NewSecurityLog(cfg SecurityLogConfig) (*SecurityLog, error) {
-	red, err := NewRedactor(cfg.Redaction)
+	red, err := redact.New(cfg.Redaction)
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +278,7 @@ func (s *SecurityLog) Record(ctx context.Context, q Querier, in SecurityEventInp
 // several for the same account and IP), so that two transactions never wait
 // on each other's locks in opposite orders.
 func (s *SecurityLog) RecordFailedLogin(ctx context.Context, q Querier, f FailedLogin) (FailedLoginResult, error) {
-	username := truncateRunes(cleanLine(f.Username), MaxUsernameChars)
+	username := jsontext.CutRunes(jsontext.CleanLine(f.Username), MaxUsernameChars)
 	details := map[string]any{}
 	for k, v := range map[string]string{"username": username, "reason": f.Reason, "method": f.Method} {
 		if v != "" {
@@ -469,7 +471,7 @@ func (s *SecurityLog) prepare(in SecurityEventInput, account *string) (preparedS
 		return preparedSecurity{}, f("ip_address", "is the unspecified address %s, not a client's", ip)
 	}
 	p.ev.IP = ip
-	p.ev.UserAgent = truncateRunes(cleanLine(s.red.String(in.UserAgent)), MaxUserAgentChars)
+	p.ev.UserAgent = jsontext.CutRunes(jsontext.CleanLine(s.red.String(in.UserAgent)), MaxUserAgentChars)
 	if in.UserID != uuid.Nil {
 		p.userID = in.UserID
 	}
@@ -498,7 +500,7 @@ func (s *SecurityLog) prepare(in SecurityEventInput, account *string) (preparedS
 		var m map[string]json.RawMessage
 		_ = json.Unmarshal(p.details, &m)
 		m["account"], _ = json.Marshal(p.account)
-		p.details, _ = marshalJSONValue(m)
+		p.details, _ = jsontext.Marshal(m)
 		p.ev.Details = p.details
 	}
 	if p.details == nil {
@@ -529,19 +531,19 @@ func (s *SecurityLog) details(v any, object bool) ([]byte, error) {
 	if err != nil {
 		return nil, invalid(ErrInvalidRecord, "event_details", "%v", err)
 	}
-	dv, err := decodeJSONValue(b)
+	dv, err := jsontext.Decode(b)
 	if err != nil {
 		return nil, invalid(ErrInvalidRecord, "event_details", "%v", err)
 	}
 	if _, ok := dv.(map[string]any); object && !ok {
 		return nil, invalid(ErrInvalidRecord, "event_details", "must be a JSON object for %s", EventFailedLogin)
 	}
-	if b, err = marshalJSONValue(mapStrings(dv, cleanLine)); err != nil {
+	if b, err = jsontext.Marshal(mapStrings(dv, jsontext.CleanLine)); err != nil {
 		return nil, invalid(ErrInvalidRecord, "event_details", "%v", err)
 	}
-	if len(b) > s.red.maxBody {
+	if len(b) > s.red.MaxBodyBytes() {
 		return nil, &ValidationError{Field: "event_details",
-			Reason: fmt.Sprintf("is %d bytes, over the limit of %d", len(b), s.red.maxBody), Err: ErrPayloadTooLarge}
+			Reason: fmt.Sprintf("is %d bytes, over the limit of %d", len(b), s.red.MaxBodyBytes()), Err: ErrPayloadTooLarge}
 	}
 	return encodeJSON(json.RawMessage(b), "event_details", 0)
 }

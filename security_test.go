@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/outboxkit/outbox/redact"
 )
 
 func newSecurityLog(t testing.TB, b *bundle, cfg SecurityLogConfig) *SecurityLog {
@@ -122,7 +124,7 @@ func TestSecurityRejectsInvalidAndTxStaysUsable(t *testing.T) {
 		"no ip":        {SecurityEventInput{Type: EventPermissionDenied}, "ip_address", ErrInvalidRecord},
 		"ip v4 any":    {SecurityEventInput{Type: EventPermissionDenied, IP: "0.0.0.0"}, "ip_address", ErrInvalidRecord},
 		"ip v6 any":    {SecurityEventInput{Type: EventPermissionDenied, IP: "::"}, "ip_address", ErrInvalidRecord},
-		"too large":    {SecurityEventInput{IP: "192.0.2.10", Type: EventPermissionDenied, Details: strings.Repeat("x", MaxBodyBytesDefault)}, "event_details", ErrPayloadTooLarge},
+		"too large":    {SecurityEventInput{IP: "192.0.2.10", Type: EventPermissionDenied, Details: strings.Repeat("x", redact.MaxBodyBytesDefault)}, "event_details", ErrPayloadTooLarge},
 	} {
 		_, err := s.Record(ctx, tx, c.in)
 		var ve *ValidationError

@@ -3,11 +3,12 @@ package outbox
 import (
 	"context"
 	"errors"
-	"github.com/google/uuid"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 func TestSubscriptionLifecycle(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/outboxkit/outbox/internal/dispatch"
 	"github.com/outboxkit/outbox/internal/webhooksend"
+	"github.com/outboxkit/outbox/redact"
 )
 
 // WebhookEndpointDisabledTopic is the topic of the event enqueued when a
@@ -58,7 +59,7 @@ func (s attemptSink) Insert(ctx context.Context, tx *sql.Tx, recs []dispatch.Sto
 }
 
 // webhookAttemptRecord is the integration record of a webhook attempt.
-func (o *Outbox) webhookAttemptRecord(a *dispatch.Attempt, red *Redactor) IntegrationRecord {
+func (o *Outbox) webhookAttemptRecord(a *dispatch.Attempt, red *redact.Redactor) IntegrationRecord {
 	u, _ := url.Parse(a.URL)
 	req := &http.Request{Method: a.Method, URL: u, Header: a.RequestHeader}
 	if req.Header == nil {
@@ -75,7 +76,7 @@ func (o *Outbox) webhookAttemptRecord(a *dispatch.Attempt, red *Redactor) Integr
 			respTotal++ // more followed what was kept
 		}
 	}
-	rec := red.httpRecord(a.Integration, OpAPICallMade, req, a.RequestBody, int64(len(a.RequestBody)),
+	rec := httpRecord(red, a.Integration, OpAPICallMade, req, a.RequestBody, int64(len(a.RequestBody)),
 		resp, a.ResponseBody, respTotal, a.Err, a.Duration, nil)
 	rec.ExternalID = a.EventID.String()
 	rec.OccurredAt = a.OccurredAt

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
 	"github.com/outboxkit/outbox"
 	"github.com/outboxkit/outbox/internal/store"
 )

@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/outboxkit/outbox/keys"
 	"github.com/outboxkit/outbox/webhook"
 
 	_ "github.com/lib/pq"
@@ -45,16 +46,16 @@ func main() {
 // exampleKeys returns the keys that seal the subscription's secret and
 // credential at rest: from OUTBOX_KEYS ("id:base64key,...") when set, else a
 // throwaway development key made for this run, with a warning.
-func exampleKeys() (outbox.KeyProvider, error) {
-	if os.Getenv(outbox.KeysEnvDefault) != "" {
-		return outbox.KeysFromEnv(outbox.KeysEnvDefault)
+func exampleKeys() (keys.Provider, error) {
+	if os.Getenv(keys.EnvDefault) != "" {
+		return keys.FromEnv(keys.EnvDefault)
 	}
-	spec, err := outbox.NewKeySpec("dev-only")
+	spec, err := keys.NewSpec("dev-only")
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(os.Stderr, "WARNING: %s is not set; sealing secrets with a throwaway development key (docs/security.md)\n", outbox.KeysEnvDefault)
-	return outbox.ParseKeys(spec)
+	fmt.Fprintf(os.Stderr, "WARNING: %s is not set; sealing secrets with a throwaway development key (docs/security.md)\n", keys.EnvDefault)
+	return keys.Parse(spec)
 }
 
 func run() error {

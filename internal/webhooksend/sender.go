@@ -28,9 +28,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxkit/outbox/internal/dispatch"
-	"github.com/outboxkit/outbox/internal/secretbox"
 	"github.com/outboxkit/outbox/internal/store"
 	"github.com/outboxkit/outbox/internal/subconfig"
+	"github.com/outboxkit/outbox/keys"
 	"github.com/outboxkit/outbox/webhook"
 )
 
@@ -68,7 +68,7 @@ type Config struct {
 	Publish func(ctx context.Context, tx *sql.Tx, topic string, payload any) error
 	// Keys unwraps the data keys of sealed subscription secrets; nil
 	// means none (sealed secrets then fail to open, ErrKeyNotFound).
-	Keys secretbox.KeyProvider
+	Keys keys.Provider
 }
 
 // Redactor scrubs secrets from text and URLs.

@@ -1,4 +1,4 @@
-package outbox
+package redact
 
 import (
 	"encoding/json"
@@ -8,11 +8,15 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	redactengine "github.com/outboxkit/outbox/internal/redact"
+
+	"github.com/outboxkit/outbox/internal/jsontext"
 )
 
 func TestRedactSensitiveKey(t *testing.T) {
 	t.Parallel()
-	r := DefaultRedactor()
+	r := Default()
 	for _, k := range []string{"password", "Password", "PASSWD", "user_password", "client_secret", "access_token",
 		"refreshToken", "api_key", "X-Api-Key", "apiKey", "Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie",
 		"Stripe-Signature", "X-Hub-Signature-256", "Webhook-Signature", "card_number", "cardNumber", "cvc", "CVV2",
@@ -26,21 +30,21 @@ func TestRedactSensitiveKey(t *testing.T) {
 			t.Errorf("SensitiveKey(%q) = true", k)
 		}
 	}
-	custom, err := NewRedactor(RedactionRules{Keys: []string{"Mothers-Maiden-Name"}})
+	custom, err := New(Rules{Keys: []string{"Mothers-Maiden-Name"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !custom.SensitiveKey("mothers_maiden_name") || !custom.SensitiveKey("x-mothers-maiden-name") || !custom.SensitiveKey("password") {
 		t.Error("custom key not applied on top of the built-ins")
 	}
-	if DefaultRedactor().SensitiveKey("mothers_maiden_name") {
+	if Default().SensitiveKey("mothers_maiden_name") {
 		t.Error("custom rules leaked into the default redactor")
 	}
 }
 
 func TestRedactString(t *testing.T) {
 	t.Parallel()
-	r := DefaultRedactor()
+	r := Default()
 	cases := []struct{ in, want string }{
 		{"card 4242424242424242 ok", "card [REDACTED] ok"},
 		{"card 4242 4242 4242 4242, exp 12/30", "card [REDACTED], exp 12/30"},
@@ -75,7 +79,7 @@ func TestRedactString(t *testing.T) {
 
 func TestRedactJSON(t *testing.T) {
 	t.Parallel()
-	r := DefaultRedactor()
+	r := Default()
 	in := `{"user":"bob","password":"hunter2","nested":{"deeper":[{"Api-Key":"k1"},{"card":{"number":"4242424242424242","cvc":"123"}}]},
 		"amount":1000,"pan":4000056655665556,"big":12345678901234567890123,"note":"<b>&</b>","secret":{"a":[1,2]},"token":null}`
 	out, err := r.JSON([]byte(in))
@@ -102,20 +106,20 @@ func TestRedactJSON(t *testing.T) {
 	if _, err := r.JSON([]byte(`{"a":`)); err == nil {
 		t.Error("invalid JSON accepted")
 	}
-	deep := strings.Repeat("[", MaxJSONDepth+1) + strings.Repeat("]", MaxJSONDepth+1)
+	deep := strings.Repeat("[", jsontext.MaxDepth+1) + strings.Repeat("]", jsontext.MaxDepth+1)
 	if _, err := r.JSON([]byte(deep)); err == nil {
 		t.Error("over-deep JSON accepted")
 	}
 	// NUL escapes decode to NUL, which jsonb rejects: they are removed.
 	out, err = r.JSON([]byte(`{"a\u0000":"x\u0000y"}`))
-	if err != nil || checkJSON(out) != nil || string(out) != `{"a":"xy"}` {
+	if err != nil || jsontext.Check(out) != nil || string(out) != `{"a":"xy"}` {
 		t.Errorf("NUL handling: %s %v", out, err)
 	}
 }
 
 func TestRedactHeadersAndURL(t *testing.T) {
 	t.Parallel()
-	r := DefaultRedactor()
+	r := Default()
 	h := http.Header{
 		"Authorization": {"Bearer sk_live_1"}, "Cookie": {"sid=abc"}, "Set-Cookie": {"sid=abc; HttpOnly"},
 		"X-Api-Key": {"k"}, "Stripe-Signature": {"t=1,v1=ff"}, "Content-Type": {"application/json"},
@@ -123,7 +127,7 @@ func TestRedactHeadersAndURL(t *testing.T) {
 	}
 	got := r.Headers(h, nil)
 	for _, k := range []string{"Authorization", "Cookie", "Set-Cookie", "X-Api-Key", "Stripe-Signature"} {
-		if got[k] != RedactedMarker {
+		if got[k] != Marker {
 			t.Errorf("header %s = %q", k, got[k])
 		}
 	}
@@ -131,7 +135,7 @@ func TestRedactHeadersAndURL(t *testing.T) {
 		t.Errorf("headers: %v", got)
 	}
 	only := r.Headers(h, []string{"content-type", "authorization"})
-	if len(only) != 2 || only["Authorization"] != RedactedMarker {
+	if len(only) != 2 || only["Authorization"] != Marker {
 		t.Errorf("chosen headers: %v", only)
 	}
 	for _, c := range []struct{ in, want string }{
@@ -149,7 +153,7 @@ func TestRedactHeadersAndURL(t *testing.T) {
 
 func TestRedactBody(t *testing.T) {
 	t.Parallel()
-	r, err := NewRedactor(RedactionRules{MaxBodyBytes: 64, Patterns: []*regexp.Regexp{regexp.MustCompile(`acct_[0-9A-Za-z]+`)}})
+	r, err := New(Rules{MaxBodyBytes: 64, Patterns: []*regexp.Regexp{regexp.MustCompile(`acct_[0-9A-Za-z]+`)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +162,7 @@ func TestRedactBody(t *testing.T) {
 		if string(got) != want || truncated != wantTrunc {
 			t.Errorf("%s: got %s (truncated %v), want %s (%v)", name, got, truncated, want, wantTrunc)
 		}
-		if got != nil && checkJSON(got) != nil {
+		if got != nil && jsontext.Check(got) != nil {
 			t.Errorf("%s: stored value is not jsonb: %s", name, got)
 		}
 	}
@@ -179,13 +183,13 @@ func TestRedactBody(t *testing.T) {
 		len(s) > 64+len(TruncatedMarker) || strings.Contains(s, "sss") || !utf8.ValidString(s) {
 		t.Errorf("long JSON: %s (truncated %v)", b, tr)
 	}
-	if _, err := NewRedactor(RedactionRules{Patterns: []*regexp.Regexp{regexp.MustCompile(`x*`)}}); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := New(Rules{Patterns: []*regexp.Regexp{regexp.MustCompile(`x*`)}}); !errors.Is(err, ErrInvalidRules) {
 		t.Errorf("pattern matching empty: %v", err)
 	}
-	if _, err := NewRedactor(RedactionRules{Keys: []string{"--"}}); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := New(Rules{Keys: []string{"--"}}); !errors.Is(err, ErrInvalidRules) {
 		t.Errorf("key without letters: %v", err)
 	}
-	if _, err := NewRedactor(RedactionRules{MaxBodyBytes: -1}); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := New(Rules{MaxBodyBytes: -1}); !errors.Is(err, ErrInvalidRules) {
 		t.Errorf("negative limit: %v", err)
 	}
 }
@@ -193,12 +197,12 @@ func TestRedactBody(t *testing.T) {
 func TestRedactLuhn(t *testing.T) {
 	t.Parallel()
 	for _, n := range []string{"4242424242424242", "5555555555554444", "378282246310005", "6011111111111117", "4000056655665556"} {
-		if !luhn(n) || !isCardNumber(n) {
+		if !redactengine.Luhn(n) || !redactengine.IsCard(n) {
 			t.Errorf("%s should be a card number", n)
 		}
 	}
 	for _, n := range []string{"4242424242424241", "12345", "42424242424242424242", "4242.424242424242"} {
-		if isCardNumber(n) {
+		if redactengine.IsCard(n) {
 			t.Errorf("%s should not be a card number", n)
 		}
 	}
@@ -213,7 +217,7 @@ func FuzzRedact(f *testing.F) {
 		f.Add([]byte(s), "application/json")
 		f.Add([]byte(s), "application/x-www-form-urlencoded")
 	}
-	r := mustRedactor(RedactionRules{MaxBodyBytes: 256})
+	r := mustRedactor(Rules{MaxBodyBytes: 256})
 	f.Fuzz(func(t *testing.T, body []byte, contentType string) {
 		b, truncated := r.Body(body, contentType)
 		if len(body) == 0 {
@@ -222,7 +226,7 @@ func FuzzRedact(f *testing.F) {
 			}
 			return
 		}
-		if err := checkJSON(b); err != nil {
+		if err := jsontext.Check(b); err != nil {
 			t.Fatalf("Body(%q) = %s: %v", body, b, err)
 		}
 		if len(b) > 2*256+64 && !truncated {
@@ -240,7 +244,7 @@ func FuzzRedact(f *testing.F) {
 			t.Fatalf("String(%q) = %q is not clean", body, s)
 		}
 		if out, err := r.JSON(body); err == nil {
-			if err := checkJSON(out); err != nil {
+			if err := jsontext.Check(out); err != nil {
 				t.Fatalf("JSON(%q) = %s: %v", body, out, err)
 			}
 			if again, err := r.JSON(out); err != nil || string(again) != string(out) {
@@ -265,7 +269,7 @@ func FuzzRedactSecrets(f *testing.F) {
 		keys := []string{"password", "api_key", "client_secret", "access_token", "Authorization", "cvv", "iban", "card_number"}
 		key := normalizeKeyForTest(keySeed) + keys[int(style)%len(keys)]
 		card := cardFrom(cardSeed)
-		r := DefaultRedactor()
+		r := Default()
 		sep := []string{"", " ", "-"}[int(style)%3]
 		cardText := groupDigits(card, sep)
 
@@ -345,7 +349,7 @@ func cardFrom(seed []byte) string {
 	}
 	for c := byte('0'); c <= '9'; c++ {
 		digits[n-1] = c
-		if luhn(string(digits)) {
+		if redactengine.Luhn(string(digits)) {
 			break
 		}
 	}

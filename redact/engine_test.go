@@ -1,7 +1,8 @@
-package outbox
+package redact
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"math/rand"
 	"strings"
@@ -9,12 +10,14 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/outboxkit/outbox/internal/jsontext"
 )
 
 // TestRedactLeakClasses pins one example of every leak class of issue 12.
 func TestRedactLeakClasses(t *testing.T) {
 	t.Parallel()
-	r := DefaultRedactor()
+	r := Default()
 	const m = "zq7marker7secret7value"
 	for _, c := range []struct{ class, in string }{
 		{"word before pair", "card declined: password=" + m},
@@ -78,7 +81,7 @@ func TestRedactLeakClasses(t *testing.T) {
 // survive; a captured prefix loses its incomplete last token.
 func TestRedactStructureBeforeCut(t *testing.T) {
 	t.Parallel()
-	r := mustRedactor(RedactionRules{MaxBodyBytes: 64})
+	r := mustRedactor(Rules{MaxBodyBytes: 64})
 	const m = "zq7marker7secret7value"
 	body := `{"pad":"` + strings.Repeat("x", 20) + `","secret":{"a":"` + m + `","b":[1,2]},"z":"` + strings.Repeat("y", 100) + `"}`
 	v, truncated := r.Body([]byte(body), "application/json")
@@ -87,15 +90,15 @@ func TestRedactStructureBeforeCut(t *testing.T) {
 	}
 	// A prefix that ends inside a card number and inside a sensitive value.
 	for _, prefix := range []string{`{"note":"paid with 4242 4242 4242 42`, `{"password":{"a":"` + m[:14], `{"deep":` +
-		strings.Repeat(`[`, MaxJSONDepth+2) + `{"token":"` + m + `"}`} {
+		strings.Repeat(`[`, jsontext.MaxDepth+2) + `{"token":"` + m + `"}`} {
 		v, truncated := r.body([]byte(prefix), "application/json", true)
 		if !truncated || strings.Contains(string(v), "4242 4242 4242") || strings.Contains(string(v), m[:12]) {
 			t.Errorf("prefix %q stored as %s (%v)", prefix, v, truncated)
 		}
 	}
 	// Invalid and over-deep JSON keep their structure.
-	for _, b := range []string{`{"token":"` + m + `", "x": tru}`, strings.Repeat(`[`, MaxJSONDepth+2) + `{"api_key":{"k":"` + m + `"}}`} {
-		if v, _ := DefaultRedactor().Body([]byte(b), "application/json"); strings.Contains(string(v), m) {
+	for _, b := range []string{`{"token":"` + m + `", "x": tru}`, strings.Repeat(`[`, jsontext.MaxDepth+2) + `{"api_key":{"k":"` + m + `"}}`} {
+		if v, _ := Default().Body([]byte(b), "application/json"); strings.Contains(string(v), m) {
 			t.Errorf("%q stored as %s", b, v)
 		}
 	}
@@ -106,9 +109,9 @@ func TestRedactStructureBeforeCut(t *testing.T) {
 // them.
 func TestRedactFalsePositives(t *testing.T) {
 	t.Parallel()
-	seed := *redactSeed
+	seed := *engineSeed
 	rnd := rand.New(rand.NewSource(seed))
-	r := DefaultRedactor()
+	r := Default()
 	digits := func(n int, first string) string {
 		b := []byte(first)
 		for len(b) < n {
@@ -194,7 +197,7 @@ func FuzzRedactPlanted(f *testing.F) {
 	f.Add("", "", uint8(4), uint8(4), "aaaaaaaaaaaaaaaaaaaa")
 	names := []string{"password", "api_key", "client_secret", "Authorization", "token", "passcode", "seed_phrase",
 		"X-Functions-Key", "pаsswоrd", "ｓｅｃｒｅｔ", "jwt", "cvv"}
-	r := mustRedactor(RedactionRules{MaxBodyBytes: 512})
+	r := mustRedactor(Rules{MaxBodyBytes: 512})
 	f.Fuzz(func(t *testing.T, before, after string, style, format uint8, seed string) {
 		m := alnum([]byte(seed), 20, 20)
 		m = "zq" + m[2:]
@@ -228,7 +231,7 @@ func FuzzRedactPlanted(f *testing.F) {
 		// The engine itself, whose panics the Redactor hides, and the path
 		// of a captured prefix.
 		for _, partial := range []bool{false, true} {
-			b := r.eng.Body(cleanString(text), ct, partial, MaxJSONDepth)
+			b := r.eng.Body(jsontext.Clean(text), ct, partial, jsontext.MaxDepth)
 			outs = append(outs, b.JSON+b.Text)
 		}
 		doc, _ := json.Marshal(map[string]any{"note": text, "list": []any{map[string]any{"x": text}}})
@@ -253,7 +256,7 @@ func FuzzRedactPlanted(f *testing.F) {
 // loses (controls, invalid UTF-8), which could join a secret to its
 // surroundings differently than planted.
 func cleanOK(s string) bool {
-	return cleanString(s) == s && !strings.ContainsRune(s, '\t')
+	return jsontext.Clean(s) == s && !strings.ContainsRune(s, '\t')
 }
 
 // BenchmarkRedactJSONBody is the cost of redacting a 1 KB JSON body with
@@ -272,7 +275,7 @@ func BenchmarkRedactJSONBody(b *testing.B) {
 	if len(body) < 1000 || len(body) > 1100 {
 		b.Fatalf("body is %d bytes", len(body))
 	}
-	r := DefaultRedactor()
+	r := Default()
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -281,3 +284,5 @@ func BenchmarkRedactJSONBody(b *testing.B) {
 		}
 	}
 }
+
+var engineSeed = flag.Int64("redact.seed", 20261129, "seed of the generated redaction inputs")
