@@ -267,7 +267,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	st := d.o.st
 	targets := make(map[string]dispatch.Target, len(handlers))
 	for m, h := range handlers {
-		targets[m] = dispatch.HandlerTarget(st, d.log, h.fn, h.txFn, cfg.HandlerTimeout)
+		targets[m] = &handlerTarget{st: st, log: d.log, fn: h.fn, txFn: h.txFn, timeout: cfg.HandlerTimeout}
 	}
 	ec := dispatch.Config{
 		Store: st, Logger: d.log, Name: cfg.Name, Workers: cfg.Workers, BatchSize: cfg.BatchSize,

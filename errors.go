@@ -134,10 +134,6 @@ func Permanent(err error) error { return dispatch.Permanent(err) }
 // max_retries.
 func RetryAfter(d time.Duration, err error) error { return dispatch.RetryAfter(d, err) }
 
-// PanicError is the error a recovered handler panic becomes; its text, with
-// a truncated stack, is stored as failure_reason.
-type PanicError = dispatch.PanicError
-
 func errString(err error) string {
 	if err == nil {
 		return "<nil>"

@@ -11,20 +11,19 @@ import (
 	"github.com/google/uuid"
 	"github.com/lib/pq"
 
-	"github.com/outboxkit/outbox/internal/dispatch"
 	"github.com/outboxkit/outbox/internal/store"
 	"github.com/outboxkit/outbox/internal/subconfig"
 )
 
 // Status is the delivery state of a queue row.
-type Status = dispatch.Status
+type Status string
 
 // The states of a queue row (the event_status enum).
 const (
-	StatusPending    = dispatch.StatusPending
-	StatusProcessing = dispatch.StatusProcessing
-	StatusCompleted  = dispatch.StatusCompleted
-	StatusFailed     = dispatch.StatusFailed
+	StatusPending    Status = "PENDING"    // waiting to be claimed, at or after next_retry_at
+	StatusProcessing Status = "PROCESSING" // claimed by a dispatcher, under its lease
+	StatusCompleted  Status = "COMPLETED"  // delivered
+	StatusFailed     Status = "FAILED"     // dead-lettered: retries spent or failed permanently
 )
 
 // MaxRetriesLimit is the largest max_retries an option or config accepts.

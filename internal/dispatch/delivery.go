@@ -23,9 +23,9 @@ const (
 	StatusFailed     Status = "FAILED"
 )
 
-// Delivery is one attempt to deliver an event to one subscription: what a
-// handler receives. The same EventID reaches every attempt and every
-// subscription, so receivers can deduplicate on it.
+// Delivery is one attempt to deliver an event to one subscription, as the
+// engine claimed it. The root copies it into the outbox.Delivery its
+// handlers receive.
 type Delivery struct {
 	ID             uuid.UUID         // the queue row (event_queue.id)
 	EventID        uuid.UUID         // the event (system_event.id), stable across retries
@@ -68,8 +68,8 @@ type Row struct {
 // into the row's outcome: the retry policy (Permanent, RetryAfter, backoff,
 // dead-lettering), the lease fence and the batched write are the engine's.
 //
-// Targets today are the Go handlers (HandlerTarget: a HandlerFunc or
-// TxHandlerFunc registered under a callback method) and webhooks (package
+// Targets today are the Go handlers (the root adapts a HandlerFunc or TxHandlerFunc registered under a
+// callback method) and webhooks (package
 // webhooksend). A broker relay is either a HandlerFunc registered under a
 // callback method (it publishes, and returns an error to retry), or a Target
 // of its own registered under a callback method when it needs what a

@@ -3,7 +3,6 @@ package dispatch
 import (
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"time"
 	"unicode/utf8"
 )
@@ -42,28 +41,6 @@ func errString(err error) string {
 		return "<nil>"
 	}
 	return err.Error()
-}
-
-// PanicError is the error a recovered handler panic becomes; its text, with
-// a truncated stack, is stored as failure_reason.
-type PanicError struct {
-	Value any
-	Stack []byte
-}
-
-// Error returns the panic value and the truncated stack.
-func (e *PanicError) Error() string {
-	return fmt.Sprintf("panic: %v\n%s", e.Value, e.Stack)
-}
-
-func recoverInto(err *error) {
-	if v := recover(); v != nil {
-		stack := debug.Stack()
-		if len(stack) > 2048 {
-			stack = append(stack[:2048:2048], "\n..."...)
-		}
-		*err = &PanicError{Value: v, Stack: stack}
-	}
 }
 
 // TruncateReason caps s at MaxFailureReasonBytes on a rune boundary and
