@@ -285,10 +285,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		if d.o.keys != nil {
 			wc.Keys = d.o.keys
 		}
-		wc.Publish = func(ctx context.Context, tx *sql.Tx, topic string, payload any) error {
-			_, err := d.o.Enqueue(ctx, tx, topic, payload, nil)
-			return err
-		}
+		wc.Disabled = d.o.publishDisabled
 		sender := webhooksend.New(wc)
 		defer sender.Close()
 		ec.Webhooks = sender

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/outboxkit/outbox/internal/dispatch"
 	"github.com/outboxkit/outbox/internal/webhooksend"
 	"github.com/outboxkit/outbox/redact"
@@ -17,19 +19,42 @@ import (
 // 410 Gone, or failed every attempt for WebhookOptions.DisableAfter. The
 // payload is a WebhookEndpointDisabled. Subscribe a handler or another
 // endpoint to it to alert whoever owns the endpoint.
-const WebhookEndpointDisabledTopic = webhooksend.EndpointDisabledTopic
+const WebhookEndpointDisabledTopic = "webhook.endpoint_disabled"
 
 // Reasons of WebhookEndpointDisabled.
 const (
 	// WebhookDisabledGone: the endpoint answered 410 Gone.
-	WebhookDisabledGone = webhooksend.DisabledGone
+	WebhookDisabledGone = "gone"
 	// WebhookDisabledFailing: every attempt failed for too long.
-	WebhookDisabledFailing = webhooksend.DisabledFailing
+	WebhookDisabledFailing = "failing"
 )
 
 // WebhookEndpointDisabled is the payload of a WebhookEndpointDisabledTopic
-// event. Resume the subscription to deliver to the endpoint again.
-type WebhookEndpointDisabled = webhooksend.EndpointDisabled
+// event. ResumeSubscription delivers to the endpoint again.
+type WebhookEndpointDisabled struct {
+	Subscription   string    `json:"subscription"`
+	SubscriptionID uuid.UUID `json:"subscription_id"`
+	// URL is the endpoint, with credentials in its query redacted.
+	URL string `json:"url"`
+	// Reason is WebhookDisabledGone or WebhookDisabledFailing.
+	Reason string `json:"reason"`
+	// FailingSince is the first failed attempt of the run that disabled the
+	// endpoint; Failures counts the attempts of that run.
+	FailingSince time.Time `json:"failing_since"`
+	Failures     int64     `json:"failures"`
+	// LastError describes the attempt that disabled the endpoint, redacted.
+	LastError string `json:"last_error"`
+}
+
+// publishDisabled enqueues the WebhookEndpointDisabledTopic event of d in
+// tx, the transaction that paused the subscription.
+func (o *Outbox) publishDisabled(ctx context.Context, tx *sql.Tx, d webhooksend.Disabled) error {
+	_, err := o.Enqueue(ctx, tx, WebhookEndpointDisabledTopic, WebhookEndpointDisabled{
+		Subscription: d.Subscription, SubscriptionID: d.SubscriptionID, URL: d.URL, Reason: d.Reason,
+		FailingSince: d.FailingSince, Failures: d.Failures, LastError: d.LastError,
+	}, nil)
+	return err
+}
 
 // webhookBusyDelay is how long a webhook row waits before it is claimed
 // again when every delivery slot of its endpoint was taken. No attempt is

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/outboxkit/outbox/internal/webhooksend"
 )
 
 // loopbackNetworks lets the SSRF guard through to httptest receivers.
@@ -44,5 +46,13 @@ func TestSubscribeRefusesBlockedWebhookHost(t *testing.T) {
 	var ve *ValidationError
 	if !errors.Is(err, ErrInvalidSubscription) || !errors.As(err, &ve) || ve.Field != "webhook_url" {
 		t.Fatalf("err = %v, want a webhook_url ValidationError", err)
+	}
+}
+
+// The public reasons are the sender's.
+func TestWebhookDisabledReasons(t *testing.T) {
+	t.Parallel()
+	if WebhookDisabledGone != webhooksend.DisabledGone || WebhookDisabledFailing != webhooksend.DisabledFailing {
+		t.Fatal("WebhookEndpointDisabled reasons differ from the sender's")
 	}
 }

@@ -17,32 +17,23 @@ import (
 	"github.com/outboxkit/outbox/internal/subconfig"
 )
 
-// EndpointDisabledTopic is the topic of the event enqueued when a webhook
-// subscription is paused: its endpoint answered 410 Gone, or failed every
-// attempt for Config.DisableAfter.
-const EndpointDisabledTopic = "webhook.endpoint_disabled"
-
-// Reasons of EndpointDisabled.
+// Reasons of a Disabled endpoint.
 const (
 	DisabledGone    = "gone"    // the endpoint answered 410 Gone
 	DisabledFailing = "failing" // every attempt failed for too long
 )
 
-// EndpointDisabled is the payload of an EndpointDisabledTopic event.
-// ResumeSubscription the subscription to deliver to the endpoint again.
-type EndpointDisabled struct {
-	Subscription   string    `json:"subscription"`
-	SubscriptionID uuid.UUID `json:"subscription_id"`
-	// URL is the endpoint, with credentials in its query redacted.
-	URL string `json:"url"`
-	// Reason is DisabledGone or DisabledFailing.
-	Reason string `json:"reason"`
-	// FailingSince is the first failed attempt of the run that disabled the
-	// endpoint; Failures counts the attempts of that run.
-	FailingSince time.Time `json:"failing_since"`
-	Failures     int64     `json:"failures"`
-	// LastError describes the attempt that disabled the endpoint.
-	LastError string `json:"last_error"`
+// Disabled describes a webhook subscription the sender paused: its
+// endpoint answered 410 Gone, or failed every attempt for
+// Config.DisableAfter. Config.Disabled publishes it.
+type Disabled struct {
+	Subscription   string
+	SubscriptionID uuid.UUID
+	URL            string // the endpoint, redacted
+	Reason         string // DisabledGone or DisabledFailing
+	FailingSince   time.Time
+	Failures       int64
+	LastError      string // redacted
 }
 
 // Deliver makes one delivery attempt of a webhook row, without waiting for
@@ -135,7 +126,7 @@ func (s *Sender) checkEndpointHealth(ctx context.Context, c *dispatch.Row, lastE
 }
 
 // disableEndpoint pauses the row's subscription and, in the same
-// transaction, enqueues an EndpointDisabledTopic event; it does nothing if
+// transaction, publishes the Disabled event (Config.Disabled); it does nothing if
 // the subscription is already paused (so concurrent attempts enqueue one
 // event).
 func (s *Sender) disableEndpoint(ctx context.Context, c *dispatch.Row, reason string, since time.Time, failures int64, lastErr string) {
@@ -168,7 +159,7 @@ func (s *Sender) disableEndpointTx(ctx context.Context, c *dispatch.Row, reason 
 			}
 		}
 	}()
-	ev := EndpointDisabled{
+	ev := Disabled{
 		Subscription: c.Delivery.Subscription, Reason: reason, FailingSince: since.UTC(), Failures: failures,
 		LastError: s.cfg.Redactor.String(lastErr),
 	}
@@ -177,8 +168,8 @@ func (s *Sender) disableEndpointTx(ctx context.Context, c *dispatch.Row, reason 
 		return err
 	}
 	ev.URL = s.cfg.Redactor.URL(rawURL)
-	if err = s.cfg.Publish(ctx, tx, EndpointDisabledTopic, ev); err != nil {
-		return fmt.Errorf("enqueue %s: %w", EndpointDisabledTopic, err)
+	if err = s.cfg.Disabled(ctx, tx, ev); err != nil {
+		return fmt.Errorf("publish disabled endpoint: %w", err)
 	}
 	return tx.Commit()
 }

@@ -64,8 +64,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Redactor scrubs the endpoint-disabled event's URL and last error.
 	Redactor Redactor
-	// Publish enqueues an event in tx (the root's Enqueue).
-	Publish func(ctx context.Context, tx *sql.Tx, topic string, payload any) error
+	// Disabled publishes, in tx, that an endpoint was paused (the root
+	// enqueues its webhook.endpoint_disabled event).
+	Disabled func(ctx context.Context, tx *sql.Tx, d Disabled) error
 	// Keys unwraps the data keys of sealed subscription secrets; nil
 	// means none (sealed secrets then fail to open, ErrKeyNotFound).
 	Keys keys.Provider
