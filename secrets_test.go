@@ -501,3 +501,52 @@ func TestSecretsWrongOrMissingKey(t *testing.T) {
 		})
 	}
 }
+
+// A signing secret planted in clear into subscription_config (by SQL, or by
+// a process without keys) of a handle that has keys is never used: the row
+// is not sent, its failure_reason and an Error log say why and how to seal
+// it, and once RotateSubscriptionSecrets has sealed it the row is delivered,
+// signed with it.
+func TestSecretsInClearRefusedWithKeys(t *testing.T) {
+	t.Parallel()
+	var logs lockedBuffer
+	b := setup(t, &Config{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	recv := newRefReceiver(t)
+	sealed := newSecret(t)
+	recv.expect("sub", sealed)
+	b.subscribeWebhook(t, "sub", "order.*", recv.url("sub"), SubscriptionConfig{Secrets: []string{sealed}})
+	planted := newSecret(t)
+	if _, err := b.db.Exec(`UPDATE "`+b.schema+`".event_subscription SET subscription_config = subscription_config || jsonb_build_object('secrets', jsonb_build_array($1::text))
+		WHERE subscriber_name = 'sub'`, planted); err != nil {
+		t.Fatal(err)
+	}
+	ev := b.enqueue(t, "order.created", map[string]any{"id": 1})
+	stop := startDispatcher(t, whDispatcher(t, b, nil))
+	waitFor(t, "refused attempt", func() bool { return b.whRow(t, "sub").retries >= 1 })
+	stop()
+	r := b.whRow(t, "sub")
+	if r.status != "PENDING" || !strings.Contains(r.reason.String, "in clear") || !strings.Contains(r.reason.String, "RotateSubscriptionSecrets") {
+		t.Fatalf("row %s, failure_reason %q", r.status, r.reason.String)
+	}
+	if recv.verifiedCount("sub") != 0 || recv.bad.Load() != 0 {
+		t.Fatalf("a request was sent: %d verified, %d not", recv.verifiedCount("sub"), recv.bad.Load())
+	}
+	if out := logs.String(); !strings.Contains(out, "level=ERROR") || !strings.Contains(out, "in clear") || strings.Contains(out, planted) {
+		t.Fatalf("log does not say so at Error, or shows the secret:\n%s", out)
+	}
+	res, err := b.ob.RotateSubscriptionSecrets(ctxT(t))
+	if err != nil || res.Sealed+res.Rotated != 1 {
+		t.Fatalf("RotateSubscriptionSecrets = %+v, %v", res, err)
+	}
+	var inClear bool
+	if err := b.db.QueryRow(`SELECT subscription_config ? 'secrets' FROM "`+b.schema+`".event_subscription WHERE subscriber_name = 'sub'`).Scan(&inClear); err != nil || inClear {
+		t.Fatalf("secrets still in clear after rotation: %v %v", inClear, err)
+	}
+	if _, err := b.db.Exec(`UPDATE "` + b.schema + `".event_queue SET next_retry_at = NULL`); err != nil {
+		t.Fatal(err)
+	}
+	recv.expect("sub", planted)
+	stop = startDispatcher(t, whDispatcher(t, b, nil))
+	defer stop()
+	waitFor(t, "delivery signed with the sealed secret", func() bool { return recv.has("sub", ev.EventID.String()) })
+}

@@ -49,7 +49,7 @@ func (s *Sender) Deliver(ctx context.Context, row *dispatch.Row) dispatch.Result
 		// back. The row is retried on its schedule with this reason, no
 		// request is sent, and endpoint health is left alone.
 		if ctx.Err() == nil {
-			s.cfg.Logger.ErrorContext(ctx, "webhook secrets do not open; row not sent", slog.String("subscription", dl.Subscription),
+			s.cfg.Logger.ErrorContext(ctx, "webhook secrets unusable; row not sent", slog.String("subscription", dl.Subscription),
 				slog.String("event_id", dl.EventID.String()), slog.Any("error", err))
 		}
 		return dispatch.Result{Err: err}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 
@@ -13,6 +14,11 @@ import (
 	"github.com/outboxkit/outbox/internal/secretbox"
 	"github.com/outboxkit/outbox/internal/subconfig"
 )
+
+// ErrSecretsInClear reports signing secrets or secret header values stored
+// in clear in subscription_config of a handle that has keys: the row is not
+// sent until they are sealed.
+var ErrSecretsInClear = errors.New("secrets stored in clear although keys are configured; not sent")
 
 // openedSecrets is a subscription's sealed block, by identity and
 // fingerprint, and its secrets in clear.
@@ -28,8 +34,19 @@ type openedSecrets struct {
 // the engine re-reads a subscription's config whenever its stored text
 // changes (a rotation included), so the row always carries the current
 // block.
+//
+// When the handle has keys, secrets written in clear into
+// subscription_config (by SQL, or by a process without keys) are refused:
+// they would sign ahead of, or instead of, the sealed ones. The error
+// wraps ErrSecretsInClear and says how to seal them.
 func (s *Sender) withSecrets(ctx context.Context, row *dispatch.Row) (subconfig.Config, error) {
 	cfg := row.Config
+	if s.cfg.Keys != nil {
+		if cs, ch := cfg.SecretMaterial(); len(cs) > 0 || len(ch) > 0 {
+			return cfg, fmt.Errorf("outbox: webhook secrets of subscription %s: %w (%d secrets, %d secret headers): "+
+				"run Migrate or RotateSubscriptionSecrets with the keys to seal them", row.Delivery.Subscription, ErrSecretsInClear, len(cs), len(ch))
+		}
+	}
 	if cfg.Encrypted == nil {
 		return cfg, nil
 	}
