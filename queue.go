@@ -176,19 +176,13 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, tx Querier, events []Event) (
 		return nil, nil
 	}
 	var (
-		n                   = len(events)
-		ids, topics         = make([]string, 0, n), make([]string, 0, n)
-		payloads            = make([]byte, 0, 256*n) // one JSON array
-		metadata, runAt     = make([]sql.NullString, 0, n), make([]sql.NullString, 0, n)
-		orderKeys, idemKeys = make([]sql.NullString, 0, n), make([]sql.NullString, 0, n)
-		maxRetries, delays  = make([]sql.NullInt64, 0, n), make([]sql.NullInt64, 0, n)
-		results             = make([]EnqueueResult, n)
-		index               = make(map[uuid.UUID]int, n) // event id -> index in events
-		firstOfKey          = map[string]int{}           // idempotency key -> index of its first event
-		keyAt               = map[int]string{}           // index -> its idempotency key
-		dupOf               = map[int]int{}              // index -> index of the earlier event with its key
-		nullString          = func(p *string) sql.NullString { return sql.NullString{String: deref(p), Valid: p != nil} }
-		nullBytes           = func(b []byte) sql.NullString { return sql.NullString{String: string(b), Valid: b != nil} }
+		n          = len(events)
+		cols       = newBatchColumns(n)
+		results    = make([]EnqueueResult, n)
+		index      = make(map[uuid.UUID]int, n) // event id -> index in events
+		firstOfKey = map[string]int{}           // idempotency key -> index of its first event
+		keyAt      = map[int]string{}           // index -> its idempotency key
+		dupOf      = map[int]int{}              // index -> index of the earlier event with its key
 	)
 	for i, e := range events {
 		ev, err := o.prepareEvent(e.Topic, e.Payload, e.Options)
@@ -207,60 +201,20 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, tx Querier, events []Event) (
 		}
 		results[i].EventID = ev.id
 		index[ev.id] = i
-		ids, topics = append(ids, ev.id.String()), append(topics, ev.topic)
-		if len(payloads) == 0 {
-			payloads = append(payloads, '[')
-		} else {
-			payloads = append(payloads, ',')
-		}
-		payloads = append(payloads, ev.payload...)
-		metadata = append(metadata, nullBytes(ev.metadata))
-		orderKeys, idemKeys = append(orderKeys, nullString(ev.orderKey)), append(idemKeys, nullString(ev.idemKey))
-		var mr, delay sql.NullInt64
-		var at sql.NullString
-		if ev.maxRetries != nil {
-			mr = sql.NullInt64{Int64: int64(*ev.maxRetries), Valid: true}
-		}
-		if t, ok := ev.runAt.(time.Time); ok {
-			at = sql.NullString{String: t.UTC().Format(time.RFC3339Nano), Valid: true}
-		}
-		if d, ok := ev.delayUS.(int64); ok {
-			delay = sql.NullInt64{Int64: d, Valid: true}
-		}
-		maxRetries, runAt, delays = append(maxRetries, mr), append(runAt, at), append(delays, delay)
+		cols.add(ev)
 	}
-	stmt := o.st.Queue.EnqueueBatch
-	if o.takeNotify() {
-		stmt = o.st.Queue.EnqueueBatchNotify
-	}
-	payloads = append(payloads, ']')
-	rows, err := o.st.Stmt(tx, stmt).Query(ctx, pq.Array(ids), pq.Array(topics), string(payloads),
-		pq.Array(metadata), o.nowArg(), pq.Array(maxRetries), pq.Array(runAt), pq.Array(delays),
-		pq.Array(orderKeys), pq.Array(idemKeys))
-	if err != nil {
-		return nil, fmt.Errorf("outbox: enqueue batch: %w", err)
-	}
-	defer rows.Close()
-	var existing []string // keys whose event was already stored
-	for rows.Next() {
-		var id uuid.UUID
-		var inserted bool
-		var deliveries int
-		var notified sql.NullString
-		if err := rows.Scan(&id, &inserted, &deliveries, &notified); err != nil {
-			return nil, fmt.Errorf("outbox: enqueue batch: %w", err)
-		}
+	existing, err := o.insertBatch(ctx, tx, cols, func(id uuid.UUID, inserted bool, deliveries int) string {
 		i := index[id]
 		results[i].Deliveries = deliveries
-		if !inserted {
-			results[i].Duplicate = true
-			existing = append(existing, keyAt[i])
+		if inserted {
+			return ""
 		}
+		results[i].Duplicate = true
+		return keyAt[i]
+	})
+	if err != nil {
+		return nil, err
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("outbox: enqueue batch: %w", err)
-	}
-	rows.Close()
 	if len(existing) > 0 {
 		found, err := o.eventsByKey(ctx, tx, existing)
 		if err != nil {
@@ -274,6 +228,88 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, tx Querier, events []Event) (
 		results[i] = EnqueueResult{EventID: results[first].EventID, Duplicate: true}
 	}
 	return results, nil
+}
+
+// insertBatch runs the batch statement over cols and reports each returned
+// event to row, which returns the idempotency key of an event that was
+// already stored ("" otherwise); insertBatch returns those keys.
+func (o *Outbox) insertBatch(ctx context.Context, tx Querier, cols *batchColumns,
+	row func(id uuid.UUID, inserted bool, deliveries int) string) (existing []string, err error) {
+	stmt := o.st.Queue.EnqueueBatch
+	if o.takeNotify() {
+		stmt = o.st.Queue.EnqueueBatchNotify
+	}
+	rows, err := o.st.Stmt(tx, stmt).Query(ctx, cols.args(o.nowArg())...)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: enqueue batch: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id uuid.UUID
+		var inserted bool
+		var deliveries int
+		var notified sql.NullString
+		if err := rows.Scan(&id, &inserted, &deliveries, &notified); err != nil {
+			return nil, fmt.Errorf("outbox: enqueue batch: %w", err)
+		}
+		if k := row(id, inserted, deliveries); k != "" {
+			existing = append(existing, k)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("outbox: enqueue batch: %w", err)
+	}
+	return existing, nil
+}
+
+// batchColumns are the column arrays of one EnqueueBatch statement.
+type batchColumns struct {
+	ids, topics                          []string
+	payloads                             []byte // one JSON array
+	metadata, runAt, orderKeys, idemKeys []sql.NullString
+	maxRetries, delays                   []sql.NullInt64
+}
+
+func newBatchColumns(n int) *batchColumns {
+	return &batchColumns{
+		ids: make([]string, 0, n), topics: make([]string, 0, n), payloads: make([]byte, 0, 256*n),
+		metadata: make([]sql.NullString, 0, n), runAt: make([]sql.NullString, 0, n),
+		orderKeys: make([]sql.NullString, 0, n), idemKeys: make([]sql.NullString, 0, n),
+		maxRetries: make([]sql.NullInt64, 0, n), delays: make([]sql.NullInt64, 0, n),
+	}
+}
+
+// add appends one prepared event.
+func (c *batchColumns) add(ev preparedEvent) {
+	nullString := func(p *string) sql.NullString { return sql.NullString{String: deref(p), Valid: p != nil} }
+	c.ids, c.topics = append(c.ids, ev.id.String()), append(c.topics, ev.topic)
+	if len(c.payloads) == 0 {
+		c.payloads = append(c.payloads, '[')
+	} else {
+		c.payloads = append(c.payloads, ',')
+	}
+	c.payloads = append(c.payloads, ev.payload...)
+	c.metadata = append(c.metadata, sql.NullString{String: string(ev.metadata), Valid: ev.metadata != nil})
+	c.orderKeys, c.idemKeys = append(c.orderKeys, nullString(ev.orderKey)), append(c.idemKeys, nullString(ev.idemKey))
+	var mr, delay sql.NullInt64
+	var at sql.NullString
+	if ev.maxRetries != nil {
+		mr = sql.NullInt64{Int64: int64(*ev.maxRetries), Valid: true}
+	}
+	if t, ok := ev.runAt.(time.Time); ok {
+		at = sql.NullString{String: t.UTC().Format(time.RFC3339Nano), Valid: true}
+	}
+	if d, ok := ev.delayUS.(int64); ok {
+		delay = sql.NullInt64{Int64: d, Valid: true}
+	}
+	c.maxRetries, c.runAt, c.delays = append(c.maxRetries, mr), append(c.runAt, at), append(c.delays, delay)
+}
+
+// args are the statement's parameters, in order.
+func (c *batchColumns) args(now any) []any {
+	return []any{pq.Array(c.ids), pq.Array(c.topics), string(append(c.payloads, ']')),
+		pq.Array(c.metadata), now, pq.Array(c.maxRetries), pq.Array(c.runAt), pq.Array(c.delays),
+		pq.Array(c.orderKeys), pq.Array(c.idemKeys)}
 }
 
 func deref(p *string) string {

@@ -539,7 +539,7 @@ func TestSecretsInClearRefusedWithKeys(t *testing.T) {
 		t.Fatalf("RotateSubscriptionSecrets = %+v, %v", res, err)
 	}
 	var inClear bool
-	if err := b.db.QueryRow(`SELECT subscription_config ? 'secrets' FROM "`+b.schema+`".event_subscription WHERE subscriber_name = 'sub'`).Scan(&inClear); err != nil || inClear {
+	if err := b.db.QueryRow(`SELECT subscription_config ? 'secrets' FROM "` + b.schema + `".event_subscription WHERE subscriber_name = 'sub'`).Scan(&inClear); err != nil || inClear {
 		t.Fatalf("secrets still in clear after rotation: %v %v", inClear, err)
 	}
 	if _, err := b.db.Exec(`UPDATE "` + b.schema + `".event_queue SET next_retry_at = NULL`); err != nil {
