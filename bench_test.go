@@ -85,7 +85,7 @@ func BenchmarkEncodeJSON(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := encodeJSON(c.v, "payload", MaxPayloadBytesDefault); err != nil {
+				if _, err := encodeJSON(c.v, "payload", maxPayloadBytesDefault); err != nil {
 					b.Fatal(err)
 				}
 			}

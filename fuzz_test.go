@@ -33,7 +33,7 @@ func FuzzValidTopic(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		want := len(s) <= MaxTopicLength && topicOracle.MatchString(s)
+		want := len(s) <= maxTopicLength && topicOracle.MatchString(s)
 		if got := ValidTopic(s); got != want {
 			t.Fatalf("ValidTopic(%q) = %v, want %v", s, got, want)
 		}
@@ -51,7 +51,7 @@ func FuzzValidPattern(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		want := len(s) <= MaxTopicLength && patternOracle.MatchString(s)
+		want := len(s) <= maxTopicLength && patternOracle.MatchString(s)
 		if got := ValidPattern(s); got != want {
 			t.Fatalf("ValidPattern(%q) = %v, want %v", s, got, want)
 		}
@@ -83,7 +83,7 @@ func refMatch(p, t []string) bool {
 // inputs are valid patterns and topics that share segments.
 func squash(s, alphabet string) string {
 	var b strings.Builder
-	for i := 0; i < len(s) && b.Len() < MaxTopicLength; i++ {
+	for i := 0; i < len(s) && b.Len() < maxTopicLength; i++ {
 		b.WriteByte(alphabet[int(s[i])%len(alphabet)])
 	}
 	return b.String()

@@ -29,14 +29,15 @@ import (
 const (
 	// SchemaDefault is the PostgreSQL schema that holds outboxkit's tables.
 	SchemaDefault = "outbox"
-	// MaxPayloadBytesDefault is the largest payload Enqueue accepts (1 MiB).
-	MaxPayloadBytesDefault = 1 << 20
-	// NotifyCooldownDefault is the shortest gap between two NOTIFYs sent by
-	// one handle's Enqueue calls.
-	NotifyCooldownDefault = 2 * time.Millisecond
 	// MigrationsTable is the golang-migrate history table, created in the
 	// configured schema, so it never collides with an application's own.
 	MigrationsTable = "outboxkit_schema_migrations"
+)
+
+// Defaults of Config fields left at their zero value.
+const (
+	maxPayloadBytesDefault = 1 << 20
+	notifyCooldownDefault  = 2 * time.Millisecond
 )
 
 // Querier is what Enqueue and the recorders write through: *sql.Tx, *sql.DB,
@@ -56,13 +57,13 @@ type Config struct {
 	// Logger receives structured logs. Default: Warn and above to stderr.
 	Logger *slog.Logger
 	// MaxPayloadBytes caps the JSON size of a payload. Default
-	// MaxPayloadBytesDefault (1 MiB).
+	// 1 MiB (1 << 20 bytes).
 	MaxPayloadBytes int
 	// NotifyCooldown is the shortest gap between two NOTIFYs sent by
 	// Enqueue on this handle: an event enqueued within the cooldown of the
 	// previous notify sends none, and dispatchers catch it with a trailing
 	// fetch one cooldown after the notify they saw. Default
-	// NotifyCooldownDefault; a negative value disables NOTIFY from Enqueue
+	// 2 ms; a negative value disables NOTIFY from Enqueue
 	// (dispatchers then rely on polling).
 	NotifyCooldown time.Duration
 	// NoPreparedStatements sends Enqueue's statement unprepared. Set it
@@ -142,10 +143,10 @@ func New(db *sql.DB, cfg Config) (*Outbox, error) {
 		return nil, fmt.Errorf("%w: MaxPayloadBytes is negative", ErrInvalidConfig)
 	}
 	if cfg.MaxPayloadBytes == 0 {
-		cfg.MaxPayloadBytes = MaxPayloadBytesDefault
+		cfg.MaxPayloadBytes = maxPayloadBytesDefault
 	}
 	if cfg.NotifyCooldown == 0 {
-		cfg.NotifyCooldown = NotifyCooldownDefault
+		cfg.NotifyCooldown = notifyCooldownDefault
 	}
 	log := cfg.Logger
 	if log == nil {

@@ -26,9 +26,6 @@ const (
 	StatusFailed     Status = "FAILED"     // dead-lettered: retries spent or failed permanently
 )
 
-// MaxRetriesLimit is the largest max_retries an option or config accepts.
-const MaxRetriesLimit = subconfig.MaxRetriesLimit
-
 // EnqueueResult describes an enqueued event.
 type EnqueueResult struct {
 	// EventID identifies the event (system_event.id). Handlers and webhook
@@ -53,7 +50,7 @@ type EnqueueOptions struct {
 	RunAt time.Time
 	// MaxRetries, when non-nil, overrides the subscriptions' max_retries for
 	// this event: each of its rows gets at most *MaxRetries+1 attempts
-	// (0 to MaxRetriesLimit).
+	// (0 to 1000).
 	MaxRetries *int
 	// Metadata is string metadata (trace context, correlation ids) stored
 	// with the event; handlers read it from Delivery.Metadata.
@@ -65,23 +62,23 @@ type EnqueueOptions struct {
 	// skip_failed). Rows without a key and rows of other keys flow in
 	// parallel. Earlier means enqueued earlier: for events enqueued by
 	// concurrent transactions, the order in which their Enqueue statements
-	// ran (docs/guide.md, "Ordering keys"). At most MaxKeyLength characters.
+	// ran (docs/guide.md, "Ordering keys"). At most 255 characters.
 	OrderingKey string
 	// IdempotencyKey, when set, makes the enqueue idempotent: if an event
 	// with the same key exists (for as long as events are retained),
 	// nothing is inserted and the result reports Duplicate with the first
 	// event's id. Two transactions racing with the same key both succeed;
-	// one event is created. At most MaxKeyLength characters.
+	// one event is created. At most 255 characters.
 	IdempotencyKey string
 }
 
-// MaxKeyLength is the longest ordering or idempotency key, in characters.
-const MaxKeyLength = 255
+// maxKeyLength is the longest ordering or idempotency key, in characters.
+const maxKeyLength = 255
 
 func checkKey(field, key string) error {
 	switch {
-	case utf8.RuneCountInString(key) > MaxKeyLength:
-		return invalid(ErrInvalidConfig, field, "must be at most %d characters", MaxKeyLength)
+	case utf8.RuneCountInString(key) > maxKeyLength:
+		return invalid(ErrInvalidConfig, field, "must be at most %d characters", maxKeyLength)
 	case !utf8.ValidString(key):
 		return invalid(ErrInvalidConfig, field, "is not valid UTF-8")
 	case strings.IndexByte(key, 0) >= 0:
@@ -376,8 +373,8 @@ func (eo *EnqueueOptions) validate() error {
 		return invalid(ErrInvalidConfig, "delay", "must not be negative, got %s", eo.Delay)
 	case eo.Delay != 0 && !eo.RunAt.IsZero():
 		return invalid(ErrInvalidConfig, "delay", "set Delay or RunAt, not both")
-	case eo.MaxRetries != nil && (*eo.MaxRetries < 0 || *eo.MaxRetries > MaxRetriesLimit):
-		return invalid(ErrInvalidConfig, "max_retries", "must be between 0 and %d, got %d", MaxRetriesLimit, *eo.MaxRetries)
+	case eo.MaxRetries != nil && (*eo.MaxRetries < 0 || *eo.MaxRetries > subconfig.MaxRetriesLimit):
+		return invalid(ErrInvalidConfig, "max_retries", "must be between 0 and %d, got %d", subconfig.MaxRetriesLimit, *eo.MaxRetries)
 	}
 	if err := checkKey("ordering_key", eo.OrderingKey); err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/outboxkit/outbox/internal/jsontext"
+	"github.com/outboxkit/outbox/internal/subconfig"
 )
 
 func TestEnqueueFansOutAndRollsBack(t *testing.T) {
@@ -120,9 +121,9 @@ func TestEnqueueRejectsBadInputAndKeepsTxUsable(t *testing.T) {
 		{"too large", "ok", strings.Repeat("x", 2047), nil, ErrPayloadTooLarge},
 		{"negative delay", "ok", 1, &EnqueueOptions{Delay: -time.Second}, ErrInvalidConfig},
 		{"max retries", "ok", 1, &EnqueueOptions{MaxRetries: intPtr(-1)}, ErrInvalidConfig},
-		{"max retries over the limit", "ok", 1, &EnqueueOptions{MaxRetries: intPtr(MaxRetriesLimit + 1)}, ErrInvalidConfig},
+		{"max retries over the limit", "ok", 1, &EnqueueOptions{MaxRetries: intPtr(subconfig.MaxRetriesLimit + 1)}, ErrInvalidConfig},
 		{"delay and run-at", "ok", 1, &EnqueueOptions{Delay: time.Second, RunAt: time.Now()}, ErrInvalidConfig},
-		{"long ordering key", "ok", 1, &EnqueueOptions{OrderingKey: strings.Repeat("k", MaxKeyLength+1)}, ErrInvalidConfig},
+		{"long ordering key", "ok", 1, &EnqueueOptions{OrderingKey: strings.Repeat("k", maxKeyLength+1)}, ErrInvalidConfig},
 		{"NUL in idempotency key", "ok", 1, &EnqueueOptions{IdempotencyKey: "a\x00b"}, ErrInvalidConfig},
 	}
 	for _, c := range cases {

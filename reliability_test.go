@@ -1063,7 +1063,7 @@ func TestReliabilityHostileInput(t *testing.T) {
 			{"Go value depth 600", "hostile.x", nested(600), nil, ErrInvalidPayload},
 			{"not JSON", "hostile.x", json.RawMessage(`{"a":`), nil, ErrInvalidPayload},
 			{"trailing data", "hostile.x", json.RawMessage(`{} {}`), nil, ErrInvalidPayload},
-			{"1 MiB + 1", "hostile.x", json.RawMessage(`"` + strings.Repeat("a", MaxPayloadBytesDefault-1) + `"`), nil, ErrPayloadTooLarge},
+			{"1 MiB + 1", "hostile.x", json.RawMessage(`"` + strings.Repeat("a", maxPayloadBytesDefault-1) + `"`), nil, ErrPayloadTooLarge},
 		}
 		for _, r := range rejected {
 			start := time.Now()
@@ -1085,7 +1085,7 @@ func TestReliabilityHostileInput(t *testing.T) {
 			{"topic 100", topic100, 1, nil},
 			{"depth 512", "hostile.x", json.RawMessage(strings.Repeat("[", 512) + strings.Repeat("]", 512)), nil},
 			{"Go value depth 511", "hostile.x", nested(511), nil},
-			{"exactly 1 MiB", "hostile.x", json.RawMessage(`"` + strings.Repeat("a", MaxPayloadBytesDefault-2) + `"`), nil},
+			{"exactly 1 MiB", "hostile.x", json.RawMessage(`"` + strings.Repeat("a", maxPayloadBytesDefault-2) + `"`), nil},
 			{"U+FFFD in a Go string", "hostile.x", map[string]string{"s": "a\uFFFDb"}, &EnqueueOptions{Metadata: map[string]string{"k\uFFFD": "v\uFFFD"}}},
 			{"surrogate pair", "hostile.x", json.RawMessage(`"\ud83d\ude00"`), nil},
 			{"float64 extremes", "hostile.x", []float64{1.7976931348623157e308, 5e-324, -0}, nil},
@@ -1104,7 +1104,7 @@ func TestReliabilityHostileInput(t *testing.T) {
 		if n := b.q(t, `SELECT count(*) FROM {s}.system_event WHERE payload->>'s' = $1 AND metadata->>$2 = $3`, "a\uFFFDb", "k\uFFFD", "v\uFFFD"); n != 1 {
 			t.Fatal("U+FFFD in Go strings not stored as it is")
 		}
-		if n := b.q(t, `SELECT count(*) FROM {s}.system_event WHERE octet_length(payload #>> '{}') = $1`, MaxPayloadBytesDefault-2); n != 1 {
+		if n := b.q(t, `SELECT count(*) FROM {s}.system_event WHERE octet_length(payload #>> '{}') = $1`, maxPayloadBytesDefault-2); n != 1 {
 			t.Fatal("the 1 MiB payload was not stored whole")
 		}
 	})

@@ -16,10 +16,10 @@ import (
 	"github.com/outboxkit/outbox/keys"
 )
 
-// RotateBatchSize is how many subscription ids RotateSubscriptionSecrets
+// rotateBatchSize is how many subscription ids RotateSubscriptionSecrets
 // reads per page; each subscription is then re-sealed in a transaction of
 // its own.
-const RotateBatchSize = 100
+const rotateBatchSize = 100
 
 // SubscriptionSecrets are a subscription's secrets in clear, as
 // GetSubscriptionSecrets returns them.
@@ -150,7 +150,7 @@ const (
 )
 
 func (o *Outbox) subscriptionIDsAfter(ctx context.Context, after uuid.UUID) ([]uuid.UUID, error) {
-	rows, err := o.db.QueryContext(ctx, o.st.Subscription.IDsAfter, after, RotateBatchSize)
+	rows, err := o.db.QueryContext(ctx, o.st.Subscription.IDsAfter, after, rotateBatchSize)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: rotate subscription secrets: %w", err)
 	}

@@ -2,9 +2,9 @@ package outbox
 
 import "strings"
 
-// MaxTopicLength is the longest topic or pattern, in bytes (the column is
+// maxTopicLength is the longest topic or pattern, in bytes (the column is
 // varchar(100) and topics are ASCII).
-const MaxTopicLength = 100
+const maxTopicLength = 100
 
 // ValidTopic reports whether topic is 1 to 100 characters of dot-separated,
 // non-empty segments of [A-Za-z0-9_-].
@@ -55,7 +55,7 @@ func checkTopic(s string, wildcards bool) string {
 	if s == "" {
 		return "is empty"
 	}
-	if len(s) > MaxTopicLength {
+	if len(s) > maxTopicLength {
 		return "is longer than 100 characters"
 	}
 	segStart := 0
