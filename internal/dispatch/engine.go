@@ -227,7 +227,7 @@ func (e *Engine) fetchLoop(ctx, bgCtx, handlerCtx context.Context) {
 				// write, a rescue), and a notification was sent through
 				// it. An outage then costs about one claimRetryMax after
 				// the database is back, not a PollInterval.
-				wait := time.NewTimer(jitter(errDelay))
+				wait := time.NewTimer(Jitter(errDelay, 0.5, 1, mrand.Float64()))
 				select {
 				case <-ctx.Done():
 					wait.Stop()
@@ -292,15 +292,6 @@ const claimRetryMax = time.Second
 // claimRetryMin is the wait after a first failed claim; it doubles with each
 // further failure, up to claimRetryMax.
 const claimRetryMin = 100 * time.Millisecond
-
-// jitter returns a random duration in [d/2, d], so that dispatchers that
-// lost the database together do not retry in step.
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + mrand.N(d/2+1)
-}
 
 // wakeups is a set of future times at which the fetch loop looks again,
 // served by one timer set to the earliest.
