@@ -1,13 +1,10 @@
 package outbox
 
 import (
-	"fmt"
 	"net/netip"
-	"runtime/debug"
 	"time"
 
 	"github.com/outboxkit/outbox/internal/dispatch"
-	"github.com/outboxkit/outbox/internal/subconfig"
 	"github.com/outboxkit/outbox/internal/webhooksend"
 )
 
@@ -21,10 +18,10 @@ const (
 	// WebhookEndpointConcurrencyDefault is how many deliveries may be in
 	// flight to one endpoint (URL host and port) at once.
 	WebhookEndpointConcurrencyDefault = 10
-	// WebhookUserAgentDefault is the product token of the User-Agent of
-	// webhook deliveries; the module's version follows it ("outboxkit/v0.2.0")
-	// when the binary's build information records one.
-	WebhookUserAgentDefault = "outboxkit"
+	// WebhookUserAgentDefault ("outboxkit") is the product token of the
+	// User-Agent of webhook deliveries; the module's version follows it
+	// ("outboxkit/v0.2.0") when the binary's build information records one.
+	WebhookUserAgentDefault = webhooksend.UserAgentDefault
 	// WebhookMaxResponseBytesDefault is how much of a response body is kept
 	// for the integration log (16 KiB).
 	WebhookMaxResponseBytesDefault = 16 << 10
@@ -92,55 +89,3 @@ type WebhookOptions struct {
 	DisableAfter       time.Duration
 	DisableMinFailures int
 }
-
-// webhookConfig validates opts (nil means defaults) and returns the
-// sender's configuration with every default applied.
-func webhookConfig(opts *WebhookOptions, clock func() time.Time) (webhooksend.Config, error) {
-	var o WebhookOptions
-	if opts != nil {
-		o = *opts
-	}
-	if o.Timeout < 0 || o.EndpointConcurrency < 0 || o.MaxResponseBytes < 0 || o.MaxRetryAfter < 0 || o.DisableMinFailures < 0 {
-		return webhooksend.Config{}, fmt.Errorf("%w: webhook options must not be negative", ErrInvalidConfig)
-	}
-	setDefault(&o.Timeout, WebhookTimeoutDefault)
-	setDefault(&o.EndpointConcurrency, WebhookEndpointConcurrencyDefault)
-	setDefault(&o.UserAgent, defaultUserAgent())
-	if !subconfig.ValidHeaderValue(o.UserAgent) {
-		return webhooksend.Config{}, fmt.Errorf("%w: webhook user agent holds control characters", ErrInvalidConfig)
-	}
-	setDefault(&o.MaxResponseBytes, WebhookMaxResponseBytesDefault)
-	setDefault(&o.MaxRetryAfter, WebhookMaxRetryAfterDefault)
-	setDefault(&o.DisableAfter, WebhookDisableAfterDefault)
-	setDefault(&o.DisableMinFailures, WebhookDisableMinFailuresDefault)
-	if clock == nil {
-		clock = time.Now
-	}
-	for _, p := range o.AllowedNetworks {
-		if !p.IsValid() {
-			return webhooksend.Config{}, fmt.Errorf("%w: invalid allowed network %v", ErrInvalidConfig, p)
-		}
-	}
-	return webhooksend.Config{
-		Timeout: o.Timeout, EndpointConcurrency: o.EndpointConcurrency, UserAgent: o.UserAgent,
-		AllowedNetworks: append([]netip.Prefix(nil), o.AllowedNetworks...), MaxResponseBytes: o.MaxResponseBytes,
-		MaxRetryAfter: o.MaxRetryAfter, DisableAfter: o.DisableAfter, DisableMinFailures: o.DisableMinFailures,
-		Clock: clock,
-	}, nil
-}
-
-// defaultUserAgent is WebhookUserAgentDefault with the module's version from
-// the binary's build information, when it records one.
-func defaultUserAgent() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, m := range append([]*debug.Module{&bi.Main}, bi.Deps...) {
-			if m.Path == modulePath && m.Version != "" && m.Version != "(devel)" {
-				return WebhookUserAgentDefault + "/" + m.Version
-			}
-		}
-	}
-	return WebhookUserAgentDefault
-}
-
-// modulePath is this module's import path.
-const modulePath = "github.com/outboxkit/outbox"

@@ -30,11 +30,6 @@ const (
 // event. Resume the subscription to deliver to the endpoint again.
 type WebhookEndpointDisabled = webhooksend.EndpointDisabled
 
-// webhookBusyDelay is how long a webhook row waits before it is claimed
-// again when every delivery slot of its endpoint was taken. No attempt is
-// counted.
-const webhookBusyDelay = time.Second
-
 // attemptSink stores the dispatcher's webhook attempts in integration_log,
 // redacted by the handle's rules, in the transaction of their outcomes.
 type attemptSink struct{ o *Outbox }

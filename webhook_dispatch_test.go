@@ -406,7 +406,7 @@ func TestWebhookDispatchSlowEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.busyDelay = 30 * time.Millisecond
+	d.webhooks.BusyDelay = 30 * time.Millisecond
 	for range 4 {
 		b.enqueue(t, "slow", map[string]any{})
 	}

@@ -30,32 +30,12 @@ import (
 	"github.com/outboxkit/outbox/internal/store"
 )
 
-// Config configures an Engine. Every field is set: the root applies the
-// defaults and validates.
+// Config configures an Engine: its settings and what the root wires in.
 type Config struct {
+	// Settings are as Settings.WithDefaults returned them.
+	Settings
 	Store  *store.Store
 	Logger *slog.Logger
-	// Name goes into claim tokens (locked_by).
-	Name              string
-	Workers           int
-	BatchSize         int
-	PollInterval      time.Duration
-	LeaseDuration     time.Duration
-	HeartbeatInterval time.Duration
-	ShutdownTimeout   time.Duration
-	RescueInterval    time.Duration
-	CleanupInterval   time.Duration
-	// CompletedRetention and FailedRetention: negative keeps rows forever.
-	CompletedRetention time.Duration
-	FailedRetention    time.Duration
-	Backoff            Backoff
-	// ListenDSN is the LISTEN connection's DSN; empty or PollOnly: poll only.
-	ListenDSN string
-	PollOnly  bool
-	// NotifyCooldown is the enqueuers' cooldown between NOTIFYs: a notify
-	// is followed by a trailing fetch one cooldown later. Zero or negative:
-	// none.
-	NotifyCooldown time.Duration
 	// Targets are the targets by callback method: the engine claims the
 	// rows of the subscriptions whose callback_method is among them.
 	Targets map[string]Target
@@ -89,7 +69,8 @@ type Engine struct {
 	inflight map[uuid.UUID]string // running rows and their claim tokens
 }
 
-// New returns an engine for one Run.
+// New returns an engine for one Run. cfg.Settings must come from
+// Settings.WithDefaults.
 func New(cfg Config) *Engine {
 	methods := make([]string, 0, len(cfg.Targets))
 	for m := range cfg.Targets {

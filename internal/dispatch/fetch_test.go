@@ -8,10 +8,9 @@ import (
 
 // newTestFetcher is a fetcher of an engine without a database, for the
 // wake-up rules alone.
-func newTestFetcher(t *testing.T, cfg Config) *fetcher {
+func newTestFetcher(t *testing.T, s Settings) *fetcher {
 	t.Helper()
-	cfg.Logger = quietLogger()
-	e := New(cfg)
+	e := New(Config{Settings: mustSettings(t, s), Logger: quietLogger()})
 	f := &fetcher{e: e, poll: time.NewTimer(time.Hour), wakes: newWakeups(), errDelay: claimRetryMin}
 	t.Cleanup(func() { f.poll.Stop(); f.wakes.timer.Stop() })
 	return f
@@ -22,7 +21,7 @@ func newTestFetcher(t *testing.T, cfg Config) *fetcher {
 func TestFetcherWakeUps(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	f := newTestFetcher(t, Config{Workers: 4, BatchSize: 4, PollInterval: time.Minute, NotifyCooldown: 50 * time.Millisecond})
+	f := newTestFetcher(t, Settings{Workers: 4, BatchSize: 4, PollInterval: time.Minute, NotifyCooldown: 50 * time.Millisecond})
 	e := f.e
 
 	e.freed <- struct{}{}
@@ -92,7 +91,7 @@ func TestFetcherWakeUps(t *testing.T) {
 func TestFetcherFailedClaimWaits(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	f := newTestFetcher(t, Config{Workers: 1, BatchSize: 1, PollInterval: 300 * time.Millisecond})
+	f := newTestFetcher(t, Settings{Workers: 1, BatchSize: 1, PollInterval: 300 * time.Millisecond})
 	want := []time.Duration{200 * time.Millisecond, 300 * time.Millisecond, 300 * time.Millisecond}
 	for _, w := range want {
 		d, start := f.errDelay, time.Now()
