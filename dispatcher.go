@@ -15,49 +15,31 @@ import (
 	"github.com/outboxkit/outbox/internal/webhooksend"
 )
 
-// Defaults for DispatcherConfig fields left at their zero value.
-const (
-	WorkersDefault            = 100
-	BatchSizeDefault          = 100
-	PollIntervalDefault       = time.Second
-	LeaseDurationDefault      = 30 * time.Second
-	ShutdownTimeoutDefault    = 10 * time.Second
-	RescueIntervalDefault     = 5 * time.Second
-	CleanupIntervalDefault    = time.Minute
-	CompletedRetentionDefault = 24 * time.Hour
-	FailedRetentionDefault    = 7 * 24 * time.Hour
-	BackoffInitialDefault     = time.Second
-	BackoffMaxDefault         = time.Hour
-	BackoffMultiplierDefault  = 2.0
-	// BackoffJitter is the randomization factor of retry delays (±20 %).
-	BackoffJitter = dispatch.BackoffJitter
-	// MaxFailureReasonBytes caps failure_reason.
-	MaxFailureReasonBytes = dispatch.MaxFailureReasonBytes
-)
-
-// DispatcherConfig configures a Dispatcher. The zero value means defaults.
+// DispatcherConfig configures a Dispatcher. The zero value of a field means
+// its default, named in the field's comment. NewDispatcher checks the
+// values: one that cannot be used is an ErrInvalidConfig *ValidationError.
 type DispatcherConfig struct {
-	// Name identifies this dispatcher in leases (locked_by) and logs.
-	// Default: host name and process id.
+	// Name identifies this dispatcher in leases (locked_by) and logs; it is
+	// cut to 60 bytes. Default: host name and process id ("host-1234").
 	Name string
-	// Workers bounds how many handlers run at once. Default WorkersDefault.
+	// Workers bounds how many handlers run at once. Default 100.
 	Workers int
-	// BatchSize bounds how many rows one claim takes. Default BatchSizeDefault.
+	// BatchSize bounds how many rows one claim takes. Default 100.
 	BatchSize int
 	// PollInterval is how often the dispatcher looks for due rows when no
 	// notification arrives; polling is what guarantees progress. Default
-	// PollIntervalDefault.
+	// 1 s.
 	PollInterval time.Duration
 	// LeaseDuration is how long a claimed row stays reserved without a
 	// heartbeat; a crashed dispatcher's rows return to the queue after it.
-	// Default LeaseDurationDefault.
+	// Default 30 s.
 	LeaseDuration time.Duration
 	// HeartbeatInterval is how often the leases of running rows are
-	// extended. Default LeaseDuration/3.
+	// extended; it must be shorter than LeaseDuration. Default
+	// LeaseDuration/3 (10 s).
 	HeartbeatInterval time.Duration
 	// ShutdownTimeout bounds how long Run waits, once its context ends, for
-	// running handlers before it cancels their contexts. Default
-	// ShutdownTimeoutDefault.
+	// running handlers before it cancels their contexts. Default 10 s.
 	ShutdownTimeout time.Duration
 	// ListenDSN is a lib/pq connection string for the LISTEN connection
 	// that wakes the dispatcher as soon as events commit. Empty means
@@ -67,19 +49,19 @@ type DispatcherConfig struct {
 	// PgBouncer in transaction mode, where LISTEN cannot work.
 	PollOnly bool
 	// RescueInterval is how often expired leases are looked for. Default
-	// RescueIntervalDefault.
+	// 5 s.
 	RescueInterval time.Duration
 	// CleanupInterval is how often finished rows past their retention are
-	// deleted. Default CleanupIntervalDefault.
+	// deleted. Default 1 min.
 	CleanupInterval time.Duration
 	// CompletedRetention and FailedRetention say how long finished rows are
-	// kept. Defaults CompletedRetentionDefault and FailedRetentionDefault; a
-	// negative value keeps them forever.
+	// kept; a negative value keeps them forever. Defaults 24 h and 7 days.
 	CompletedRetention time.Duration
 	FailedRetention    time.Duration
 	// BackoffInitial, BackoffMax and BackoffMultiplier shape retry delays
-	// when a subscription's config does not. Defaults BackoffInitialDefault,
-	// BackoffMaxDefault, BackoffMultiplierDefault; jitter is ±20 %.
+	// when a subscription's config does not: retry n waits
+	// BackoffInitial·BackoffMultiplier^(n-1), at most BackoffMax, ±20 %
+	// jitter. BackoffMultiplier must be at least 1. Defaults 1 s, 1 h and 2.
 	BackoffInitial    time.Duration
 	BackoffMax        time.Duration
 	BackoffMultiplier float64

@@ -123,7 +123,7 @@ func TestDispatcherDeliversAndRetries(t *testing.T) {
 	if reason != "smtp down" {
 		t.Fatalf("failure_reason = %q", reason)
 	}
-	// First retry: BackoffInitialDefault ± 20 %.
+	// First retry: BackoffInitial's default, 1 s, ± 20 %.
 	if delay := next.Sub(b.clock.Now()); delay < 800*time.Millisecond || delay > 1200*time.Millisecond {
 		t.Fatalf("retry delay = %s, want 1s ± 20%%", delay)
 	}
