@@ -4,9 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -15,49 +15,31 @@ import (
 	"github.com/outboxkit/outbox/internal/webhooksend"
 )
 
-// Defaults for DispatcherConfig fields left at their zero value.
-const (
-	WorkersDefault            = 100
-	BatchSizeDefault          = 100
-	PollIntervalDefault       = time.Second
-	LeaseDurationDefault      = 30 * time.Second
-	ShutdownTimeoutDefault    = 10 * time.Second
-	RescueIntervalDefault     = 5 * time.Second
-	CleanupIntervalDefault    = time.Minute
-	CompletedRetentionDefault = 24 * time.Hour
-	FailedRetentionDefault    = 7 * 24 * time.Hour
-	BackoffInitialDefault     = time.Second
-	BackoffMaxDefault         = time.Hour
-	BackoffMultiplierDefault  = 2.0
-	// BackoffJitter is the randomization factor of retry delays (±20 %).
-	BackoffJitter = dispatch.BackoffJitter
-	// MaxFailureReasonBytes caps failure_reason.
-	MaxFailureReasonBytes = dispatch.MaxFailureReasonBytes
-)
-
-// DispatcherConfig configures a Dispatcher. The zero value means defaults.
+// DispatcherConfig configures a Dispatcher. The zero value of a field means
+// its default, named in the field's comment. NewDispatcher checks the
+// values: one that cannot be used is an ErrInvalidConfig *ValidationError.
 type DispatcherConfig struct {
-	// Name identifies this dispatcher in leases (locked_by) and logs.
-	// Default: host name and process id.
+	// Name identifies this dispatcher in leases (locked_by) and logs; it is
+	// cut to 60 bytes. Default: host name and process id ("host-1234").
 	Name string
-	// Workers bounds how many handlers run at once. Default WorkersDefault.
+	// Workers bounds how many handlers run at once. Default 100.
 	Workers int
-	// BatchSize bounds how many rows one claim takes. Default BatchSizeDefault.
+	// BatchSize bounds how many rows one claim takes. Default 100.
 	BatchSize int
 	// PollInterval is how often the dispatcher looks for due rows when no
 	// notification arrives; polling is what guarantees progress. Default
-	// PollIntervalDefault.
+	// 1 s.
 	PollInterval time.Duration
 	// LeaseDuration is how long a claimed row stays reserved without a
 	// heartbeat; a crashed dispatcher's rows return to the queue after it.
-	// Default LeaseDurationDefault.
+	// Default 30 s.
 	LeaseDuration time.Duration
 	// HeartbeatInterval is how often the leases of running rows are
-	// extended. Default LeaseDuration/3.
+	// extended; it must be shorter than LeaseDuration. Default
+	// LeaseDuration/3 (10 s).
 	HeartbeatInterval time.Duration
 	// ShutdownTimeout bounds how long Run waits, once its context ends, for
-	// running handlers before it cancels their contexts. Default
-	// ShutdownTimeoutDefault.
+	// running handlers before it cancels their contexts. Default 10 s.
 	ShutdownTimeout time.Duration
 	// ListenDSN is a lib/pq connection string for the LISTEN connection
 	// that wakes the dispatcher as soon as events commit. Empty means
@@ -67,19 +49,19 @@ type DispatcherConfig struct {
 	// PgBouncer in transaction mode, where LISTEN cannot work.
 	PollOnly bool
 	// RescueInterval is how often expired leases are looked for. Default
-	// RescueIntervalDefault.
+	// 5 s.
 	RescueInterval time.Duration
 	// CleanupInterval is how often finished rows past their retention are
-	// deleted. Default CleanupIntervalDefault.
+	// deleted. Default 1 min.
 	CleanupInterval time.Duration
 	// CompletedRetention and FailedRetention say how long finished rows are
-	// kept. Defaults CompletedRetentionDefault and FailedRetentionDefault; a
-	// negative value keeps them forever.
+	// kept; a negative value keeps them forever. Defaults 24 h and 7 days.
 	CompletedRetention time.Duration
 	FailedRetention    time.Duration
 	// BackoffInitial, BackoffMax and BackoffMultiplier shape retry delays
-	// when a subscription's config does not. Defaults BackoffInitialDefault,
-	// BackoffMaxDefault, BackoffMultiplierDefault; jitter is ±20 %.
+	// when a subscription's config does not: retry n waits
+	// BackoffInitial·BackoffMultiplier^(n-1), at most BackoffMax, ±20 %
+	// jitter. BackoffMultiplier must be at least 1. Defaults 1 s, 1 h and 2.
 	BackoffInitial    time.Duration
 	BackoffMax        time.Duration
 	BackoffMultiplier float64
@@ -101,19 +83,18 @@ type DispatcherConfig struct {
 // can split handlers and webhook delivery between them.
 type Dispatcher struct {
 	o   *Outbox
-	cfg DispatcherConfig
+	cfg DispatcherConfig // as given; the engines' settings are below
 	log *slog.Logger
 
 	mu       sync.Mutex
 	handlers map[string]handler
 	running  bool
 
-	// webhooks holds the validated webhook options, nil when this
-	// dispatcher does not deliver webhooks.
-	webhooks *webhooksend.Config
-	// busyDelay is how long a webhook row waits when its endpoint has no
-	// free slot (webhookBusyDelay; tests shorten it).
-	busyDelay time.Duration
+	// engine holds the engine's settings, checked and defaulted.
+	engine dispatch.Settings
+	// webhooks holds the webhook sender's settings, checked and
+	// defaulted, nil when this dispatcher does not deliver webhooks.
+	webhooks *webhooksend.Settings
 }
 
 type handler struct {
@@ -121,61 +102,68 @@ type handler struct {
 	txFn TxHandlerFunc
 }
 
-// NewDispatcher returns a dispatcher that drains this handle's queue.
+// NewDispatcher returns a dispatcher that drains this handle's queue. A
+// config value that cannot be used is an ErrInvalidConfig
+// *ValidationError naming the field ("batch_size", "webhooks.timeout").
 func (o *Outbox) NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
-	if cfg.Workers < 0 || cfg.BatchSize < 0 || cfg.PollInterval < 0 || cfg.LeaseDuration < 0 ||
-		cfg.HeartbeatInterval < 0 || cfg.ShutdownTimeout < 0 || cfg.RescueInterval < 0 ||
-		cfg.CleanupInterval < 0 || cfg.BackoffInitial < 0 || cfg.BackoffMax < 0 || cfg.HandlerTimeout < 0 {
-		return nil, fmt.Errorf("%w: dispatcher durations and sizes must not be negative", ErrInvalidConfig)
+	if cfg.HandlerTimeout < 0 {
+		return nil, invalid(ErrInvalidConfig, "handler_timeout", "must not be negative, got %s", cfg.HandlerTimeout)
 	}
-	if cfg.BackoffMultiplier != 0 && cfg.BackoffMultiplier < 1 {
-		return nil, fmt.Errorf("%w: BackoffMultiplier must be at least 1", ErrInvalidConfig)
-	}
-	if cfg.Name == "" {
-		host, _ := os.Hostname()
-		cfg.Name = fmt.Sprintf("%s-%d", host, os.Getpid())
-	}
-	// The name goes into every claim token (varchar): valid UTF-8, no NUL,
-	// cut on a character boundary.
-	cfg.Name = dispatch.TruncateUTF8(dispatch.SanitizeText(cfg.Name), 60)
-	setDefault(&cfg.Workers, WorkersDefault)
-	setDefault(&cfg.BatchSize, BatchSizeDefault)
-	setDefault(&cfg.PollInterval, PollIntervalDefault)
-	setDefault(&cfg.LeaseDuration, LeaseDurationDefault)
-	setDefault(&cfg.HeartbeatInterval, cfg.LeaseDuration/3)
-	setDefault(&cfg.ShutdownTimeout, ShutdownTimeoutDefault)
-	setDefault(&cfg.RescueInterval, RescueIntervalDefault)
-	setDefault(&cfg.CleanupInterval, CleanupIntervalDefault)
-	setDefault(&cfg.CompletedRetention, CompletedRetentionDefault)
-	setDefault(&cfg.FailedRetention, FailedRetentionDefault)
-	setDefault(&cfg.BackoffInitial, BackoffInitialDefault)
-	setDefault(&cfg.BackoffMax, BackoffMaxDefault)
-	setDefault(&cfg.BackoffMultiplier, BackoffMultiplierDefault)
-	if cfg.HeartbeatInterval >= cfg.LeaseDuration {
-		return nil, fmt.Errorf("%w: HeartbeatInterval must be shorter than LeaseDuration", ErrInvalidConfig)
+	engine, webhooks, err := o.engineSettings(cfg)
+	if err != nil {
+		return nil, err
 	}
 	d := &Dispatcher{
-		o: o, cfg: cfg, log: o.log.With(slog.String("dispatcher", cfg.Name)),
-		handlers: map[string]handler{}, busyDelay: webhookBusyDelay,
+		o: o, cfg: cfg, log: o.log.With(slog.String("dispatcher", engine.Name)),
+		handlers: map[string]handler{}, engine: engine, webhooks: webhooks,
 	}
-	if cfg.Webhooks != nil {
-		wc, err := webhookConfig(cfg.Webhooks, o.cfg.Test.WebhookClock)
-		if err != nil {
-			return nil, err
-		}
-		d.webhooks = &wc
-		if o.keys == nil {
-			o.warnPlaintext(context.Background(), "Config.Keys is nil, so secrets sealed earlier cannot be read and new ones are stored in clear or refused")
-		}
+	if webhooks != nil && o.keys == nil {
+		o.warnPlaintext(context.Background(), "Config.Keys is nil, so secrets sealed earlier cannot be read and new ones are stored in clear or refused")
 	}
 	return d, nil
 }
 
-func setDefault[T comparable](v *T, def T) {
-	var zero T
-	if *v == zero {
-		*v = def
+// engineSettings maps cfg, and the handle's settings the engine reads, to
+// the settings of the delivery engine and, when cfg.Webhooks is set, of the
+// webhook sender. It is the one place where public fields meet internal
+// ones: the internal packages check the values and apply the defaults, and
+// a value they refuse becomes an ErrInvalidConfig *ValidationError.
+func (o *Outbox) engineSettings(cfg DispatcherConfig) (dispatch.Settings, *webhooksend.Settings, error) {
+	engine, err := dispatch.Settings{
+		Name: cfg.Name, Workers: cfg.Workers, BatchSize: cfg.BatchSize, PollInterval: cfg.PollInterval,
+		LeaseDuration: cfg.LeaseDuration, HeartbeatInterval: cfg.HeartbeatInterval, ShutdownTimeout: cfg.ShutdownTimeout,
+		RescueInterval: cfg.RescueInterval, CleanupInterval: cfg.CleanupInterval,
+		CompletedRetention: cfg.CompletedRetention, FailedRetention: cfg.FailedRetention,
+		Backoff:   dispatch.Backoff{Initial: cfg.BackoffInitial, Max: cfg.BackoffMax, Multiplier: cfg.BackoffMultiplier},
+		ListenDSN: cfg.ListenDSN, PollOnly: cfg.PollOnly, NotifyCooldown: o.cfg.NotifyCooldown,
+	}.WithDefaults()
+	if err != nil {
+		return dispatch.Settings{}, nil, settingsError("", err)
 	}
+	if cfg.Webhooks == nil {
+		return engine, nil, nil
+	}
+	w := cfg.Webhooks
+	webhooks, err := webhooksend.Settings{
+		Timeout: w.Timeout, EndpointConcurrency: w.EndpointConcurrency, UserAgent: w.UserAgent,
+		AllowedNetworks: w.AllowedNetworks, MaxResponseBytes: w.MaxResponseBytes, MaxRetryAfter: w.MaxRetryAfter,
+		DisableAfter: w.DisableAfter, DisableMinFailures: w.DisableMinFailures, Clock: o.cfg.Test.WebhookClock,
+	}.WithDefaults()
+	if err != nil {
+		return dispatch.Settings{}, nil, settingsError("webhooks.", err)
+	}
+	return engine, &webhooks, nil
+}
+
+// settingsError turns a setting an internal package refused (a
+// *dispatch.FieldError) into an ErrInvalidConfig *ValidationError whose
+// field is named under prefix.
+func settingsError(prefix string, err error) error {
+	var fe *dispatch.FieldError
+	if errors.As(err, &fe) {
+		return invalid(ErrInvalidConfig, prefix+fe.Field, "%s", fe.Reason)
+	}
+	return err
 }
 
 // Handle registers fn for the subscriptions whose callback_method is
@@ -270,18 +258,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		targets[m] = &handlerTarget{st: st, log: d.log, fn: h.fn, txFn: h.txFn, timeout: cfg.HandlerTimeout}
 	}
 	ec := dispatch.Config{
-		Store: st, Logger: d.log, Name: cfg.Name, Workers: cfg.Workers, BatchSize: cfg.BatchSize,
-		PollInterval: cfg.PollInterval, LeaseDuration: cfg.LeaseDuration, HeartbeatInterval: cfg.HeartbeatInterval,
-		ShutdownTimeout: cfg.ShutdownTimeout, RescueInterval: cfg.RescueInterval, CleanupInterval: cfg.CleanupInterval,
-		CompletedRetention: cfg.CompletedRetention, FailedRetention: cfg.FailedRetention,
-		Backoff:   dispatch.Backoff{Initial: cfg.BackoffInitial, Max: cfg.BackoffMax, Multiplier: cfg.BackoffMultiplier},
-		ListenDSN: cfg.ListenDSN, PollOnly: cfg.PollOnly, NotifyCooldown: d.o.cfg.NotifyCooldown,
-		Targets: targets, Attempts: attemptSink{d.o},
+		Settings: d.engine, Store: st, Logger: d.log, Targets: targets, Attempts: attemptSink{d.o},
 	}
 	if d.webhooks != nil {
-		wc := *d.webhooks
-		wc.BusyDelay = d.busyDelay
-		wc.Store, wc.Logger, wc.Redactor = st, d.log, d.o.redactor()
+		wc := webhooksend.Config{Settings: *d.webhooks, Store: st, Logger: d.log, Redactor: d.o.redactor()}
 		if d.o.keys != nil {
 			wc.Keys = d.o.keys
 		}

@@ -124,7 +124,7 @@ func TestDispatcherDeliversAndRetries(t *testing.T) {
 	if reason != "smtp down" {
 		t.Fatalf("failure_reason = %q", reason)
 	}
-	// First retry: BackoffInitialDefault ± 20 %.
+	// First retry: BackoffInitial's default, 1 s, ± 20 %.
 	if delay := next.Sub(b.clock.Now()); delay < 800*time.Millisecond || delay > 1200*time.Millisecond {
 		t.Fatalf("retry delay = %s, want 1s ± 20%%", delay)
 	}
@@ -535,6 +535,44 @@ func TestHandlerRegistrationPanics(t *testing.T) {
 	}
 	if _, err := b.ob.NewDispatcher(DispatcherConfig{Workers: -1}); !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("negative workers accepted: %v", err)
+	}
+}
+
+// DispatcherConfig: the documented defaults, and each refused value named
+// in a *ValidationError.
+func TestDispatcherConfig(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	d, err := b.ob.NewDispatcher(DispatcherConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := d.engine
+	if s.Name == "" || s.Workers != 100 || s.BatchSize != 100 || s.PollInterval != time.Second ||
+		s.LeaseDuration != 30*time.Second || s.HeartbeatInterval != 10*time.Second || s.ShutdownTimeout != 10*time.Second ||
+		s.RescueInterval != 5*time.Second || s.CleanupInterval != time.Minute || s.CompletedRetention != 24*time.Hour ||
+		s.FailedRetention != 7*24*time.Hour || s.Backoff != (dispatch.Backoff{Initial: time.Second, Max: time.Hour, Multiplier: 2}) {
+		t.Errorf("defaults = %+v", s)
+	}
+	for field, cfg := range map[string]DispatcherConfig{
+		"workers":            {Workers: -1},
+		"batch_size":         {BatchSize: -1},
+		"poll_interval":      {PollInterval: -1},
+		"lease_duration":     {LeaseDuration: -1},
+		"heartbeat_interval": {LeaseDuration: time.Second, HeartbeatInterval: 2 * time.Second},
+		"shutdown_timeout":   {ShutdownTimeout: -1},
+		"rescue_interval":    {RescueInterval: -1},
+		"cleanup_interval":   {CleanupInterval: -1},
+		"backoff_initial":    {BackoffInitial: -1},
+		"backoff_max":        {BackoffMax: -1},
+		"backoff_multiplier": {BackoffMultiplier: 0.5},
+		"handler_timeout":    {HandlerTimeout: -1},
+	} {
+		_, err := b.ob.NewDispatcher(cfg)
+		var ve *ValidationError
+		if !errors.Is(err, ErrInvalidConfig) || !errors.As(err, &ve) || ve.Field != field {
+			t.Errorf("NewDispatcher(%+v) = %v, want a %s ValidationError", cfg, err, field)
+		}
 	}
 }
 

@@ -1,51 +1,18 @@
 package outbox
 
 import (
-	"fmt"
 	"net/netip"
-	"runtime/debug"
 	"time"
 
 	"github.com/outboxkit/outbox/internal/dispatch"
-	"github.com/outboxkit/outbox/internal/subconfig"
 	"github.com/outboxkit/outbox/internal/webhooksend"
 )
 
-// Defaults for WebhookOptions fields left at their zero value, and for
-// webhook subscriptions whose config leaves a setting unset.
-const (
-	// WebhookTimeoutDefault bounds one delivery attempt (waiting for a
-	// connection slot, the request and reading the response) when the
-	// subscription's config sets no timeout.
-	WebhookTimeoutDefault = 15 * time.Second
-	// WebhookEndpointConcurrencyDefault is how many deliveries may be in
-	// flight to one endpoint (URL host and port) at once.
-	WebhookEndpointConcurrencyDefault = 10
-	// WebhookUserAgentDefault is the product token of the User-Agent of
-	// webhook deliveries; the module's version follows it ("outboxkit/v0.2.0")
-	// when the binary's build information records one.
-	WebhookUserAgentDefault = "outboxkit"
-	// WebhookMaxResponseBytesDefault is how much of a response body is kept
-	// for the integration log (16 KiB).
-	WebhookMaxResponseBytesDefault = 16 << 10
-	// WebhookMaxRetryAfterDefault caps the delay a Retry-After header can
-	// ask for: the longest step of the default retry schedule.
-	WebhookMaxRetryAfterDefault = 24 * time.Hour
-	// WebhookMaxRetriesDefault is the number of retries a webhook
-	// subscription's rows get after the first attempt: one per step of the
-	// default retry schedule.
-	WebhookMaxRetriesDefault = 9
-	// WebhookRetryJitter is the randomization factor of webhook retry
-	// delays (±20 %).
-	WebhookRetryJitter = BackoffJitter
-	// WebhookDisableAfterDefault is how long an endpoint may fail every
-	// delivery before its subscription is paused: 5 days, as Svix does.
-	WebhookDisableAfterDefault = 5 * 24 * time.Hour
-	// WebhookDisableMinFailuresDefault is how many consecutive failed
-	// attempts an endpoint needs, besides WebhookDisableAfterDefault of
-	// failing, before its subscription is paused.
-	WebhookDisableMinFailuresDefault = 10
-)
+// WebhookUserAgentDefault ("outboxkit") is the product token of the
+// User-Agent of webhook deliveries; the module's version follows it
+// ("outboxkit/v0.2.0") when the binary's build information records one.
+// Receivers and tests may match it.
+const WebhookUserAgentDefault = webhooksend.UserAgentDefault
 
 // WebhookRetrySchedule returns the default delays between webhook attempts,
 // the Standard Webhooks schedule: after the first (immediate) attempt, retry
@@ -53,17 +20,20 @@ const (
 // overrides it per subscription.
 func WebhookRetrySchedule() []Duration { return dispatch.WebhookRetrySchedule() }
 
-// WebhookOptions configures webhook delivery. The zero value means defaults.
+// WebhookOptions configures webhook delivery. The zero value of a field
+// means its default, named in the field's comment; NewDispatcher checks the
+// values.
 type WebhookOptions struct {
 	// Timeout bounds one attempt when the subscription's config sets no
-	// timeout. Default WebhookTimeoutDefault (15 s).
+	// timeout: waiting for a connection slot, the request and reading the
+	// response. Default 15 s.
 	Timeout time.Duration
 	// EndpointConcurrency bounds the deliveries in flight to one endpoint
 	// (URL host and port), so a slow endpoint holds at most this many
-	// workers and other endpoints keep flowing. Default
-	// WebhookEndpointConcurrencyDefault.
+	// workers and other endpoints keep flowing. Default 10.
 	EndpointConcurrency int
-	// UserAgent is sent with every delivery. Default
+	// UserAgent is sent with every delivery, unless the subscription's
+	// headers set one; no control characters. Default
 	// WebhookUserAgentDefault followed by the module version, when known.
 	UserAgent string
 	// AllowedNetworks are let through the SSRF guard although they lie in a
@@ -73,10 +43,11 @@ type WebhookOptions struct {
 	AllowedNetworks []netip.Prefix
 	// MaxResponseBytes is how much of a response body is read and kept for
 	// the integration log; the rest is drained and discarded. Default
-	// WebhookMaxResponseBytesDefault.
+	// 16 KiB.
 	MaxResponseBytes int
 	// MaxRetryAfter caps the delay a Retry-After header (on 429 or 503) can
-	// ask for. Default WebhookMaxRetryAfterDefault.
+	// ask for. Default 24 h, the longest step of the default retry
+	// schedule.
 	MaxRetryAfter time.Duration
 	// DisableAfter and DisableMinFailures govern endpoint health: once
 	// every attempt to a subscription's endpoint has failed for at least
@@ -86,61 +57,8 @@ type WebhookOptions struct {
 	// count runs from the last successful attempt, or from the last change
 	// to the subscription (ResumeSubscription, UpdateSubscriptionConfig, Subscribe), whichever is
 	// later; it reads the attempts recorded in integration_log. Defaults
-	// WebhookDisableAfterDefault (5 days) and
-	// WebhookDisableMinFailuresDefault; a negative DisableAfter never
-	// pauses an endpoint for failing.
+	// 5 days (as Svix does) and 10; a negative DisableAfter never pauses an
+	// endpoint for failing.
 	DisableAfter       time.Duration
 	DisableMinFailures int
 }
-
-// webhookConfig validates opts (nil means defaults) and returns the
-// sender's configuration with every default applied.
-func webhookConfig(opts *WebhookOptions, clock func() time.Time) (webhooksend.Config, error) {
-	var o WebhookOptions
-	if opts != nil {
-		o = *opts
-	}
-	if o.Timeout < 0 || o.EndpointConcurrency < 0 || o.MaxResponseBytes < 0 || o.MaxRetryAfter < 0 || o.DisableMinFailures < 0 {
-		return webhooksend.Config{}, fmt.Errorf("%w: webhook options must not be negative", ErrInvalidConfig)
-	}
-	setDefault(&o.Timeout, WebhookTimeoutDefault)
-	setDefault(&o.EndpointConcurrency, WebhookEndpointConcurrencyDefault)
-	setDefault(&o.UserAgent, defaultUserAgent())
-	if !subconfig.ValidHeaderValue(o.UserAgent) {
-		return webhooksend.Config{}, fmt.Errorf("%w: webhook user agent holds control characters", ErrInvalidConfig)
-	}
-	setDefault(&o.MaxResponseBytes, WebhookMaxResponseBytesDefault)
-	setDefault(&o.MaxRetryAfter, WebhookMaxRetryAfterDefault)
-	setDefault(&o.DisableAfter, WebhookDisableAfterDefault)
-	setDefault(&o.DisableMinFailures, WebhookDisableMinFailuresDefault)
-	if clock == nil {
-		clock = time.Now
-	}
-	for _, p := range o.AllowedNetworks {
-		if !p.IsValid() {
-			return webhooksend.Config{}, fmt.Errorf("%w: invalid allowed network %v", ErrInvalidConfig, p)
-		}
-	}
-	return webhooksend.Config{
-		Timeout: o.Timeout, EndpointConcurrency: o.EndpointConcurrency, UserAgent: o.UserAgent,
-		AllowedNetworks: append([]netip.Prefix(nil), o.AllowedNetworks...), MaxResponseBytes: o.MaxResponseBytes,
-		MaxRetryAfter: o.MaxRetryAfter, DisableAfter: o.DisableAfter, DisableMinFailures: o.DisableMinFailures,
-		Clock: clock,
-	}, nil
-}
-
-// defaultUserAgent is WebhookUserAgentDefault with the module's version from
-// the binary's build information, when it records one.
-func defaultUserAgent() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, m := range append([]*debug.Module{&bi.Main}, bi.Deps...) {
-			if m.Path == modulePath && m.Version != "" && m.Version != "(devel)" {
-				return WebhookUserAgentDefault + "/" + m.Version
-			}
-		}
-	}
-	return WebhookUserAgentDefault
-}
-
-// modulePath is this module's import path.
-const modulePath = "github.com/outboxkit/outbox"

@@ -56,11 +56,6 @@ func (o *Outbox) publishDisabled(ctx context.Context, tx *sql.Tx, d webhooksend.
 	return err
 }
 
-// webhookBusyDelay is how long a webhook row waits before it is claimed
-// again when every delivery slot of its endpoint was taken. No attempt is
-// counted.
-const webhookBusyDelay = time.Second
-
 // attemptSink stores the dispatcher's webhook attempts in integration_log,
 // redacted by the handle's rules, in the transaction of their outcomes.
 type attemptSink struct{ o *Outbox }

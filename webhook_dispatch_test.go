@@ -227,8 +227,10 @@ func TestWebhookDispatchRetryAfterAndSchedule(t *testing.T) {
 	if !strings.Contains(s.reason.String, "500") || len(s.reason.String) > 1000 {
 		t.Fatalf("failure_reason = %q (%d bytes), want the status and a truncated body", s.reason.String, len(s.reason.String))
 	}
-	if n := b.count(t, "max_retries = $1", WebhookMaxRetriesDefault); n != 2 {
-		t.Fatalf("%d rows with max_retries %d, want 2", n, WebhookMaxRetriesDefault)
+	// Webhook subscriptions' rows get 9 retries by default (one per step
+	// of the schedule; SubscriptionConfig.MaxRetries).
+	if n := b.count(t, "max_retries = 9"); n != 2 {
+		t.Fatalf("%d rows with max_retries 9, want 2", n)
 	}
 
 	b.clock.Advance(119 * time.Second)
@@ -406,7 +408,7 @@ func TestWebhookDispatchSlowEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.busyDelay = 30 * time.Millisecond
+	d.webhooks.BusyDelay = 30 * time.Millisecond
 	for range 4 {
 		b.enqueue(t, "slow", map[string]any{})
 	}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/outboxkit/outbox/internal/webhooksend"
 )
@@ -12,28 +13,38 @@ import (
 // loopbackNetworks lets the SSRF guard through to httptest receivers.
 var loopbackNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 
-func TestWebhookSenderOptions(t *testing.T) {
+// WebhookOptions: the documented defaults, and each refused value named in
+// a *ValidationError.
+func TestWebhookOptionsConfig(t *testing.T) {
 	t.Parallel()
-	for _, o := range []WebhookOptions{
-		{Timeout: -1}, {EndpointConcurrency: -1}, {MaxResponseBytes: -1}, {MaxRetryAfter: -1},
-		{UserAgent: "bad\nagent"}, {AllowedNetworks: []netip.Prefix{{}}},
+	b := setup(t, nil)
+	for field, o := range map[string]WebhookOptions{
+		"webhooks.timeout":              {Timeout: -1},
+		"webhooks.endpoint_concurrency": {EndpointConcurrency: -1},
+		"webhooks.max_response_bytes":   {MaxResponseBytes: -1},
+		"webhooks.max_retry_after":      {MaxRetryAfter: -1},
+		"webhooks.disable_min_failures": {DisableMinFailures: -1},
+		"webhooks.user_agent":           {UserAgent: "bad\nagent"},
+		"webhooks.allowed_networks":     {AllowedNetworks: []netip.Prefix{{}}},
 	} {
-		if _, err := webhookConfig(&o, nil); !errors.Is(err, ErrInvalidConfig) {
-			t.Errorf("%+v: err = %v", o, err)
-		}
-		if _, err := setup(t, nil).ob.NewDispatcher(DispatcherConfig{Webhooks: &o}); !errors.Is(err, ErrInvalidConfig) {
-			t.Errorf("NewDispatcher with %+v: err = %v", o, err)
+		_, err := b.ob.NewDispatcher(DispatcherConfig{Webhooks: &o})
+		var ve *ValidationError
+		if !errors.Is(err, ErrInvalidConfig) || !errors.As(err, &ve) || ve.Field != field {
+			t.Errorf("NewDispatcher with %+v: err = %v, want a %s ValidationError", o, err, field)
 		}
 	}
-	c, err := webhookConfig(nil, nil)
+	d, err := b.ob.NewDispatcher(DispatcherConfig{Webhooks: &WebhookOptions{}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Timeout != WebhookTimeoutDefault || c.EndpointConcurrency != WebhookEndpointConcurrencyDefault ||
-		!strings.HasPrefix(c.UserAgent, WebhookUserAgentDefault) || c.MaxResponseBytes != WebhookMaxResponseBytesDefault ||
-		c.MaxRetryAfter != WebhookMaxRetryAfterDefault || c.DisableAfter != WebhookDisableAfterDefault ||
-		c.DisableMinFailures != WebhookDisableMinFailuresDefault {
+	c := d.webhooks
+	if c.Timeout != 15*time.Second || c.EndpointConcurrency != 10 || !strings.HasPrefix(c.UserAgent, WebhookUserAgentDefault) ||
+		c.MaxResponseBytes != 16<<10 || c.MaxRetryAfter != 24*time.Hour || c.DisableAfter != 5*24*time.Hour ||
+		c.DisableMinFailures != 10 {
 		t.Errorf("defaults = %+v", c)
+	}
+	if d, err := b.ob.NewDispatcher(DispatcherConfig{}); err != nil || d.webhooks != nil {
+		t.Errorf("without Webhooks: %v, sender settings %+v", err, d.webhooks)
 	}
 }
 

@@ -211,7 +211,8 @@ func mockEngine(t *testing.T, sink AttemptSink) (*Engine, sqlmock.Sqlmock) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(Config{Store: st, Logger: quietLogger(), Name: "t", Workers: 1, BatchSize: 1, Attempts: sink}), mock
+	return New(Config{Settings: mustSettings(t, Settings{Name: "t", Workers: 1, BatchSize: 1}), Store: st, Logger: quietLogger(),
+		Attempts: sink}), mock
 }
 
 // A batch of outcomes whose commit fails is retried, then dropped: nothing
@@ -272,7 +273,7 @@ func TestFirstAnalyzeOfABacklog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := New(Config{Store: st, Logger: quietLogger()})
+	e := New(Config{Settings: mustSettings(t, Settings{}), Store: st, Logger: quietLogger()})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	// Autovacuum must not analyze the table first: the test is about the

@@ -127,15 +127,5 @@ func WebhookRetryDelay(retry int, schedule []subconfig.Duration, rnd func() floa
 // repeats) of a fixed schedule, jittered with rnd (in [0, 1)).
 func scheduleDelay(n int, schedule []subconfig.Duration, rnd func() float64) time.Duration {
 	n = min(max(n, 1), len(schedule))
-	return Jitter(time.Duration(schedule[n-1]), rnd())
-}
-
-// Jitter spreads d by ±BackoffJitter with r in [0, 1); a delay too long
-// for a Duration saturates rather than wrapping to a negative one.
-func Jitter(d time.Duration, r float64) time.Duration {
-	f := float64(d) * (1 - BackoffJitter + 2*BackoffJitter*r)
-	if f >= math.MaxInt64 {
-		return math.MaxInt64
-	}
-	return time.Duration(f)
+	return Jitter(time.Duration(schedule[n-1]), 1-BackoffJitter, 1+BackoffJitter, rnd())
 }

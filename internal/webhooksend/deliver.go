@@ -56,7 +56,10 @@ func (s *Sender) Deliver(ctx context.Context, row *dispatch.Row) dispatch.Result
 	}
 	a := s.sendMode(ctx, row.WebhookURL, cfg, dl, false)
 	if a.busy {
-		return dispatch.Result{Skip: max(dispatch.Jitter(s.cfg.BusyDelay, mrand.Float64()), time.Nanosecond)}
+		// About BusyDelay, ±BackoffJitter, so that rows that met a full
+		// endpoint together do not come back together.
+		wait := dispatch.Jitter(s.cfg.BusyDelay, 1-dispatch.BackoffJitter, 1+dispatch.BackoffJitter, mrand.Float64())
+		return dispatch.Result{Skip: max(wait, time.Nanosecond)}
 	}
 	redactSecretHeaders(a.reqHeader, cfg)
 	rec := s.attemptRecord(dl, &a)

@@ -17,7 +17,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -39,25 +38,10 @@ import (
 // status and the start of the response body.
 var ErrStatus = errors.New("outbox: webhook failed")
 
-// Config configures a Sender. The root validates it and fills in its
-// defaults.
+// Config configures a Sender: its settings and what the root wires in.
 type Config struct {
-	Timeout             time.Duration
-	EndpointConcurrency int
-	UserAgent           string
-	AllowedNetworks     []netip.Prefix
-	MaxResponseBytes    int
-	MaxRetryAfter       time.Duration
-	// DisableAfter < 0 never pauses an endpoint for failing.
-	DisableAfter       time.Duration
-	DisableMinFailures int
-	// Clock stamps webhook-timestamp and resolves HTTP-date Retry-After
-	// values; nil means time.Now.
-	Clock func() time.Time
-	// BusyDelay is about how long a row waits when every slot of its
-	// endpoint is taken (jittered; no attempt counted).
-	BusyDelay time.Duration
-
+	// Settings are as Settings.WithDefaults returned them.
+	Settings
 	// Store runs the endpoint-health statements; its clock is the
 	// handle's (attempt records, pausing).
 	Store  *store.Store
@@ -142,14 +126,10 @@ const failureBodyBytes = 512
 // so that its connection can be reused.
 const drainBytes = 256 << 10
 
-// New returns a sender for cfg, which the caller has validated (the root's
-// WebhookOptions with its defaults applied). Call Close when done with it,
-// to release idle connections.
+// New returns a sender for cfg; cfg.Settings must come from
+// Settings.WithDefaults. Call Close when done with it, to release idle
+// connections.
 func New(cfg Config) *Sender {
-	cfg.AllowedNetworks = append([]netip.Prefix(nil), cfg.AllowedNetworks...)
-	if cfg.Clock == nil {
-		cfg.Clock = time.Now
-	}
 	guard := newSSRFGuard(cfg.AllowedNetworks)
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: guard.control}
 	tr := &http.Transport{

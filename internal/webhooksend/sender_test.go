@@ -34,44 +34,35 @@ var loopbackNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), neti
 var webhookClock = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
 // newTestSender returns a sender with a fixed clock that may reach loopback
-// (unless opts sets AllowedNetworks to an empty, non-nil slice).
-func newTestSender(t *testing.T, opts Config) *Sender {
+// (unless s sets AllowedNetworks to an empty, non-nil slice).
+func newTestSender(t *testing.T, s Settings) *Sender {
 	t.Helper()
-	if opts.AllowedNetworks == nil {
-		opts.AllowedNetworks = loopbackNetworks
+	if s.AllowedNetworks == nil {
+		s.AllowedNetworks = loopbackNetworks
 	}
-	if opts.Clock == nil {
-		opts.Clock = func() time.Time { return webhookClock }
+	if s.Clock == nil {
+		s.Clock = func() time.Time { return webhookClock }
 	}
-	s := New(withDefaults(opts))
-	t.Cleanup(s.Close)
+	if s.UserAgent == "" {
+		s.UserAgent = testUserAgent
+	}
+	snd := New(Config{Settings: mustSettings(t, s)})
+	t.Cleanup(snd.Close)
+	return snd
+}
+
+// mustSettings is Settings.WithDefaults for settings a test knows to be
+// valid.
+func mustSettings(t *testing.T, s Settings) Settings {
+	t.Helper()
+	s, err := s.WithDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
 	return s
 }
 
-// withDefaults fills in the defaults the root's Config give.
-func withDefaults(c Config) Config {
-	if c.Timeout == 0 {
-		c.Timeout = 15 * time.Second
-	}
-	if c.EndpointConcurrency == 0 {
-		c.EndpointConcurrency = 10
-	}
-	if c.UserAgent == "" {
-		c.UserAgent = testUserAgent
-	}
-	if c.MaxResponseBytes == 0 {
-		c.MaxResponseBytes = 16 << 10
-	}
-	if c.MaxRetryAfter == 0 {
-		c.MaxRetryAfter = maxRetryAfterDefault
-	}
-	return c
-}
-
-const (
-	testUserAgent        = "outboxkit/test"
-	maxRetryAfterDefault = 24 * time.Hour
-)
+const testUserAgent = "outboxkit/test"
 
 func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -102,7 +93,7 @@ func TestWebhookSenderDelivers(t *testing.T) {
 		w.WriteHeader(http.StatusAccepted)
 		_, _ = io.WriteString(w, `{"ok":true}`)
 	})
-	s := newTestSender(t, Config{})
+	s := newTestSender(t, Settings{})
 	d := whDelivery()
 	cfg := subconfig.Config{
 		Secrets: []string{vectorSecret},
@@ -185,7 +176,7 @@ func TestWebhookSenderReferenceReceiver(t *testing.T) {
 		verified <- ref.Verify(body, r.Header)
 	}))
 	t.Cleanup(srv.Close)
-	s := New(withDefaults(Config{AllowedNetworks: loopbackNetworks}))
+	s := New(Config{Settings: mustSettings(t, Settings{AllowedNetworks: loopbackNetworks})})
 	t.Cleanup(s.Close)
 	a := s.send(ctxT(t), srv.URL, subconfig.Config{Secrets: []string{vectorSecret, otherSecret}}, whDelivery())
 	if a.err != nil {
@@ -199,7 +190,7 @@ func TestWebhookSenderReferenceReceiver(t *testing.T) {
 func TestWebhookSenderSecretRotation(t *testing.T) {
 	t.Parallel()
 	srv, got := testutil.Receiver(t, testutil.Status(http.StatusOK))
-	s := newTestSender(t, Config{})
+	s := newTestSender(t, Settings{})
 	a := s.send(ctxT(t), srv.URL, subconfig.Config{Secrets: []string{otherSecret, vectorSecret}}, whDelivery())
 	if a.err != nil {
 		t.Fatal(a.err)
@@ -260,7 +251,7 @@ func TestWebhookSenderOutcomes(t *testing.T) {
 		{name: "301", code: 301, wantErr: true, retryAfter: -1},
 		{name: "304", code: 304, wantErr: true, retryAfter: -1},
 	}
-	s := newTestSender(t, Config{})
+	s := newTestSender(t, Settings{})
 	for _, tt := range tests {
 		srv, _ := testutil.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
 			if tt.header != "" {
@@ -299,7 +290,7 @@ func TestWebhookSenderRetryAfterCap(t *testing.T) {
 		w.Header().Set("Retry-After", "7200")
 		w.WriteHeader(http.StatusTooManyRequests)
 	})
-	s := newTestSender(t, Config{MaxRetryAfter: time.Hour})
+	s := newTestSender(t, Settings{MaxRetryAfter: time.Hour})
 	a := s.send(ctxT(t), srv.URL, subconfig.Config{}, whDelivery())
 	if d, ok := retryAfterOf(a.err); !ok || d != time.Hour {
 		t.Fatalf("retry after %v %v, want the 1h cap", d, ok)
@@ -313,7 +304,7 @@ func TestWebhookSenderResponseBodyCap(t *testing.T) {
 		w.WriteHeader(http.StatusInternalServerError)
 		_, _ = io.WriteString(w, long)
 	})
-	s := newTestSender(t, Config{MaxResponseBytes: 1000})
+	s := newTestSender(t, Settings{MaxResponseBytes: 1000})
 	a := s.send(ctxT(t), srv.URL, subconfig.Config{}, whDelivery())
 	if len(a.respBody) != 1000 || !a.respTruncated || string(a.respBody) != long[:1000] {
 		t.Errorf("kept %d bytes, truncated %v", len(a.respBody), a.respTruncated)
@@ -337,7 +328,7 @@ func TestWebhookSenderTimeout(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	t.Cleanup(stop) // runs before srv.Close
-	s := newTestSender(t, Config{Timeout: time.Minute})
+	s := newTestSender(t, Settings{Timeout: time.Minute})
 	a := s.send(ctxT(t), srv.URL, subconfig.Config{Timeout: subconfig.Duration(100 * time.Millisecond)}, whDelivery())
 	if a.err == nil || isPermanent(a.err) || !errors.Is(a.err, context.DeadlineExceeded) || !strings.Contains(a.err.Error(), "timed out after 100ms") {
 		t.Fatalf("err = %v, want a retryable timeout", a.err)
@@ -355,7 +346,7 @@ func TestWebhookSenderTimeout(t *testing.T) {
 
 func TestWebhookSenderNetworkErrors(t *testing.T) {
 	t.Parallel()
-	s := newTestSender(t, Config{})
+	s := newTestSender(t, Settings{})
 
 	// Connection refused: a server that is gone.
 	dead := httptest.NewServer(http.NotFoundHandler())
@@ -400,7 +391,7 @@ func TestWebhookSenderNetworkErrors(t *testing.T) {
 func TestWebhookSenderRedirectNotFollowed(t *testing.T) {
 	t.Parallel()
 	target, targetHits := testutil.Receiver(t, testutil.Status(http.StatusOK))
-	s := newTestSender(t, Config{})
+	s := newTestSender(t, Settings{})
 	for _, location := range []string{
 		target.URL + "/moved",                      // an allowed address
 		"http://169.254.169.254/latest/meta-data/", // cloud metadata
@@ -440,7 +431,7 @@ func TestWebhookSenderSSRF(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newTestSender(t, Config{AllowedNetworks: []netip.Prefix{}}) // the default guard
+	s := newTestSender(t, Settings{AllowedNetworks: []netip.Prefix{}}) // the default guard
 	urls := []string{
 		srv.URL,
 		"http://localhost:" + port + "/hook", // a name that resolves to 127.0.0.1
@@ -465,7 +456,7 @@ func TestWebhookSenderSSRF(t *testing.T) {
 		t.Fatalf("the receiver was reached %d times", n)
 	}
 	// The same receiver is reachable once its network is allowed.
-	open := newTestSender(t, Config{AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	open := newTestSender(t, Settings{AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
 	if a := open.send(ctxT(t), "http://localhost:"+port+"/hook", subconfig.Config{}, whDelivery()); a.err != nil {
 		// localhost may resolve to ::1 first; the dialer then falls back to 127.0.0.1.
 		t.Fatalf("allowed network: %v", a.err)
@@ -501,7 +492,7 @@ func TestWebhookSenderEndpointConcurrency(t *testing.T) {
 	t.Cleanup(stop)
 	fast, _ := testutil.Receiver(t, testutil.Status(http.StatusNoContent))
 
-	s := newTestSender(t, Config{EndpointConcurrency: 2})
+	s := newTestSender(t, Settings{EndpointConcurrency: 2})
 	const slowSends = 5
 	results := make(chan attempt, slowSends)
 	for range slowSends {
@@ -552,7 +543,7 @@ func TestWebhookSenderEndpointSlotTimeout(t *testing.T) {
 	}))
 	t.Cleanup(slow.Close)
 	t.Cleanup(stop)
-	s := newTestSender(t, Config{EndpointConcurrency: 1})
+	s := newTestSender(t, Settings{EndpointConcurrency: 1})
 	first := make(chan attempt, 1)
 	go func() { first <- s.send(ctxT(t), slow.URL, subconfig.Config{}, whDelivery()) }()
 	testutil.Recv(t, arrived)
@@ -585,7 +576,7 @@ func TestWebhookSenderKeepAlive(t *testing.T) {
 	}
 	srv.Start()
 	t.Cleanup(srv.Close)
-	s := newTestSender(t, Config{MaxResponseBytes: 100})
+	s := newTestSender(t, Settings{MaxResponseBytes: 100})
 	for i := range 6 {
 		a := s.send(ctxT(t), srv.URL, subconfig.Config{Secrets: []string{vectorSecret}}, whDelivery())
 		if (a.err != nil) != (i%2 == 1) {
