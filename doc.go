@@ -27,7 +27,7 @@
 // * is one segment, # zero or more; see [MatchTopic]) either to a Go handler,
 // named by its CallbackMethod, or to a webhook URL. Each subscription has its
 // own queue rows, retries and dead letters, and its own
-// [SubscriptionConfig]. Manage them with [Outbox.GetSubscription],
+// [subconfig.Config]. Manage them with [Outbox.GetSubscription],
 // [Outbox.ListSubscriptions], [Outbox.PauseSubscription],
 // [Outbox.ResumeSubscription], [Outbox.UpdateSubscriptionConfig] and
 // [Outbox.DeleteSubscription].

@@ -13,7 +13,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -240,71 +239,4 @@ func truncateForLog(b []byte) string {
 		return string(b[:200]) + "..."
 	}
 	return string(b)
-}
-
-// FuzzParseSubscriptionConfig checks that ParseSubscriptionConfig never
-// panics, reports errors as *ValidationError, and that whatever it accepts
-// survives a round trip through the JSON the library stores.
-func FuzzParseSubscriptionConfig(f *testing.F) {
-	for _, s := range []string{``, `null`, `{}`, `{"max_retries":3}`, `{"max_retries":-1}`, `{"max_retries":1001}`,
-		`{"backoff_initial":"1s","backoff_max":"1m","backoff_multiplier":2}`, `{"backoff_initial":"2m","backoff_max":"1m"}`,
-		`{"retry_schedule":["1s","5s","1m"]}`, `{"timeout":1000000000}`, `{"timeout":"-1s"}`, `{"unknown":1}`,
-		`{"headers":{"X-A":"b"}}`, `{"headers":{"bad name":"b"}}`, `{"headers":{"X":"a\r\nb"}}`,
-		`{"secrets":["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]}`, `{"secrets":["nope"]}`, `{} {}`, `[]`,
-		`{"backoff_multiplier":1e999}`, `{"skip_failed":true}`, `{"secret_headers":["X-A"],"headers":{"X-A":"b"}}`,
-		`{"encrypted":{"kid":"k1","dek":"AAAA","secrets":["AAAA"],"headers":{"Authorization":"AAAA"}}}`,
-		`{"encrypted":{"kid":"k1","dek":"AAAA","secrets":[],"headers":{}}}`, `{"encrypted":{"kid":"","dek":"AAAA"}}`} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := ParseSubscriptionConfig(data)
-		if err != nil {
-			var ve *ValidationError
-			if !errors.As(err, &ve) || !errors.Is(err, ErrInvalidSubscription) {
-				t.Fatalf("error %v is not an ErrInvalidSubscription *ValidationError", err)
-			}
-			return
-		}
-		if err := checkSubscriptionConfig(c); err != nil {
-			t.Fatalf("accepted config fails validate: %v", err)
-		}
-		stored, err := json.Marshal(c)
-		if err != nil {
-			t.Fatalf("accepted config does not marshal: %v", err)
-		}
-		back, err := ParseSubscriptionConfig(stored)
-		if err != nil {
-			t.Fatalf("stored form %s does not parse back: %v", stored, err)
-		}
-		if !reflect.DeepEqual(normalizeConfig(c), normalizeConfig(back)) {
-			t.Fatalf("round trip changed the config: %+v -> %s -> %+v", c, stored, back)
-		}
-	})
-}
-
-// normalizeConfig maps empty slices and maps to nil: omitempty drops them.
-func normalizeConfig(c SubscriptionConfig) SubscriptionConfig {
-	if len(c.RetrySchedule) == 0 {
-		c.RetrySchedule = nil
-	}
-	if len(c.Secrets) == 0 {
-		c.Secrets = nil
-	}
-	if len(c.Headers) == 0 {
-		c.Headers = nil
-	}
-	if len(c.SecretHeaders) == 0 {
-		c.SecretHeaders = nil
-	}
-	if e := c.Encrypted; e != nil {
-		e2 := *e
-		if len(e2.Secrets) == 0 {
-			e2.Secrets = nil
-		}
-		if len(e2.Headers) == 0 {
-			e2.Headers = nil
-		}
-		c.Encrypted = &e2
-	}
-	return c
 }

@@ -18,8 +18,8 @@ func TestLayers(t *testing.T) {
 	// Products: packages built on an outbox handle.
 	products := map[string]bool{mod: true, mod + "/integrationlog": true, mod + "/securitylog": true}
 	// Leaves: public packages that internal packages may import.
-	leaves := []string{mod + "/webhook", mod + "/schema", mod + "/redact", mod + "/keys"}
-	cmd := exec.Command("go", "list", "-deps", "-json=ImportPath,Deps", "./internal/...", "./webhook", "./schema", "./redact", "./keys")
+	leaves := []string{mod + "/webhook", mod + "/schema", mod + "/redact", mod + "/keys", mod + "/subconfig"}
+	cmd := exec.Command("go", "list", "-deps", "-json=ImportPath,Deps", "./internal/...", "./webhook", "./schema", "./redact", "./keys", "./subconfig")
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/outboxkit/outbox/internal/testutil"
+	"github.com/outboxkit/outbox/subconfig"
 )
 
 type seqPayload struct {
@@ -116,7 +117,7 @@ func TestOrderingBlocksBehindRetriesAndFailures(t *testing.T) {
 	ctx := ctxT(t)
 	b.subscribe(t, "strict", "strict", "h")
 	if _, err := b.ob.Subscribe(ctx, Subscription{Name: "lenient", TopicPattern: "lenient", CallbackMethod: "h",
-		Config: SubscriptionConfig{SkipFailed: true}}); err != nil {
+		Config: subconfig.Config{SkipFailed: true}}); err != nil {
 		t.Fatal(err)
 	}
 	d, _ := b.ob.NewDispatcher(fastConfig())

@@ -12,7 +12,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/outboxkit/outbox/internal/store"
-	"github.com/outboxkit/outbox/internal/subconfig"
+	"github.com/outboxkit/outbox/subconfig"
 )
 
 // Status is the delivery state of a queue row.

@@ -10,7 +10,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/outboxkit/outbox/internal/jsontext"
-	"github.com/outboxkit/outbox/internal/subconfig"
+	"github.com/outboxkit/outbox/subconfig"
 )
 
 func TestEnqueueFansOutAndRollsBack(t *testing.T) {

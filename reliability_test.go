@@ -32,6 +32,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/outboxkit/outbox/internal/pgtest"
+	"github.com/outboxkit/outbox/subconfig"
 )
 
 // ScaleEnv names the environment variable that multiplies the event counts
@@ -674,7 +675,7 @@ func TestReliabilityPoisonMessages(t *testing.T) {
 	deliveryTable(t, b)
 	three := 3
 	if _, err := b.ob.Subscribe(ctxT(t), Subscription{Name: "poison", TopicPattern: "poison.#", CallbackMethod: "poison",
-		Config: SubscriptionConfig{MaxRetries: &three, BackoffInitial: Duration(10 * time.Millisecond), BackoffMax: Duration(40 * time.Millisecond)},
+		Config: subconfig.Config{MaxRetries: &three, BackoffInitial: subconfig.Duration(10 * time.Millisecond), BackoffMax: subconfig.Duration(40 * time.Millisecond)},
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -12,8 +12,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxkit/outbox/internal/secretbox"
-	"github.com/outboxkit/outbox/internal/subconfig"
 	"github.com/outboxkit/outbox/keys"
+	"github.com/outboxkit/outbox/subconfig"
 )
 
 // rotateBatchSize is how many subscription ids RotateSubscriptionSecrets
@@ -179,7 +179,7 @@ func (o *Outbox) holdsClearSecrets(ctx context.Context, id uuid.UUID) (bool, err
 		}
 		return false, fmt.Errorf("outbox: seal subscription secrets: %w", err)
 	}
-	var cfg SubscriptionConfig
+	var cfg subconfig.Config
 	if raw == "" || json.Unmarshal([]byte(raw), &cfg) != nil {
 		return false, nil // an unreadable config is RotateSubscriptionSecrets' to report
 	}
@@ -206,7 +206,7 @@ func (o *Outbox) rotateOne(ctx context.Context, id uuid.UUID) (name string, _ ro
 		}
 		return "", 0, fmt.Errorf("outbox: rotate subscription secrets: %w", err)
 	}
-	var cfg SubscriptionConfig
+	var cfg subconfig.Config
 	if raw != "" {
 		if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
 			return name, 0, &SecretsError{Subscription: name, Err: fmt.Errorf("%w: unreadable subscription_config: %v", keys.ErrDecrypt, err)}
@@ -235,7 +235,7 @@ func (o *Outbox) rotateOne(ctx context.Context, id uuid.UUID) (name string, _ ro
 
 // openSecrets returns every secret of cfg in clear: the sealed ones,
 // decrypted, overridden by those cfg holds in clear.
-func (o *Outbox) openSecrets(ctx context.Context, id uuid.UUID, name string, cfg SubscriptionConfig) (secretbox.Material, error) {
+func (o *Outbox) openSecrets(ctx context.Context, id uuid.UUID, name string, cfg subconfig.Config) (secretbox.Material, error) {
 	var m secretbox.Material
 	if cfg.Encrypted != nil {
 		var kp keys.Provider
@@ -268,7 +268,7 @@ func (o *Outbox) openSecrets(ctx context.Context, id uuid.UUID, name string, cfg
 // storeSealed seals m for subscription id and writes it as the secret
 // part of its config (cfg without its secrets, plus the sealed block), in
 // tx, returning the stored subscription.
-func (o *Outbox) storeSealed(ctx context.Context, tx *sql.Tx, id uuid.UUID, name string, cfg SubscriptionConfig, m secretbox.Material) (Subscription, error) {
+func (o *Outbox) storeSealed(ctx context.Context, tx *sql.Tx, id uuid.UUID, name string, cfg subconfig.Config, m secretbox.Material) (Subscription, error) {
 	part := struct {
 		Headers   map[string]string `json:"headers,omitempty"`
 		Encrypted *subconfig.Sealed `json:"encrypted,omitempty"`
@@ -293,7 +293,7 @@ func (o *Outbox) storeSealed(ctx context.Context, tx *sql.Tx, id uuid.UUID, name
 // Without a key, the config is stored as given: refused with
 // ErrKeyRequired when it holds clear secrets, unless
 // AllowPlaintextSecrets.
-func (o *Outbox) writeConfig(ctx context.Context, op string, cfg SubscriptionConfig,
+func (o *Outbox) writeConfig(ctx context.Context, op string, cfg subconfig.Config,
 	write func(tx *sql.Tx, cfgJSON string) (Subscription, error)) (_ Subscription, err error) {
 	clearS, clearH := cfg.SecretMaterial()
 	hasClear := len(clearS) > 0 || len(clearH) > 0
@@ -374,18 +374,3 @@ func (o *Outbox) warnPlaintext(ctx context.Context, why string) {
 		o.log.WarnContext(ctx, "webhook secrets are not encrypted at rest: "+why+" (see docs/security.md)")
 	})
 }
-
-// SealedSecrets is the encrypted form of a subscription's secrets,
-// SubscriptionConfig.Encrypted, stored in subscription_config under
-// "encrypted" (docs/schema.md): the id of the key that wrapped the data
-// key, the wrapped data key, and each secret and secret header value
-// encrypted under the data key, all base64.
-type SealedSecrets = subconfig.Sealed
-
-// SecretHeader reports whether a webhook header's value is secret, and so
-// sealed at rest like the signing secrets: its lower-cased name contains
-// auth, key, token, secret, pass, credential, session, cookie or signature
-// (Authorization, Proxy-Authorization, X-Api-Key, Api-Key, X-Auth-Token,
-// Cookie, ...), or it is among extra, a config's SecretHeaders
-// (case-insensitive).
-func SecretHeader(name string, extra []string) bool { return subconfig.SecretHeader(name, extra) }

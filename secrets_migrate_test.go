@@ -2,6 +2,8 @@ package outbox
 
 import (
 	"testing"
+
+	"github.com/outboxkit/outbox/subconfig"
 )
 
 // TestMigrateSealsClearSecrets: the first start with a key seals the
@@ -12,7 +14,7 @@ func TestMigrateSealsClearSecrets(t *testing.T) {
 	b := setup(t, &Config{AllowPlaintextSecrets: true})
 	ctx := ctxT(t)
 	secret := newSecret(t)
-	b.subscribeWebhook(t, "legacy", "order.*", "http://127.0.0.1:1/legacy", SubscriptionConfig{
+	b.subscribeWebhook(t, "legacy", "order.*", "http://127.0.0.1:1/legacy", subconfig.Config{
 		Secrets: []string{secret}, Headers: map[string]string{"Authorization": "Bearer legacy-token", "X-Tenant": "acme"}})
 	if got := b.storedConfig(t, "legacy"); got["secrets"] == nil {
 		t.Fatalf("plaintext opt-in did not store in clear: %v", got)

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/outboxkit/outbox/keys"
+	"github.com/outboxkit/outbox/subconfig"
 )
 
 // switchKeys is a keys.Provider whose key set the test changes while a
@@ -62,7 +63,7 @@ func TestSecretsRotationUnderLoad(t *testing.T) {
 	for _, name := range subs {
 		s := newSecret(t)
 		recv.expect(name, s)
-		b.subscribeWebhook(t, name, "load.*", recv.url(name), SubscriptionConfig{
+		b.subscribeWebhook(t, name, "load.*", recv.url(name), subconfig.Config{
 			Secrets: []string{s}, Headers: map[string]string{"Authorization": "Bearer " + name}})
 	}
 	cfg := fastConfig()
@@ -177,17 +178,17 @@ func TestSecretsNoKeyPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = strict.Subscribe(ctx, Subscription{Name: "x", TopicPattern: "#", WebhookURL: "http://127.0.0.1:1/x",
-		Config: SubscriptionConfig{Secrets: []string{secret}}})
+		Config: subconfig.Config{Secrets: []string{secret}}})
 	if !errors.Is(err, ErrKeyRequired) || strings.Contains(err.Error(), secret) {
 		t.Fatalf("Subscribe with a secret and no key: %v", err)
 	}
 	_, err = strict.Subscribe(ctx, Subscription{Name: "x", TopicPattern: "#", WebhookURL: "http://127.0.0.1:1/x",
-		Config: SubscriptionConfig{Headers: map[string]string{"X-Api-Key": "k"}}})
+		Config: subconfig.Config{Headers: map[string]string{"X-Api-Key": "k"}}})
 	if !errors.Is(err, ErrKeyRequired) {
 		t.Fatalf("Subscribe with a secret header and no key: %v", err)
 	}
 	if _, err := strict.Subscribe(ctx, Subscription{Name: "x", TopicPattern: "#", WebhookURL: "http://127.0.0.1:1/x",
-		Config: SubscriptionConfig{Headers: map[string]string{"X-Tenant": "acme"}}}); err != nil {
+		Config: subconfig.Config{Headers: map[string]string{"X-Tenant": "acme"}}}); err != nil {
 		t.Fatalf("Subscribe without secrets and no key: %v", err)
 	}
 	if _, err := strict.RotateSubscriptionSecrets(ctx); !errors.Is(err, ErrKeyRequired) {
@@ -197,10 +198,10 @@ func TestSecretsNoKeyPolicy(t *testing.T) {
 	// Plaintext opt-in: stored in clear, warned about once.
 	recv := newRefReceiver(t)
 	recv.expect("legacy", secret)
-	b.subscribeWebhook(t, "legacy", "order.*", recv.url("legacy"), SubscriptionConfig{
+	b.subscribeWebhook(t, "legacy", "order.*", recv.url("legacy"), subconfig.Config{
 		Secrets: []string{secret}, Headers: map[string]string{"Authorization": "Bearer legacy-token"}})
 	broken := newSecret(t)
-	b.subscribeWebhook(t, "broken", "order.*", recv.url("broken"), SubscriptionConfig{Secrets: []string{broken}})
+	b.subscribeWebhook(t, "broken", "order.*", recv.url("broken"), subconfig.Config{Secrets: []string{broken}})
 	if _, err := b.ob.NewDispatcher(DispatcherConfig{Webhooks: &WebhookOptions{}}); err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +225,7 @@ func TestSecretsNoKeyPolicy(t *testing.T) {
 	}
 	kb := &bundle{db: b.db, ob: withKey, schema: b.schema}
 	foreign := setup(t, &Config{Keys: mustKeys(t, newTestKey(t, "elsewhere"))})
-	foreign.subscribeWebhook(t, "broken", "#", recv.url("broken"), SubscriptionConfig{Secrets: []string{broken}})
+	foreign.subscribeWebhook(t, "broken", "#", recv.url("broken"), subconfig.Config{Secrets: []string{broken}})
 	b.setStoredConfig(t, "broken", foreign.storedConfig(t, "broken"))
 
 	res, err := withKey.RotateSubscriptionSecrets(ctx)
@@ -271,7 +272,7 @@ func TestSecretsRotationReachesRunningDispatcher(t *testing.T) {
 	recv := newRefReceiver(t)
 	secret := newSecret(t)
 	recv.expect("crm", secret)
-	b.subscribeWebhook(t, "crm", "order.*", recv.url("crm"), SubscriptionConfig{Secrets: []string{secret}})
+	b.subscribeWebhook(t, "crm", "order.*", recv.url("crm"), subconfig.Config{Secrets: []string{secret}})
 
 	onlyNew, err := New(b.db, Config{Schema: b.schema, Keys: mustKeys(t, k2), WebhookAllowedNetworks: loopbackNetworks,
 		Logger: slog.New(slog.DiscardHandler)})
@@ -299,32 +300,5 @@ func TestSecretsRotationReachesRunningDispatcher(t *testing.T) {
 	waitFor(t, "delivered after rotation", func() bool { return recv.has("crm", ev.EventID.String()) })
 	if recv.bad.Load() != 0 {
 		t.Fatal("a delivery did not verify")
-	}
-}
-
-// TestSecretHeaderAndStoredForm: which headers are secret, and the stored
-// sealed form parses and validates.
-func TestSecretHeaderAndStoredForm(t *testing.T) {
-	t.Parallel()
-	for name, want := range map[string]bool{
-		"Authorization": true, "proxy-authorization": true, "X-Api-Key": true, "Api-Key": true, "X-Auth-Token": true,
-		"Cookie": true, "X-Client-Secret": true, "X-Signature": true, "X-Tenant": false, "Accept": false, "X-Request-Id": false,
-	} {
-		if got := SecretHeader(name, nil); got != want {
-			t.Errorf("SecretHeader(%q) = %v", name, got)
-		}
-	}
-	if !SecretHeader("X-Tenant", []string{"x-tenant"}) {
-		t.Error("SecretHeaders does not mark a header secret")
-	}
-	// The stored form parses and validates; a bad one is refused.
-	if _, err := ParseSubscriptionConfig([]byte(`{"encrypted":{"kid":"k","dek":"AAAA","secrets":["AAAA"],"headers":{"Authorization":"AAAA"}},"secret_headers":["X-A"]}`)); err != nil {
-		t.Fatal(err)
-	}
-	for _, bad := range []string{`{"encrypted":{"kid":"","dek":"AAAA"}}`, `{"encrypted":{"kid":"k","dek":"!"}}`,
-		`{"encrypted":{"kid":"k","dek":"AAAA","secrets":["?"]}}`, `{"secret_headers":["bad name"]}`} {
-		if _, err := ParseSubscriptionConfig([]byte(bad)); !errors.Is(err, ErrInvalidSubscription) {
-			t.Errorf("ParseSubscriptionConfig(%s) = %v", bad, err)
-		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/outboxkit/outbox/keys"
+	"github.com/outboxkit/outbox/subconfig"
 	"github.com/outboxkit/outbox/webhook"
 )
 
@@ -171,9 +172,9 @@ func TestSecretsNeverStoredInClear(t *testing.T) {
 	for k, v := range creds {
 		headers[k] = v
 	}
-	b.subscribeWebhook(t, "alpha", "order.*", recv.url("alpha"), SubscriptionConfig{
+	b.subscribeWebhook(t, "alpha", "order.*", recv.url("alpha"), subconfig.Config{
 		Secrets: []string{s1, s2}, Headers: headers, SecretHeaders: []string{"x-custom-cred"}})
-	b.subscribeWebhook(t, "beta", "order.*", recv.url("beta"), SubscriptionConfig{Secrets: []string{s3}})
+	b.subscribeWebhook(t, "beta", "order.*", recv.url("beta"), subconfig.Config{Secrets: []string{s3}})
 	recv.expect("alpha", s2)
 	recv.expect("beta", s3)
 
@@ -228,7 +229,7 @@ func TestSecretsHiddenFromReads(t *testing.T) {
 	b := setup(t, nil)
 	ctx := ctxT(t)
 	secret := newSecret(t)
-	out := b.subscribeWebhook(t, "crm", "#", "http://127.0.0.1:1/hook", SubscriptionConfig{
+	out := b.subscribeWebhook(t, "crm", "#", "http://127.0.0.1:1/hook", subconfig.Config{
 		Secrets: []string{secret}, Headers: map[string]string{"Authorization": "Bearer one", "X-Tenant": "acme"}})
 	list, err := b.ob.ListSubscriptions(ctx)
 	if err != nil || len(list) != 1 {
@@ -275,14 +276,14 @@ func TestSecretsHiddenFromReads(t *testing.T) {
 		t.Fatalf("after header change: %v %d %v", err, len(sec.Secrets), sec.Headers["authorization"] == "Bearer two")
 	}
 	// Without Encrypted, the config holds no secret any more.
-	if _, err := b.ob.UpdateSubscriptionConfig(ctx, "crm", SubscriptionConfig{}); err != nil {
+	if _, err := b.ob.UpdateSubscriptionConfig(ctx, "crm", subconfig.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	if sec, err := b.ob.GetSubscriptionSecrets(ctx, "crm"); err != nil || len(sec.Secrets)+len(sec.Headers) != 0 {
 		t.Fatalf("after clearing: %v, %d secrets", err, len(sec.Secrets)+len(sec.Headers))
 	}
 	// A sealed block copied to another subscription does not open there.
-	b.subscribeWebhook(t, "other", "#", "http://127.0.0.1:1/other", SubscriptionConfig{Secrets: []string{secret}})
+	b.subscribeWebhook(t, "other", "#", "http://127.0.0.1:1/other", subconfig.Config{Secrets: []string{secret}})
 	o, _ := b.ob.GetSubscription(ctx, "other")
 	_, err = b.ob.UpdateSubscriptionConfig(ctx, "crm", o.Config)
 	var se *SecretsError
@@ -388,12 +389,12 @@ func TestSecretsTamperingDetected(t *testing.T) {
 			for _, name := range []string{"victim", "other"} {
 				s := newSecret(t)
 				recv.expect(name, s)
-				b.subscribeWebhook(t, name, "order.*", recv.url(name), SubscriptionConfig{
+				b.subscribeWebhook(t, name, "order.*", recv.url(name), subconfig.Config{
 					Secrets: []string{s}, Headers: map[string]string{"Authorization": "Bearer " + name}})
 			}
 			healthy := newSecret(t)
 			recv.expect("healthy", healthy)
-			b.subscribeWebhook(t, "healthy", "order.*", recv.url("healthy"), SubscriptionConfig{Secrets: []string{healthy}})
+			b.subscribeWebhook(t, "healthy", "order.*", recv.url("healthy"), subconfig.Config{Secrets: []string{healthy}})
 			victim, other := b.storedConfig(t, "victim"), b.storedConfig(t, "other")
 			tc.tamper(t, victim, other)
 			b.setStoredConfig(t, "victim", victim)
@@ -463,7 +464,7 @@ func TestSecretsWrongOrMissingKey(t *testing.T) {
 			recv := newRefReceiver(t)
 			sealed := newSecret(t)
 			recv.expect("sealed", sealed)
-			b.subscribeWebhook(t, "sealed", "order.*", recv.url("sealed"), SubscriptionConfig{Secrets: []string{sealed}})
+			b.subscribeWebhook(t, "sealed", "order.*", recv.url("sealed"), subconfig.Config{Secrets: []string{sealed}})
 
 			keys := tc.keys(t)
 			other, err := New(b.db, Config{Schema: b.schema, Keys: keys, AllowPlaintextSecrets: keys == nil,
@@ -474,7 +475,7 @@ func TestSecretsWrongOrMissingKey(t *testing.T) {
 			ob := &bundle{db: b.db, ob: other, schema: b.schema}
 			flowing := newSecret(t)
 			recv.expect("flowing", flowing)
-			ob.subscribeWebhook(t, "flowing", "order.*", recv.url("flowing"), SubscriptionConfig{Secrets: []string{flowing}})
+			ob.subscribeWebhook(t, "flowing", "order.*", recv.url("flowing"), subconfig.Config{Secrets: []string{flowing}})
 
 			_, err = other.GetSubscriptionSecrets(ctxT(t), "sealed")
 			if !errors.Is(err, tc.is) || !strings.Contains(err.Error(), `"key-a"`) {
@@ -514,7 +515,7 @@ func TestSecretsInClearRefusedWithKeys(t *testing.T) {
 	recv := newRefReceiver(t)
 	sealed := newSecret(t)
 	recv.expect("sub", sealed)
-	b.subscribeWebhook(t, "sub", "order.*", recv.url("sub"), SubscriptionConfig{Secrets: []string{sealed}})
+	b.subscribeWebhook(t, "sub", "order.*", recv.url("sub"), subconfig.Config{Secrets: []string{sealed}})
 	planted := newSecret(t)
 	if _, err := b.db.Exec(`UPDATE "`+b.schema+`".event_subscription SET subscription_config = subscription_config || jsonb_build_object('secrets', jsonb_build_array($1::text))
 		WHERE subscriber_name = 'sub'`, planted); err != nil {

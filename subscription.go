@@ -14,8 +14,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/lib/pq"
 
-	"github.com/outboxkit/outbox/internal/subconfig"
 	"github.com/outboxkit/outbox/internal/webhooksend"
+	"github.com/outboxkit/outbox/subconfig"
 )
 
 // Subscription says who receives the events whose topic matches TopicPattern: a
@@ -28,7 +28,7 @@ type Subscription struct {
 	WebhookURL     string // http or https, at most 500 characters
 	CallbackMethod string // the name a Dispatcher registered a handler under
 	Active         bool   // is_active: paused subscriptions get no new rows and their rows wait
-	Config         SubscriptionConfig
+	Config         subconfig.Config
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
 }
@@ -41,25 +41,9 @@ func (s Subscription) LogValue() slog.Value {
 		slog.String("callback_method", s.CallbackMethod), slog.Bool("active", s.Active), slog.Any("config", s.Config))
 }
 
-// SubscriptionConfig holds per-subscription delivery settings, stored as
-// JSON in subscription_config. Zero fields mean the dispatcher's defaults.
-// Unknown keys are rejected.
-type SubscriptionConfig = subconfig.Config
-
-// Duration is a time.Duration that reads and writes JSON as a Go duration
-// string ("1.5s", "10m"); a JSON number is taken as nanoseconds.
-type Duration = subconfig.Duration
-
-// ParseSubscriptionConfig decodes subscription_config JSON strictly: an
-// unknown key or a value out of range is a *ValidationError naming it.
-func ParseSubscriptionConfig(data []byte) (SubscriptionConfig, error) {
-	c, err := subconfig.Parse(data)
-	return c, configError(err)
-}
-
 // checkSubscriptionConfig validates a config given to Subscribe or
 // UpdateSubscriptionConfig.
-func checkSubscriptionConfig(c SubscriptionConfig) error { return configError(c.Validate()) }
+func checkSubscriptionConfig(c subconfig.Config) error { return configError(c.Validate()) }
 
 // configError turns subconfig's field error into an ErrInvalidSubscription
 // *ValidationError.
@@ -165,7 +149,7 @@ func (o *Outbox) setActive(ctx context.Context, name string, active bool) (Subsc
 // (all of Secrets, or one header). Without Encrypted, the secrets are
 // those cfg holds in clear. With Config.Keys they are sealed before they
 // are stored.
-func (o *Outbox) UpdateSubscriptionConfig(ctx context.Context, name string, cfg SubscriptionConfig) (Subscription, error) {
+func (o *Outbox) UpdateSubscriptionConfig(ctx context.Context, name string, cfg subconfig.Config) (Subscription, error) {
 	if err := checkSubscriptionConfig(cfg); err != nil {
 		return Subscription{}, err
 	}

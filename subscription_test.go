@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/outboxkit/outbox/subconfig"
 )
 
 func TestSubscriptionLifecycle(t *testing.T) {
@@ -18,7 +20,7 @@ func TestSubscriptionLifecycle(t *testing.T) {
 	retries := 5
 	s, err := b.ob.Subscribe(ctx, Subscription{
 		Name: "mailer", TopicPattern: "order.*", CallbackMethod: "send_mail",
-		Config: SubscriptionConfig{MaxRetries: &retries, BackoffInitial: Duration(time.Second)},
+		Config: subconfig.Config{MaxRetries: &retries, BackoffInitial: subconfig.Duration(time.Second)},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +54,7 @@ func TestSubscriptionLifecycle(t *testing.T) {
 	if res := b.enqueue(t, "order.x", 1); res.Deliveries != 1 {
 		t.Fatal("resumed subscription received no row")
 	}
-	up, err := b.ob.UpdateSubscriptionConfig(ctx, "mailer", SubscriptionConfig{Timeout: Duration(3 * time.Second), Headers: map[string]string{"X-Env": "test"}})
+	up, err := b.ob.UpdateSubscriptionConfig(ctx, "mailer", subconfig.Config{Timeout: subconfig.Duration(3 * time.Second), Headers: map[string]string{"X-Env": "test"}})
 	if err != nil || time.Duration(up.Config.Timeout) != 3*time.Second || up.Config.Headers["X-Env"] != "test" {
 		t.Fatalf("UpdateConfig = %+v, %v", up, err)
 	}
@@ -151,30 +153,6 @@ func TestSubscriptionValidation(t *testing.T) {
 	}
 	if subs, err := b.ob.ListSubscriptions(ctx); err != nil || len(subs) != 0 {
 		t.Fatalf("rejected subscriptions were stored: %v %v", subs, err)
-	}
-}
-
-func TestParseSubscriptionConfig(t *testing.T) {
-	t.Parallel()
-	c, err := ParseSubscriptionConfig([]byte(`{"max_retries": 4, "backoff_initial": "250ms", "timeout": 2000000000, "headers": {"X-A": "b"}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if *c.MaxRetries != 4 || time.Duration(c.BackoffInitial) != 250*time.Millisecond || time.Duration(c.Timeout) != 2*time.Second {
-		t.Fatalf("parsed = %+v", c)
-	}
-	_, err = ParseSubscriptionConfig([]byte(`{"max_retries": 4, "retries": 5}`))
-	var ve *ValidationError
-	if !errors.As(err, &ve) || !strings.Contains(err.Error(), `"retries"`) || !errors.Is(err, ErrInvalidSubscription) {
-		t.Fatalf("unknown key: %v", err)
-	}
-	for _, bad := range []string{`{"backoff_initial": "soon"}`, `{"backoff_multiplier": 0.5}`, `[1]`, `{"max_retries": 1} {}`} {
-		if _, err := ParseSubscriptionConfig([]byte(bad)); !errors.Is(err, ErrInvalidSubscription) {
-			t.Errorf("%s: err = %v", bad, err)
-		}
-	}
-	if c, err := ParseSubscriptionConfig(nil); err != nil || c.MaxRetries != nil {
-		t.Fatalf("empty config: %+v %v", c, err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/outboxkit/outbox/internal/dispatch"
 	"github.com/outboxkit/outbox/internal/webhooksend"
+	"github.com/outboxkit/outbox/subconfig"
 )
 
 // WebhookUserAgentDefault ("outboxkit") is the product token of the
@@ -16,9 +17,9 @@ const WebhookUserAgentDefault = webhooksend.UserAgentDefault
 
 // WebhookRetrySchedule returns the default delays between webhook attempts,
 // the Standard Webhooks schedule: after the first (immediate) attempt, retry
-// n waits the n-th entry, ±20 % jitter. SubscriptionConfig.RetrySchedule
+// n waits the n-th entry, ±20 % jitter. subconfig.Config.RetrySchedule
 // overrides it per subscription.
-func WebhookRetrySchedule() []Duration { return dispatch.WebhookRetrySchedule() }
+func WebhookRetrySchedule() []subconfig.Duration { return dispatch.WebhookRetrySchedule() }
 
 // WebhookOptions configures webhook delivery. The zero value of a field
 // means its default, named in the field's comment; NewDispatcher checks the

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/outboxkit/outbox/internal/testutil"
+	"github.com/outboxkit/outbox/subconfig"
 	"github.com/outboxkit/outbox/webhook"
 )
 
@@ -32,7 +33,7 @@ func whDispatcher(t *testing.T, b *bundle, opts *WebhookOptions) *Dispatcher {
 	return d
 }
 
-func (b *bundle) subscribeWebhook(t *testing.T, name, pattern, url string, cfg SubscriptionConfig) Subscription {
+func (b *bundle) subscribeWebhook(t *testing.T, name, pattern, url string, cfg subconfig.Config) Subscription {
 	t.Helper()
 	s, err := b.ob.Subscribe(context.Background(), Subscription{Name: name, TopicPattern: pattern, WebhookURL: url, Config: cfg})
 	if err != nil {
@@ -113,7 +114,7 @@ func TestWebhookDispatchDelivers(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv, got := testutil.Receiver(t, testutil.Status(http.StatusNoContent))
-	b.subscribeWebhook(t, "crm", "order.*", srv.URL+"/hooks?x=1", SubscriptionConfig{
+	b.subscribeWebhook(t, "crm", "order.*", srv.URL+"/hooks?x=1", subconfig.Config{
 		Secrets: []string{secret},
 		Headers: map[string]string{"Authorization": "Bearer tok-123-secret", "X-Tenant": "acme"},
 	})
@@ -201,8 +202,8 @@ func TestWebhookDispatchRetryAfterAndSchedule(t *testing.T) {
 		w.WriteHeader(http.StatusInternalServerError)
 		_, _ = w.Write([]byte(strings.Repeat("x", 5000)))
 	})
-	b.subscribeWebhook(t, "ra", "a", srv.URL, SubscriptionConfig{})
-	b.subscribeWebhook(t, "std", "b", plain.URL, SubscriptionConfig{})
+	b.subscribeWebhook(t, "ra", "a", srv.URL, subconfig.Config{})
+	b.subscribeWebhook(t, "std", "b", plain.URL, subconfig.Config{})
 	b.enqueue(t, "a", map[string]any{})
 	b.enqueue(t, "b", map[string]any{})
 	startDispatcher(t, whDispatcher(t, b, nil))
@@ -228,7 +229,7 @@ func TestWebhookDispatchRetryAfterAndSchedule(t *testing.T) {
 		t.Fatalf("failure_reason = %q (%d bytes), want the status and a truncated body", s.reason.String, len(s.reason.String))
 	}
 	// Webhook subscriptions' rows get 9 retries by default (one per step
-	// of the schedule; SubscriptionConfig.MaxRetries).
+	// of the schedule; subconfig.Config.MaxRetries).
 	if n := b.count(t, "max_retries = 9"); n != 2 {
 		t.Fatalf("%d rows with max_retries 9, want 2", n)
 	}
@@ -251,7 +252,7 @@ func TestWebhookDispatchGone(t *testing.T) {
 	t.Parallel()
 	b := setupClock(t, nil)
 	srv, got := testutil.Receiver(t, testutil.Status(http.StatusGone))
-	b.subscribeWebhook(t, "gone", "#", srv.URL, SubscriptionConfig{})
+	b.subscribeWebhook(t, "gone", "#", srv.URL, subconfig.Config{})
 	b.enqueue(t, "x", map[string]any{})
 	startDispatcher(t, whDispatcher(t, b, nil))
 	testutil.Recv(t, got)
@@ -281,7 +282,7 @@ func TestWebhookDispatchSSRFBlocked(t *testing.T) {
 		}
 	}
 	// ... and leaves loopback to the dispatcher's guard, which refuses it.
-	b.subscribeWebhook(t, "loop", "#", srv.URL, SubscriptionConfig{})
+	b.subscribeWebhook(t, "loop", "#", srv.URL, subconfig.Config{})
 	b.enqueue(t, "x", map[string]any{})
 	startDispatcher(t, whDispatcher(t, b, &WebhookOptions{}))
 	waitFor(t, "the row to fail", func() bool { return b.whRow(t, "loop").status == "FAILED" })
@@ -308,7 +309,7 @@ func TestWebhookDispatchSecretRotation(t *testing.T) {
 	vOld, _ := webhook.NewVerifier(oldS)
 	vNew, _ := webhook.NewVerifier(newS)
 	srv, got := testutil.Receiver(t, testutil.Status(http.StatusOK))
-	b.subscribeWebhook(t, "rot", "#", srv.URL, SubscriptionConfig{Secrets: []string{oldS, newS}})
+	b.subscribeWebhook(t, "rot", "#", srv.URL, subconfig.Config{Secrets: []string{oldS, newS}})
 	startDispatcher(t, whDispatcher(t, b, nil))
 	b.enqueue(t, "x", map[string]any{"n": 1})
 	req := testutil.Recv(t, got)
@@ -321,7 +322,7 @@ func TestWebhookDispatchSecretRotation(t *testing.T) {
 	if sigs := strings.Fields(req.Header.Get(webhook.HeaderSignature)); len(sigs) != 2 {
 		t.Fatalf("signatures = %q, want two", sigs)
 	}
-	if _, err := b.ob.UpdateSubscriptionConfig(ctxT(t), "rot", SubscriptionConfig{Secrets: []string{newS}}); err != nil {
+	if _, err := b.ob.UpdateSubscriptionConfig(ctxT(t), "rot", subconfig.Config{Secrets: []string{newS}}); err != nil {
 		t.Fatal(err)
 	}
 	b.enqueue(t, "x", map[string]any{"n": 2})
@@ -339,8 +340,8 @@ func TestWebhookDispatchEndpointHealth(t *testing.T) {
 	b := setupClock(t, nil)
 	srv, got := testutil.Receiver(t, testutil.Status(http.StatusInternalServerError))
 	retries := 20
-	b.subscribeWebhook(t, "flaky", "#", srv.URL, SubscriptionConfig{
-		MaxRetries: &retries, RetrySchedule: []Duration{Duration(time.Minute)},
+	b.subscribeWebhook(t, "flaky", "#", srv.URL, subconfig.Config{
+		MaxRetries: &retries, RetrySchedule: []subconfig.Duration{subconfig.Duration(time.Minute)},
 	})
 	// Attempts are recorded as starting a few milliseconds before the
 	// clock reads; the count starts when the subscription last changed.
@@ -399,8 +400,8 @@ func TestWebhookDispatchSlowEndpoint(t *testing.T) {
 	unblock := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(unblock) // before the server closes
 	fast, _ := testutil.Receiver(t, testutil.Status(http.StatusOK))
-	b.subscribeWebhook(t, "slow", "slow", slow.URL, SubscriptionConfig{})
-	b.subscribeWebhook(t, "fast", "fast", fast.URL, SubscriptionConfig{})
+	b.subscribeWebhook(t, "slow", "slow", slow.URL, subconfig.Config{})
+	b.subscribeWebhook(t, "fast", "fast", fast.URL, subconfig.Config{})
 	cfg := fastConfig()
 	cfg.Workers = 3
 	cfg.Webhooks = &WebhookOptions{AllowedNetworks: loopbackNetworks, EndpointConcurrency: 1}
@@ -439,7 +440,7 @@ func TestWebhookDispatchShutdownReleases(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	srv, got := testutil.Receiver(t, func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
-	b.subscribeWebhook(t, "hang", "#", srv.URL, SubscriptionConfig{})
+	b.subscribeWebhook(t, "hang", "#", srv.URL, subconfig.Config{})
 	cfg := fastConfig()
 	cfg.ShutdownTimeout = 50 * time.Millisecond
 	cfg.Webhooks = &WebhookOptions{AllowedNetworks: loopbackNetworks}
@@ -471,7 +472,7 @@ func TestWebhookUnstorableRecordDoesNotHoldOutcome(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"n":1e200000}`))
 	})
-	b.subscribeWebhook(t, "crm", "order.*", srv.URL, SubscriptionConfig{})
+	b.subscribeWebhook(t, "crm", "order.*", srv.URL, subconfig.Config{})
 	b.enqueue(t, "order.created", map[string]any{"id": 7})
 	startDispatcher(t, whDispatcher(t, b, nil))
 	testutil.Recv(t, got)

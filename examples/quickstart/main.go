@@ -22,6 +22,7 @@ import (
 	_ "github.com/lib/pq"
 
 	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/subconfig"
 )
 
 const schema = "outbox_quickstart"
@@ -73,7 +74,7 @@ func run() error {
 	// The mailer subscribes to every order.* event; retries start at 200 ms.
 	if _, err := ob.Subscribe(ctx, outbox.Subscription{
 		Name: "mailer", TopicPattern: "order.*", CallbackMethod: "mailer",
-		Config: outbox.SubscriptionConfig{BackoffInitial: outbox.Duration(200 * time.Millisecond)},
+		Config: subconfig.Config{BackoffInitial: subconfig.Duration(200 * time.Millisecond)},
 	}); err != nil {
 		return err
 	}

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/outboxkit/outbox/keys"
+	"github.com/outboxkit/outbox/subconfig"
 	"github.com/outboxkit/outbox/webhook"
 
 	_ "github.com/lib/pq"
@@ -133,9 +134,9 @@ func run() error {
 	// and an extra header, kept out of integration_log by redaction.
 	if _, err := ob.Subscribe(ctx, outbox.Subscription{
 		Name: "billing-service", TopicPattern: "invoice.*", WebhookURL: receiver.URL + "/webhooks/outbox",
-		Config: outbox.SubscriptionConfig{
+		Config: subconfig.Config{
 			Secrets:       []string{secret},
-			RetrySchedule: []outbox.Duration{outbox.Duration(100 * time.Millisecond)},
+			RetrySchedule: []subconfig.Duration{subconfig.Duration(100 * time.Millisecond)},
 			Headers:       map[string]string{"Authorization": "Bearer demo-token"},
 		},
 	}); err != nil {

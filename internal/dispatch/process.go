@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/outboxkit/outbox/internal/subconfig"
+	"github.com/outboxkit/outbox/subconfig"
 )
 
 // outcome is the result of one attempt, written by the completer.

@@ -8,7 +8,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 
-	"github.com/outboxkit/outbox/internal/subconfig"
+	"github.com/outboxkit/outbox/subconfig"
 )
 
 // BackoffJitter is the randomization factor of retry delays (±20 %).

@@ -22,7 +22,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxkit/outbox/internal/aead"
-	"github.com/outboxkit/outbox/internal/subconfig"
+	"github.com/outboxkit/outbox/subconfig"
 	"github.com/outboxkit/outbox/keys"
 )
 

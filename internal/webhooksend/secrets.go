@@ -12,7 +12,7 @@ import (
 
 	"github.com/outboxkit/outbox/internal/dispatch"
 	"github.com/outboxkit/outbox/internal/secretbox"
-	"github.com/outboxkit/outbox/internal/subconfig"
+	"github.com/outboxkit/outbox/subconfig"
 )
 
 // ErrSecretsInClear reports signing secrets or secret header values stored

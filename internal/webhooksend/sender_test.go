@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/outboxkit/outbox/internal/dispatch"
-	"github.com/outboxkit/outbox/internal/subconfig"
+	"github.com/outboxkit/outbox/subconfig"
 	"github.com/outboxkit/outbox/internal/testutil"
 	"github.com/outboxkit/outbox/webhook"
 

@@ -5,10 +5,10 @@ import (
 	"net/netip"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/outboxkit/outbox/internal/dispatch"
-	"github.com/outboxkit/outbox/internal/subconfig"
 )
 
 // UserAgentDefault is the product token of the default User-Agent; the
@@ -128,7 +128,7 @@ func (s Settings) check() error {
 			return fieldError(f.field, "must not be negative, got %s", f.v)
 		}
 	}
-	if !subconfig.ValidHeaderValue(s.UserAgent) {
+	if strings.ContainsFunc(s.UserAgent, func(c rune) bool { return c < 0x20 && c != '\t' || c == 0x7f }) {
 		return fieldError("user_agent", "holds control characters")
 	}
 	for _, p := range s.AllowedNetworks {

@@ -1,13 +1,16 @@
-// Package subconfig is a subscription's delivery settings (the
-// subscription_config column): the type, its strict JSON parsing and its
-// validation. The root package re-exports it as SubscriptionConfig; the
-// delivery engine and the webhook sender read it.
+// Package subconfig holds a subscription's delivery settings, Config: what
+// outbox.Subscription.Config and outbox.Outbox.UpdateSubscriptionConfig
+// take, stored as JSON in the subscription_config column. Parse reads that
+// JSON strictly; Validate checks a Config the way Subscribe does. The
+// delivery engine and the webhook sender read the same type, so the fields
+// documented here are the settings they apply.
 package subconfig
 
 import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -19,8 +22,12 @@ import (
 // MaxRetriesLimit is the largest max_retries a config accepts.
 const MaxRetriesLimit = 1000
 
-// FieldError describes one rejected value; the root package turns it into
-// its *ValidationError.
+// ErrInvalid reports a config that Parse or Validate refuses; the error is
+// a *FieldError naming the field. (Subscribe reports the same refusal as an
+// outbox.ErrInvalidSubscription *outbox.ValidationError.)
+var ErrInvalid = errors.New("subconfig: invalid subscription config")
+
+// FieldError describes one rejected value. It wraps ErrInvalid.
 type FieldError struct {
 	Field  string // such as "subscription_config.max_retries"
 	Reason string
@@ -28,6 +35,9 @@ type FieldError struct {
 
 // Error says which field was rejected and why.
 func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+// Unwrap returns ErrInvalid.
+func (e *FieldError) Unwrap() error { return ErrInvalid }
 
 func fieldError(field, format string, args ...any) error {
 	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
@@ -239,20 +249,20 @@ func (c Config) Validate() error {
 		}
 	}
 	for k, v := range c.Headers {
-		if !ValidHeaderName(k) {
+		if !validHeaderName(k) {
 			return field("headers", "%q is not a valid header name", k)
 		}
-		if !ValidHeaderValue(v) {
+		if !validHeaderValue(v) {
 			return field("headers", "value of %q holds control characters", k)
 		}
 	}
 	for _, k := range c.SecretHeaders {
-		if !ValidHeaderName(k) {
+		if !validHeaderName(k) {
 			return field("secret_headers", "%q is not a valid header name", k)
 		}
 	}
 	if e := c.Encrypted; e != nil {
-		if e.KeyID == "" || len(e.KeyID) > 100 || !ValidHeaderValue(e.KeyID) {
+		if e.KeyID == "" || len(e.KeyID) > 100 || !validHeaderValue(e.KeyID) {
 			return field("encrypted.kid", "must be 1 to 100 characters without control characters")
 		}
 		if !validB64(e.DataKey) {
@@ -264,7 +274,7 @@ func (c Config) Validate() error {
 			}
 		}
 		for k, v := range e.Headers {
-			if !ValidHeaderName(k) {
+			if !validHeaderName(k) {
 				return field("encrypted.headers", "%q is not a valid header name", k)
 			}
 			if !validB64(v) {
@@ -284,8 +294,8 @@ func validB64(s string) bool {
 	return err == nil
 }
 
-// ValidHeaderName reports whether k is an HTTP header name (an RFC 9110 token).
-func ValidHeaderName(k string) bool {
+// validHeaderName reports whether k is an HTTP header name (an RFC 9110 token).
+func validHeaderName(k string) bool {
 	if k == "" {
 		return false
 	}
@@ -298,8 +308,8 @@ func ValidHeaderName(k string) bool {
 	return true
 }
 
-// ValidHeaderValue reports whether v holds no control character but tab.
-func ValidHeaderValue(v string) bool {
+// validHeaderValue reports whether v holds no control character but tab.
+func validHeaderValue(v string) bool {
 	for i := 0; i < len(v); i++ {
 		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
 			return false
