@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/outboxkit/outbox/internal/dispatch"
-	"github.com/outboxkit/outbox/internal/webhooksend"
 	"github.com/outboxkit/outbox/subconfig"
 )
 
@@ -13,7 +12,7 @@ import (
 // User-Agent of webhook deliveries; the module's version follows it
 // ("outboxkit/v0.2.0") when the binary's build information records one.
 // Receivers and tests may match it.
-const WebhookUserAgentDefault = webhooksend.UserAgentDefault
+const WebhookUserAgentDefault = "outboxkit"
 
 // WebhookRetrySchedule returns the default delays between webhook attempts,
 // the Standard Webhooks schedule: after the first (immediate) attempt, retry

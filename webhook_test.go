@@ -67,3 +67,11 @@ func TestWebhookDisabledReasons(t *testing.T) {
 		t.Fatal("WebhookEndpointDisabled reasons differ from the sender's")
 	}
 }
+
+// The documented product token is the one the sender sends.
+func TestWebhookUserAgentDefault(t *testing.T) {
+	t.Parallel()
+	if WebhookUserAgentDefault != webhooksend.UserAgentDefault {
+		t.Fatalf("WebhookUserAgentDefault %q, sender sends %q", WebhookUserAgentDefault, webhooksend.UserAgentDefault)
+	}
+}

@@ -22,8 +22,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxkit/outbox/internal/aead"
-	"github.com/outboxkit/outbox/subconfig"
 	"github.com/outboxkit/outbox/keys"
+	"github.com/outboxkit/outbox/subconfig"
 )
 
 // Material is a subscription's secrets in clear.

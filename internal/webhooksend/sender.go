@@ -28,8 +28,8 @@ import (
 
 	"github.com/outboxkit/outbox/internal/dispatch"
 	"github.com/outboxkit/outbox/internal/store"
-	"github.com/outboxkit/outbox/subconfig"
 	"github.com/outboxkit/outbox/keys"
+	"github.com/outboxkit/outbox/subconfig"
 	"github.com/outboxkit/outbox/webhook"
 )
 

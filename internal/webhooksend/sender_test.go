@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/outboxkit/outbox/internal/dispatch"
-	"github.com/outboxkit/outbox/subconfig"
 	"github.com/outboxkit/outbox/internal/testutil"
+	"github.com/outboxkit/outbox/subconfig"
 	"github.com/outboxkit/outbox/webhook"
 
 	"github.com/google/uuid"
