@@ -406,6 +406,7 @@ func TestNotifyWakesDispatcher(t *testing.T) {
 	cfg := fastConfig()
 	cfg.PollInterval = time.Hour // only LISTEN/NOTIFY can deliver in time
 	cfg.ListenDSN = pgtest.URL()
+	pgtest.ReserveConns(t, 1) // the listener's connection
 	d, _ := b.ob.NewDispatcher(cfg)
 	got := make(chan *Delivery, 10)
 	d.Handle("a", func(_ context.Context, dl *Delivery) error { got <- dl; return nil })

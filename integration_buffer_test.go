@@ -233,6 +233,7 @@ func TestRecorderCloseBoundsTheFlush(t *testing.T) {
 func TestRecorderBlockedPool(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
+	pgtest.ReserveConns(t, 1)
 	db, err := sql.Open("postgres", pgtest.URL())
 	if err != nil {
 		t.Fatal(err)

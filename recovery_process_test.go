@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/outboxkit/outbox/internal/pgtest"
 )
 
 // Crash recovery keeps a row's place in line (issue 13): a worker process
@@ -56,6 +58,8 @@ func keyStallAfterKill(t *testing.T, bin string, backlog int) {
 			"-lease", stallLease.String(), "-rescue", stallRescue.String()}
 	}
 
+	// w1's backends may outlive it for a moment while w2 starts.
+	pgtest.ReserveConns(t, 2*workerConns(6))
 	app1 := "stall_" + b.schema + "_w1"
 	w1 := startWorker(t, bin, b, "w1", app1, args(app1)...)
 	waitUntil(t, 90*time.Second, "rows PROCESSING and a tenth of the events delivered", func() bool {
@@ -75,6 +79,7 @@ func keyStallAfterKill(t *testing.T, bin string, backlog int) {
 		return b.count(t, "status = 'COMPLETED'") == int64(backlog)
 	}, state)
 	w2.stop(t, 15*time.Second)
+	requireConnections(t, w1, w2)
 
 	// Nothing lost; duplicates only of rows in flight at the kill, which
 	// are exactly the rows rescued after w1's lease.

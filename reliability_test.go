@@ -297,10 +297,15 @@ type proc struct {
 	err  error // Wait's result, set before done closes
 }
 
-// startWorker starts the testworker binary on b's schema (pass -max-conns:
-// the server is shared, and every process holds its own pool). The process is
-// killed (SIGKILL) and reaped when the test ends if it still runs, and its
-// output is logged if the test failed.
+// workerConns is what one testworker process started with -max-conns n
+// holds on the server at most: its pool and its listener.
+func workerConns(maxConns int) int { return maxConns + 1 }
+
+// startWorker starts the testworker binary on b's schema. The server is
+// shared: pass -max-conns, and reserve what the test's workers hold at once
+// (workerConns each) with pgtest.ReserveConns before the first start. The
+// process is killed (SIGKILL) and reaped when the test ends if it still
+// runs, and its output is logged if the test failed.
 func startWorker(t *testing.T, bin string, b *bundle, name, app string, args ...string) *proc {
 	t.Helper()
 	full := append([]string{"-dsn", dsnApp(app), "-schema", b.schema, "-name", name}, args...)
@@ -321,6 +326,23 @@ func startWorker(t *testing.T, bin string, b *bundle, name, app string, args ...
 		}
 	})
 	return p
+}
+
+// requireConnections fails t, saying why, if the shared server refused a
+// connection to any of ws with "too many clients": a worker refused
+// connections retries claims, fails deliveries and misses lease renewals,
+// and the counts the test checks next would measure the server's
+// max_connections (shared by every suite running against it), not the
+// behaviour under test.
+func requireConnections(t *testing.T, ws ...*proc) {
+	t.Helper()
+	for _, w := range ws {
+		if pgtest.RefusedInLog(w.out.String()) {
+			t.Fatalf("worker %s was refused connections by the shared server (too many clients, SQLSTATE 53300): "+
+				"its retries and failures are not the behaviour under test; the server's max_connections is shared "+
+				"by every suite running against it (see package pgtest's connection budget)", w.name)
+		}
+	}
 }
 
 // kill sends SIGKILL and waits until the process is reaped.
@@ -364,6 +386,8 @@ func TestReliabilityKill9MidBatch(t *testing.T) {
 	n := scaled(5000)
 	enqueueMany(t, b.ob, "rel.kill", 0, n)
 	state := func() string { return b.statusCounts(t) }
+	// w2 starts once w1's backends are gone: one worker's connections.
+	pgtest.ReserveConns(t, workerConns(6))
 
 	app1 := "rel_" + b.schema + "_w1"
 	w1 := startWorker(t, bin, b, "w1", app1, "-workers", "16", "-batch", "16", "-delay", "10ms", "-lease", "2s", "-max-conns", "6")
@@ -392,6 +416,7 @@ func TestReliabilityKill9MidBatch(t *testing.T) {
 	}, state)
 	recovery := time.Since(start)
 	w2.stop(t, 15*time.Second)
+	requireConnections(t, w1, w2)
 
 	if p := b.count(t, "status <> 'COMPLETED'"); p != 0 {
 		t.Fatalf("%d rows not COMPLETED (%s)", p, state())
@@ -431,11 +456,12 @@ func TestReliabilityCompetingProcesses(t *testing.T) {
 	b.subscribe(t, "rel", "rel.#", "record")
 	bin := buildWorker(t)
 	n := scaled(20000)
-	const procs = 4
+	const procs, conns = 4, 2
+	pgtest.ReserveConns(t, procs*workerConns(conns))
 	var ws []*proc
 	for i := range procs {
 		name := fmt.Sprintf("p%d", i+1)
-		ws = append(ws, startWorker(t, bin, b, name, "rel_"+b.schema+"_"+name, "-workers", "8", "-batch", "50", "-max-conns", "4"))
+		ws = append(ws, startWorker(t, bin, b, name, "rel_"+b.schema+"_"+name, "-workers", "8", "-batch", "50", "-max-conns", strconv.Itoa(conns)))
 	}
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -458,6 +484,7 @@ func TestReliabilityCompetingProcesses(t *testing.T) {
 	for _, w := range ws {
 		w.stop(t, 15*time.Second)
 	}
+	requireConnections(t, ws...)
 	b.checkEveryRowDelivered(t, n)
 	if total := b.q(t, `SELECT count(*) FROM {s}.rel_delivery`); total != int64(n) {
 		t.Fatalf("%d deliveries for %d rows: not exactly once", total, n)
@@ -500,6 +527,7 @@ func TestReliabilityBackendsTerminated(t *testing.T) {
 	bin := buildWorker(t)
 	n := scaled(3000)
 	app := "rel_" + b.schema + "_pg"
+	pgtest.ReserveConns(t, workerConns(4))
 	// A one-minute poll: after the kills only LISTEN (or the fetch that
 	// follows a reconnect) can deliver the last event quickly.
 	w := startWorker(t, bin, b, "pg", app, "-workers", "4", "-delay", "5ms", "-poll", "1m", "-lease", "2s", "-max-conns", "4")
@@ -532,6 +560,7 @@ func TestReliabilityBackendsTerminated(t *testing.T) {
 	}
 	waitUntil(t, 10*time.Second, "its completion", func() bool { return b.count(t, "status = 'COMPLETED'") == int64(n+1) }, state)
 	w.stop(t, 15*time.Second)
+	requireConnections(t, w)
 
 	if r := b.count(t, "status <> 'COMPLETED'"); r != 0 {
 		t.Fatalf("%d rows not COMPLETED (%s)", r, state())
@@ -823,6 +852,7 @@ func TestReliabilityConnectionPressure(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	deliveryTable(t, b)
+	pgtest.ReserveConns(t, 4+1) // the pool of 4 and the listener
 	db, err := sql.Open("postgres", pgtest.URL())
 	if err != nil {
 		t.Fatal(err)
