@@ -371,6 +371,28 @@ func requireConnections(t *testing.T, ws ...*proc) {
 	}
 }
 
+// ownLeaseLost is what a worker logs when it rescued rows whose lease had
+// expired, or could not write outcomes because their lease was lost.
+var ownLeaseLost = []string{"rows with expired leases returned to the queue", "outcomes of rows whose lease was lost"}
+
+// requireLeasesKept fails t, saying why, if any of ws (each the only live
+// worker while it ran, or running with a lease far longer than the test)
+// lost the lease of rows it was running: the machine then stalled for
+// longer than the lease, and the duplicate deliveries that follow are not
+// the behaviour under test.
+func requireLeasesKept(t *testing.T, ws ...*proc) {
+	t.Helper()
+	for _, w := range ws {
+		out := w.out.String()
+		for _, msg := range ownLeaseLost {
+			if strings.Contains(out, msg) {
+				t.Fatalf("worker %s lost the lease of rows it was running (%q): heartbeats did not land within "+
+					"the lease, the machine or the server stalled for longer; its duplicates are not the behaviour under test", w.name, msg)
+			}
+		}
+	}
+}
+
 // kill sends SIGKILL and waits until the process is reaped.
 func (p *proc) kill(t testing.TB) {
 	select {
@@ -436,13 +458,16 @@ func TestReliabilityKill9MidBatch(t *testing.T) {
 	}
 
 	start := time.Now()
-	w2 := startWorker(t, bin, b, "w2", "rel_"+b.schema+"_w2", "-workers", "16", "-lease", "2s", "-max-conns", "6")
+	// w2's own lease is long: the rescue of w1's rows is under test, not
+	// w2's heartbeats on a machine that may stall for longer than 2 s.
+	w2 := startWorker(t, bin, b, "w2", "rel_"+b.schema+"_w2", "-workers", "16", "-lease", "30s", "-max-conns", "6")
 	waitUntil(t, 120*time.Second, "every row COMPLETED after the restart", func() bool {
 		return b.count(t, "status = 'COMPLETED'") == int64(n)
 	}, state)
 	recovery := time.Since(start)
 	w2.stop(t, 15*time.Second)
 	requireConnections(t, w1, w2)
+	requireLeasesKept(t, w1)
 
 	if p := b.count(t, "status <> 'COMPLETED'"); p != 0 {
 		t.Fatalf("%d rows not COMPLETED (%s)", p, state())
@@ -487,7 +512,12 @@ func TestReliabilityCompetingProcesses(t *testing.T) {
 	var ws []*proc
 	for i := range procs {
 		name := fmt.Sprintf("p%d", i+1)
-		ws = append(ws, startWorker(t, bin, b, name, "rel_"+b.schema+"_"+name, "-workers", "8", "-batch", "50", "-max-conns", strconv.Itoa(conns)))
+		// No worker dies here: a lease as long as the product's default, so
+		// that a loaded machine's stall (once longer than the testworker's
+		// default lease of 2 s, for all four workers at once) does not hand
+		// running rows to a competitor.
+		ws = append(ws, startWorker(t, bin, b, name, "rel_"+b.schema+"_"+name, "-workers", "8", "-batch", "50",
+			"-max-conns", strconv.Itoa(conns), "-lease", LeaseDurationDefault.String()))
 	}
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -511,6 +541,7 @@ func TestReliabilityCompetingProcesses(t *testing.T) {
 		w.stop(t, 15*time.Second)
 	}
 	requireConnections(t, ws...)
+	requireLeasesKept(t, ws...)
 	b.checkEveryRowDelivered(t, n)
 	if total := b.q(t, `SELECT count(*) FROM {s}.rel_delivery`); total != int64(n) {
 		t.Fatalf("%d deliveries for %d rows: not exactly once", total, n)
