@@ -24,6 +24,10 @@ func exampleOutbox() (ob *outbox.Outbox, dsn string, done func()) {
 	if err != nil {
 		panic(err)
 	}
+	// The shared server's connections are budgeted (see package pgtest):
+	// examples run one at a time, after the tests, and a dispatcher's
+	// workers queue for a connection.
+	db.SetMaxOpenConns(4)
 	schema := "example_" + pgtest.NewName()
 	drop := func() {
 		_, _ = db.Exec(`DROP SCHEMA IF EXISTS "` + schema + `" CASCADE`)

@@ -2,8 +2,11 @@ package outbox
 
 import (
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/outboxkit/outbox/internal/pgtest"
 )
 
 // TestOrderingAcrossProcesses runs 4 dispatcher processes over interleaved
@@ -41,13 +44,17 @@ func TestOrderingAcrossProcesses(t *testing.T) {
 		}
 	}
 	bin := buildWorker(t)
+	const procs, conns = 4, 2
+	pgtest.ReserveConns(t, procs*workerConns(conns))
 	var ws []*proc
-	for i := range 4 {
+	for i := range procs {
 		name := fmt.Sprintf("o%d", i+1)
 		// A short handler delay widens the window in which a second row of a
 		// key could be claimed by another process.
+		// No worker dies here: the product's default lease, so that a loaded
+		// machine's stall does not hand running rows to another process.
 		ws = append(ws, startWorker(t, bin, b, name, "ord_"+b.schema+"_"+name,
-			"-workers", "8", "-batch", "20", "-max-conns", "4", "-delay", "5ms"))
+			"-workers", "8", "-batch", "20", "-max-conns", strconv.Itoa(conns), "-delay", "5ms", "-lease", defaultLease.String()))
 	}
 	total := int64(keys * perKey)
 	waitUntil(t, 120*time.Second, "every row COMPLETED", func() bool {
@@ -56,6 +63,8 @@ func TestOrderingAcrossProcesses(t *testing.T) {
 	for _, w := range ws {
 		w.stop(t, 15*time.Second)
 	}
+	requireConnections(t, ws...)
+	requireLeasesKept(t, ws...)
 	// Deliveries in the order the handlers started them (rel_delivery.id is a
 	// sequence taken at the start of each handler).
 	rows, err := b.db.QueryContext(ctx, `SELECT q.payload->>'key', (q.payload->>'seq')::int, d.worker, d.at

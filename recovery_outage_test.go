@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxkit/outbox/internal/pgtest"
+	"github.com/outboxkit/outbox/internal/testutil"
 )
 
 // Resume at once when the database comes back (issue 14): PostgreSQL, a
@@ -20,12 +21,21 @@ import (
 // draining a backlog or idle, the dispatcher must deliver again within about
 // a second of the server's readiness, however long the outage was, and lose
 // nothing.
+//
+// The bound on the time from the server's readiness to the first delivery
+// is outageRetryCap (the dispatcher's wait after a failed claim and its
+// listener's between two reconnects are capped at about a second), plus
+// outageSlack, plus ten times what a new connection and a query on the
+// restarted server take on this machine, measured in the same test: a
+// loaded machine widens it by what its connections cost, while a wait for
+// the next poll (30 s) still fails.
 
-// outageResumeBound is the longest accepted time from the server's
-// readiness to the first delivery: the listener's reconnect interval and the
-// wait after a failed claim are capped at about a second, PollInterval is
-// 30 s.
-const outageResumeBound = 2500 * time.Millisecond
+// outageRetryCap is internal/dispatch's claimRetryMax.
+const outageRetryCap = time.Second
+
+// outageSlack is the old bound's allowance beyond outageRetryCap (2.5 s in
+// all): the reconnect's jitter, the claim, the handler's start.
+const outageSlack = 1500 * time.Millisecond
 
 func TestRecoveryOutageResume(t *testing.T) {
 	t.Parallel()
@@ -108,17 +118,17 @@ func outageWhileDraining(t *testing.T, srv *pgtest.Server, outage time.Duration)
 	waitUntil(t, 60*time.Second, "a delivery after the restart", func() bool { _, ok := ol.firstAfter(startCalled); return ok }, nil)
 	resumed, _ := ol.firstAfter(startCalled)
 	delay := resumed.Sub(ready)
+	connect := connectQuery(t, srv, schema)
 
 	waitUntil(t, 90*time.Second, "every event delivered", func() bool { return ol.distinct() == n }, nil)
 	b := &bundle{db: ob.DB(), ob: ob, schema: schema}
 	waitUntil(t, 30*time.Second, "every row COMPLETED", func() bool { return b.count(t, "status = 'COMPLETED'") == n },
 		func() string { return b.statusCounts(t) })
-	dups := ol.duplicates(t, stopped)
+	dups := ol.duplicates(t, stopped, startCalled)
 	t.Logf("draining, outage %s: %d of %d delivered at the stop; first delivery %s after the server was ready (%s after Start was called); all %d delivered, %d delivered twice (outcomes cut off by the outage)",
 		outage, deliveredAtStop, n, delay.Round(time.Millisecond), resumed.Sub(startCalled).Round(time.Millisecond), n, dups)
-	if delay > outageResumeBound {
-		t.Fatalf("first delivery %s after the server was ready, want at most %s", delay.Round(time.Millisecond), outageResumeBound)
-	}
+	bound := testutil.Bound{}.Plus("retry cap", outageRetryCap).Plus("slack", outageSlack).PlusTimes(10, "new connection and query", connect)
+	testutil.Within(t, fmt.Sprintf("draining, outage %s: first delivery after the server was ready", outage), delay, bound)
 }
 
 // outageWhileIdle stops the server under an idle dispatcher, starts it,
@@ -138,16 +148,42 @@ func outageWhileIdle(t *testing.T, srv *pgtest.Server, outage time.Duration) {
 	waitUntil(t, 60*time.Second, "the event enqueued after the restart", func() bool { return ol.distinct() == 2 }, nil)
 	delivered, _ := ol.firstAfter(startCalled)
 	delay := delivered.Sub(ready)
+	connect := connectQuery(t, srv, schema)
 	waitUntil(t, 30*time.Second, "both rows COMPLETED", func() bool { return b.count(t, "status = 'COMPLETED'") == 2 },
 		func() string { return b.statusCounts(t) })
-	if dups := ol.duplicates(t, time.Time{}); dups != 0 {
+	if dups := ol.duplicates(t, time.Time{}, time.Time{}); dups != 0 {
 		t.Fatalf("%d duplicate deliveries while idle", dups)
 	}
 	t.Logf("idle, outage %s: event enqueued %s after the server was ready, delivered %s after readiness (%s after its enqueue)",
 		outage, enqueued.Sub(ready).Round(time.Millisecond), delay.Round(time.Millisecond), delivered.Sub(enqueued).Round(time.Millisecond))
-	if delay > outageResumeBound {
-		t.Fatalf("delivery %s after the server was ready, want at most %s", delay.Round(time.Millisecond), outageResumeBound)
+	// The event cannot be delivered before its enqueue, which a loaded
+	// machine may delay past the retry cap.
+	bound := testutil.Bound{}
+	if e := enqueued.Sub(ready); e > outageRetryCap {
+		bound = bound.Plus("enqueue after readiness", e)
+	} else {
+		bound = bound.Plus("retry cap", outageRetryCap)
 	}
+	bound = bound.Plus("slack", outageSlack).PlusTimes(10, "new connection and query", connect)
+	testutil.Within(t, fmt.Sprintf("idle, outage %s: delivery after the server was ready", outage), delay, bound)
+}
+
+// connectQuery returns the slowest of three new connections to srv, each
+// running a query on schema's queue and closed: what the dispatcher's
+// return to the restarted server costs on this machine now.
+func connectQuery(t *testing.T, srv *pgtest.Server, schema string) time.Duration {
+	t.Helper()
+	return testutil.Slowest(3, func() {
+		db, err := sql.Open("postgres", srv.DSN())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var n int64
+		if err := db.QueryRowContext(ctxT(t), `SELECT count(*) FROM "`+schema+`".event_queue WHERE status = 'PENDING'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 // outageOf stops srv for outage and starts it again. It returns when the
@@ -226,10 +262,11 @@ func (l *outageLog) firstAfter(at time.Time) (time.Time, bool) {
 }
 
 // duplicates returns how many events were delivered more than once, and
-// fails the test for any delivered more than twice or first delivered more
-// than a second after before (the stop): only a delivery in flight when the
-// server went away may be repeated (its outcome could not be written).
-func (l *outageLog) duplicates(t testing.TB, before time.Time) int {
+// fails the test for any delivered more than twice or first delivered after
+// restarted (when the server was started again): only a delivery in flight
+// when the server went away may be repeated (its outcome could not be
+// written). stopped is for the message.
+func (l *outageLog) duplicates(t testing.TB, stopped, restarted time.Time) int {
 	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -239,13 +276,14 @@ func (l *outageLog) duplicates(t testing.TB, before time.Time) int {
 			continue
 		}
 		n++
-		// A row claimed before the stop may reach its handler a little after
-		// it (a worker goroutine scheduled late on a loaded machine); a row
-		// first delivered after the restart, at least one outage later, is
-		// what must never be delivered twice. Allow one second.
-		if c > 2 || l.first[id].After(before.Add(time.Second)) {
-			t.Errorf("event %s delivered %d times, first at %s (server stopped at %s)", id, c,
-				l.first[id].Format(time.StampMilli), before.Format(time.StampMilli))
+		// A row claimed before the stop may reach its handler after it (a
+		// worker goroutine scheduled late on a loaded machine), but no claim
+		// can succeed while the server is down: a row first delivered after
+		// the restart is what must never be delivered twice. (This was the
+		// stop plus one second, a guess at the scheduling delay.)
+		if c > 2 || l.first[id].After(restarted) {
+			t.Errorf("event %s delivered %d times, first at %s (server stopped at %s, started again at %s)", id, c,
+				l.first[id].Format(time.StampMilli), stopped.Format(time.StampMilli), restarted.Format(time.StampMilli))
 		}
 	}
 	return n

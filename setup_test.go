@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/outboxkit/outbox/internal/pgtest"
+	"github.com/outboxkit/outbox/internal/testutil"
 )
 
 // bundle is what setup gives a test: a migrated handle in a schema of its own.
@@ -69,6 +70,21 @@ func ctxT(t testing.TB) context.Context {
 
 func intPtr(n int) *int { return &n }
 
+// writeRoundTrip returns the slowest of three one-statement write
+// transactions through db (the statement takes a transaction id, so that
+// its commit is flushed like a real write's), pool wait included: what a
+// write costs on this machine now, for time bounds that allow a number of
+// writes.
+func writeRoundTrip(t testing.TB, db *sql.DB) time.Duration {
+	t.Helper()
+	ctx := ctxT(t)
+	return testutil.Slowest(3, func() {
+		if _, err := db.ExecContext(ctx, `SELECT pg_current_xact_id()`); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
 // tables lists the base tables of b's schema; it fails the test when the
 // schema holds fewer than the library's five.
 func (b *bundle) tables(t testing.TB) []string {
@@ -94,3 +110,6 @@ func (b *bundle) tables(t testing.TB) []string {
 	}
 	return tables
 }
+
+// defaultLease is DispatcherConfig.LeaseDuration's documented default.
+const defaultLease = 30 * time.Second

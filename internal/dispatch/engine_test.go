@@ -16,6 +16,7 @@ import (
 
 	"github.com/outboxkit/outbox/internal/pgtest"
 	"github.com/outboxkit/outbox/internal/store"
+	"github.com/outboxkit/outbox/internal/testutil"
 	"github.com/outboxkit/outbox/subconfig"
 )
 
@@ -230,12 +231,22 @@ func TestOutcomeCommitFails(t *testing.T) {
 	}
 	start := time.Now()
 	e.flush(context.Background(), batch)
+	took := time.Since(start)
 	if err := mock.ExpectationsWereMet(); err != nil {
 		t.Fatalf("the failed batch was not retried as expected: %v", err)
 	}
-	if took := time.Since(start); took > 10*time.Second {
-		t.Fatalf("flush kept retrying for %s", took)
+	// flush gives up after its attempts: it takes the waits between them
+	// (50 ms, then four times the last), within the old bound's slack plus
+	// ten times this machine's timer lag for each wait, measured right
+	// after.
+	var waits time.Duration
+	for i, w := 0, 50*time.Millisecond; i < outcomeWriteAttempts-1; i, w = i+1, w*4 {
+		waits += w
 	}
+	lag := testutil.TimerLag(5, 10*time.Millisecond)
+	bound := testutil.Bound{}.Plus("waits between attempts", waits).Plus("slack", 10*time.Second-waits).
+		PlusTimes(10*(outcomeWriteAttempts-1), "timer lag", lag)
+	testutil.Within(t, "flush of a batch whose commit always fails", took, bound)
 	select {
 	case <-e.wake:
 		t.Fatal("a failed flush asked for a fetch as if rows had finished")

@@ -10,6 +10,8 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"go.uber.org/goleak"
+
+	"github.com/outboxkit/outbox/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -142,7 +144,10 @@ func TestDropWhenFullWhileRetrying(t *testing.T) {
 	s := &sink{}
 	s.set(errors.New("db down"), nil)
 	var dropped sync.Map
-	b := newBuf(t, s, Config[int, int]{MaxItems: 5, BatchSize: 2, FlushInterval: time.Millisecond,
+	// BlockTimeout is not the Drop policy's: an hour here, so that an Add
+	// that waited for room at all (which never comes while the sink
+	// fails) would wait far past the hang guard below, whatever the load.
+	b := newBuf(t, s, Config[int, int]{MaxItems: 5, BatchSize: 2, FlushInterval: time.Millisecond, BlockTimeout: time.Hour,
 		OnDrop: func(n int) { dropped.Store("n", n) }})
 	for i := range 5 {
 		if err := b.Add(context.Background(), i, 1); err != nil {
@@ -150,13 +155,15 @@ func TestDropWhenFullWhileRetrying(t *testing.T) {
 		}
 	}
 	eventually(t, "retries", func() bool { return b.Stats().Retries >= 2 })
-	// The batch being retried still counts against the bound.
-	start := time.Now()
-	if err := b.Add(context.Background(), 5, 1); !errors.Is(err, ErrFull) {
-		t.Fatalf("Add to a full buffer: %v", err)
-	}
-	if d := time.Since(start); d > 50*time.Millisecond {
-		t.Fatalf("Drop waited %s", d)
+	// The batch being retried still counts against the bound, and the
+	// record is dropped at once. Room never comes while the sink fails, so
+	// an Add that waited would return only at its context's end: that
+	// replaces a bound of 50 ms on the Add, which measured the machine's
+	// load as much as a wait in Add.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.Add(ctx, 5, 1); !errors.Is(err, ErrFull) {
+		t.Fatalf("Add to a full buffer: %v, want ErrFull at once (a wait for room would end with the context)", err)
 	}
 	if st := b.Stats(); st.Dropped != 1 || st.Buffered != 5 {
 		t.Fatalf("stats %+v", st)
@@ -205,13 +212,21 @@ func TestBlockPolicy(t *testing.T) {
 		Policy: Block, BlockTimeout: 20 * time.Millisecond})
 	b.Add(context.Background(), 1, 1)
 	b.Add(context.Background(), 2, 1)
+	// The Add waits BlockTimeout for room (which never comes while the
+	// sink holds), then drops: at least BlockTimeout, and at most that
+	// plus the old bound's slack plus ten times this machine's timer lag,
+	// measured right after.
 	start := time.Now()
 	if err := b.Add(context.Background(), 3, 1); !errors.Is(err, ErrFull) {
 		t.Fatalf("blocked Add: %v", err)
 	}
-	if d := time.Since(start); d < 20*time.Millisecond || d > time.Second {
-		t.Fatalf("Block waited %s, want about 20ms", d)
+	d := time.Since(start)
+	if d < 20*time.Millisecond {
+		t.Fatalf("Block waited %s, want at least BlockTimeout (20ms)", d)
 	}
+	bound := testutil.Bound{}.Plus("BlockTimeout", 20*time.Millisecond).Plus("slack", 980*time.Millisecond).
+		PlusTimes(10, "timer lag", testutil.TimerLag(5, 20*time.Millisecond))
+	testutil.Within(t, "Add to a full buffer under Block", d, bound)
 	// Room made while a caller waits lets it in.
 	errc := make(chan error, 1)
 	go func() {
@@ -254,13 +269,17 @@ func TestCloseDeadlineReportsUnwritten(t *testing.T) {
 	for i := range 5 {
 		b.Add(context.Background(), i, 1)
 	}
+	// Close returns at its deadline (the writes fail for ever): within the
+	// old bound's slack plus ten times this machine's timer lag, measured
+	// right after.
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
 	err := b.Close(ctx)
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("Close took %s", d)
-	}
+	d := time.Since(start)
+	bound := testutil.Bound{}.Plus("Close's context", 50*time.Millisecond).Plus("slack", 1950*time.Millisecond).
+		PlusTimes(10, "timer lag", testutil.TimerLag(5, 10*time.Millisecond))
+	testutil.Within(t, "Close with a 50ms context", d, bound)
 	var nw *NotWrittenError
 	if !errors.As(err, &nw) || nw.Count != 5 || !errors.Is(err, ErrNotWritten) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Close: %v", err)

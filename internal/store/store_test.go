@@ -79,6 +79,7 @@ func TestStmtInTransactionOfAnotherPool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	pgtest.ReserveConns(t, 1)
 	other, err := sql.Open("postgres", pgtest.URL())
 	if err != nil {
 		t.Fatal(err)

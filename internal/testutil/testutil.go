@@ -1,5 +1,7 @@
 // Package testutil holds the helpers the tests of several packages share:
-// HTTP receivers and a channel receive with a deadline. Tests only import it.
+// HTTP receivers, a channel receive with a deadline, and time bounds
+// measured against what the machine did in the same test (timing.go).
+// Tests only import it.
 package testutil
 
 import (
