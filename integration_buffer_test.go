@@ -249,13 +249,13 @@ func TestRecorderBlockedPool(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	pgtest.ReserveConns(t, 1)
-	// The writer's first attempt after the rollback may need a connection
-	// of its own (lib/pq drops one whose statement a timeout cancelled), so
-	// WriteTimeout must cover a new connection and a write on this machine
-	// as loaded as it is now (a fixed 50 ms did not, and every attempt then
-	// timed out): ten times the slowest of three, and at least a second.
-	// While the transaction holds the pool, every attempt times out
-	// whatever its length.
+	// The writer's attempts after the rollback must fit in WriteTimeout on
+	// this machine as loaded as it is now, a new connection included (the
+	// pool's may have been dropped after a cancelled attempt): a fixed
+	// 50 ms did not, with a second suite beside this one, and every attempt
+	// timed out for 30 s. It is ten times a new connection and a write,
+	// the slowest of three, and at least a second. While the transaction
+	// holds the pool, every attempt times out whatever its length.
 	connectWrite := testutil.Slowest(3, func() { freshConnectionWrite(t) })
 	writeTimeout := max(time.Second, 10*connectWrite)
 	t.Logf("new connection and write: slowest of 3 %s; WriteTimeout %s", connectWrite.Round(time.Millisecond), writeTimeout.Round(time.Millisecond))
