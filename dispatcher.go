@@ -276,12 +276,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		CompletedRetention: cfg.CompletedRetention, FailedRetention: cfg.FailedRetention,
 		Backoff:   dispatch.Backoff{Initial: cfg.BackoffInitial, Max: cfg.BackoffMax, Multiplier: cfg.BackoffMultiplier},
 		ListenDSN: cfg.ListenDSN, PollOnly: cfg.PollOnly, NotifyCooldown: d.o.cfg.NotifyCooldown,
-		Targets: targets, Attempts: attemptSink{d.o},
+		Targets: targets,
 	}
 	if d.webhooks != nil {
 		wc := *d.webhooks
 		wc.BusyDelay = d.busyDelay
-		wc.Store, wc.Logger, wc.Redactor = st, d.log, d.o.redactor()
+		wc.Store, wc.Logger, wc.Redactor, wc.MaxRecordBytes = st, d.log, d.o.redactor(), d.o.cfg.MaxPayloadBytes
 		if d.o.keys != nil {
 			wc.Keys = d.o.keys
 		}
