@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/lib/pq"
+
+	"github.com/outboxkit/outbox/internal/store"
 )
 
 // Brute-force detection of the security log: rules, their defaults, and
@@ -164,5 +166,5 @@ func (s *SecurityLog) recordFailedLogin(ctx context.Context, q Querier, p prepar
 }
 
 func (s *SecurityLog) lockKey(k string) int64 {
-	return advisoryKey("outboxkit.bruteforce." + s.o.cfg.Schema + "." + k)
+	return store.AdvisoryKey("outboxkit.bruteforce." + s.o.cfg.Schema + "." + k)
 }

@@ -105,11 +105,7 @@ func invalid(class error, field, format string, args ...any) error {
 // the ErrInvalidFilter *ValidationError of a List call; other errors pass
 // through.
 func filterError(err error) error {
-	var pe *page.Error
-	if errors.As(err, &pe) {
-		return invalid(ErrInvalidFilter, pe.Field, "%s", pe.Reason)
-	}
-	return err
+	return page.Translate(err, func(field, reason string) error { return invalid(ErrInvalidFilter, field, "%s", reason) })
 }
 
 // ErrWebhookStatus reports a webhook response whose status is not 2xx

@@ -42,9 +42,9 @@ const (
 	// MaxErrorMessageChars is where a stored error message is cut.
 	MaxErrorMessageChars = 2000
 	// ListLimitDefault is the page size of List calls that leave Limit 0.
-	ListLimitDefault = 100
+	ListLimitDefault = page.LimitDefault
 	// ListLimitMax is the largest page size.
-	ListLimitMax = 1000
+	ListLimitMax = page.LimitMax
 	// StatsWindowDefault is the window IntegrationLog.Stats covers when
 	// Since is zero: the last 24 hours.
 	StatsWindowDefault = 24 * time.Hour
@@ -690,7 +690,7 @@ func checkIntegrationName(name string) error {
 	if name == "" || utf8.RuneCountInString(name) > MaxIntegrationNameChars {
 		return invalid(ErrInvalidRecord, "integration_name", "must be 1 to %d characters", MaxIntegrationNameChars)
 	}
-	if !utf8.ValidString(name) || hasControl(name) {
+	if !utf8.ValidString(name) || jsontext.HasControl(name) {
 		return invalid(ErrInvalidRecord, "integration_name", "must be valid UTF-8 without control characters")
 	}
 	return nil
@@ -706,7 +706,7 @@ func (op Operation) valid() bool {
 
 func okStatus(s int) bool { return s == 0 || (s >= 200 && s < 300) }
 
-func scanIntegrationRecord(row rowScanner) (IntegrationRecord, error) {
+func scanIntegrationRecord(row store.Scanner) (IntegrationRecord, error) {
 	var r IntegrationRecord
 	var req, resp string
 	var dur sql.NullInt64

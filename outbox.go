@@ -6,7 +6,6 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -227,7 +226,7 @@ func (o *Outbox) migrate(ctx context.Context, step func(*migrate.Migrate) error)
 		}
 		_ = conn.Close()
 	}()
-	lockID := advisoryKey("outboxkit.migrate." + o.cfg.Schema)
+	lockID := store.AdvisoryKey("outboxkit.migrate." + o.cfg.Schema)
 	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, lockID); err != nil {
 		return fmt.Errorf("outbox: migrate: lock: %w", err)
 	}
@@ -264,13 +263,6 @@ func (o *Outbox) migrate(ctx context.Context, step func(*migrate.Migrate) error)
 	}
 	clean = true
 	return nil
-}
-
-// advisoryKey maps a name to a bigint advisory-lock key.
-func advisoryKey(name string) int64 {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(name))
-	return int64(h.Sum64())
 }
 
 // nowArg is the time parameter runtime SQL compares against: the configured

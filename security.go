@@ -230,7 +230,7 @@ func (o *Outbox) NewSecurityLog(cfg SecurityLogConfig) (*SecurityLog, error) {
 		for i, r := range rules {
 			field := fmt.Sprintf("brute_force.rules[%d]", i)
 			switch {
-			case r.Name == "" || len(r.Name) > 100 || hasControl(r.Name):
+			case r.Name == "" || len(r.Name) > 100 || jsontext.HasControl(r.Name):
 				return nil, invalid(ErrInvalidConfig, field, "name must be 1 to 100 bytes without control characters")
 			case seen[r.Name]:
 				return nil, invalid(ErrInvalidConfig, field, "name %q repeats", r.Name)
@@ -619,7 +619,7 @@ func publishedEvent(ev SecurityEvent, at time.Time) map[string]any {
 	return m
 }
 
-func scanSecurityEvent(row rowScanner) (SecurityEvent, error) {
+func scanSecurityEvent(row store.Scanner) (SecurityEvent, error) {
 	var ev SecurityEvent
 	var user, reviewer uuid.NullUUID
 	var reviewedAt sql.NullTime
