@@ -1,6 +1,5 @@
 // Package outbox is a transactional outbox, an in-process event bus, webhook
-// delivery, an integration-call log and a security-event log for Go services
-// on PostgreSQL.
+// delivery and an integration-call log for Go services on PostgreSQL.
 //
 // A handle made by [New] on your *sql.DB owns the tables of one PostgreSQL
 // schema. Call [Outbox.Migrate] at start-up, [Outbox.Subscribe] to route
@@ -94,12 +93,7 @@
 // around an http.Client ([IntegrationLog.Transport]) or an http.Handler
 // ([IntegrationLog.Middleware]). Everything is redacted before storage by a
 // [Redactor]: credentials, card numbers and sensitive keys never reach the
-// table. [SecurityLog] ([Outbox.NewSecurityLog]) records failed logins,
-// suspicious activity and permission denials through your transaction,
-// escalates brute force ([BruteForceRule]) exactly under concurrent logins,
-// and serves a review workflow ([SecurityLog.AwaitingReview],
-// [SecurityLog.MarkReviewed]). [ClientIPResolver] finds the client's address
-// behind trusted proxies. See docs/recorders.md.
+// table. See docs/recorders.md.
 //
 // # Schema and migrations
 //

@@ -41,15 +41,11 @@ var (
 	ErrNotFound = errors.New("outbox: not found")
 	// ErrDispatcherRunning reports a second Run, or a registration after Run.
 	ErrDispatcherRunning = errors.New("outbox: dispatcher already running")
-	// ErrInvalidRecord reports an integration record or security event
-	// that fails validation; nothing was written.
+	// ErrInvalidRecord reports an integration record that fails
+	// validation; nothing was written.
 	ErrInvalidRecord = errors.New("outbox: invalid record")
 	// ErrInvalidFilter reports a query filter or cursor that cannot be used.
 	ErrInvalidFilter = errors.New("outbox: invalid filter")
-	// ErrAlreadyReviewed reports a MarkReviewed of an event that was
-	// already reviewed; the event was left as it was. The error is an
-	// *AlreadyReviewedError.
-	ErrAlreadyReviewed = errors.New("outbox: security event already reviewed")
 	// ErrKeyRequired reports a subscription with secrets (signing secrets,
 	// secret header values) written through a handle with no Config.Keys
 	// and no Config.AllowPlaintextSecrets: nothing was written.

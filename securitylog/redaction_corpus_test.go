@@ -1,7 +1,8 @@
-package outbox
+package securitylog_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"flag"
@@ -15,10 +16,13 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/outboxkit/outbox"
 	"github.com/outboxkit/outbox/redact"
+	"github.com/outboxkit/outbox/securitylog"
 )
 
 // The adversarial redaction corpus: secrets of every known leak class are
@@ -489,9 +493,9 @@ func TestRedactionCorpus(t *testing.T) {
 	g := &corpusGen{rnd: rand.New(rand.NewSource(seed))}
 	b := setup(t, nil)
 	ctx := ctxT(t)
-	l := newIntegrationLog(t, b, IntegrationLogConfig{Redaction: redact.Rules{MaxBodyBytes: corpusLimit}})
-	sl := newSecurityLog(t, b, SecurityLogConfig{Publish: true, Redaction: redact.Rules{MaxBodyBytes: 8 * corpusLimit},
-		BruteForce: BruteForceConfig{Disabled: true}})
+	l := newIntegrationLog(t, b, outbox.IntegrationLogConfig{Redaction: redact.Rules{MaxBodyBytes: corpusLimit}})
+	sl := newLog(t, b, securitylog.Config{Publish: true, Redaction: redact.Rules{MaxBodyBytes: 8 * corpusLimit},
+		BruteForce: securitylog.BruteForceConfig{Disabled: true}})
 	const rounds = 40
 	records := 0
 
@@ -512,7 +516,7 @@ func TestRedactionCorpus(t *testing.T) {
 		_, _ = w.Write(rp.body)
 	}))
 	defer srv.Close()
-	client := &http.Client{Transport: l.Transport("corpus-out", nil, &HTTPRecordOptions{ExternalID: ExternalIDFromJSON("id")}),
+	client := &http.Client{Transport: l.Transport("corpus-out", nil, &outbox.HTTPRecordOptions{ExternalID: outbox.ExternalIDFromJSON("id")}),
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for i := 0; i < rounds; i++ {
 		s := []secretSpec{g.secret(false), g.secret(false), g.secret(true), g.secret(false), g.secret(true)}
@@ -564,7 +568,7 @@ func TestRedactionCorpus(t *testing.T) {
 
 	// Inbound requests through the Middleware.
 	var next reply
-	mw := l.Middleware("corpus-in", &HTTPRecordOptions{ExternalID: ExternalIDFromJSON("id")})
+	mw := l.Middleware("corpus-in", &outbox.HTTPRecordOptions{ExternalID: outbox.ExternalIDFromJSON("id")})
 	in := httptest.NewServer(mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		for k, v := range next.header {
@@ -629,7 +633,7 @@ func TestRedactionCorpus(t *testing.T) {
 			reqV = body
 			g.plants[len(g.plants)-4].path += "/bytes/" + format
 		}
-		if _, err := l.RecordAPICall(ctx, tx, APICall{Integration: "corpus-api", Method: "POST", URL: g.urlPlant("https://api.example.com", s[0]),
+		if _, err := l.RecordAPICall(ctx, tx, outbox.APICall{Integration: "corpus-api", Method: "POST", URL: g.urlPlant("https://api.example.com", s[0]),
 			Request: reqV, Response: g.jsonValue(s[2], g.size()), HTTPStatus: 402, Error: g.text(s[3]), ExternalID: s[4].value}); err != nil {
 			t.Fatalf("RecordAPICall: %v", err)
 		}
@@ -645,7 +649,7 @@ func TestRedactionCorpus(t *testing.T) {
 		g.record(s[4], "webhook-received/event-type")
 		payload, _, format := g.body(s[1], g.size())
 		g.plants[len(g.plants)-4].path += "/" + format
-		if _, err := l.RecordWebhookReceived(ctx, tx, WebhookReceipt{Integration: "corpus-wh", EventType: s[4].value, Headers: h,
+		if _, err := l.RecordWebhookReceived(ctx, tx, outbox.WebhookReceipt{Integration: "corpus-wh", EventType: s[4].value, Headers: h,
 			Payload: payload, HTTPStatus: 200, Error: g.text(s[2]), ExternalID: s[3].value}); err != nil {
 			t.Fatalf("RecordWebhookReceived: %v", err)
 		}
@@ -656,7 +660,7 @@ func TestRedactionCorpus(t *testing.T) {
 		g.record(s[1], "data-sync/error")
 		g.record(s[2], "data-sync/external-id")
 		g.record(s[3], "data-sync/entity")
-		if _, err := l.RecordDataSync(ctx, tx, DataSyncRun{Integration: "corpus-sync", Entity: s[3].value, Direction: "import",
+		if _, err := l.RecordDataSync(ctx, tx, outbox.DataSyncRun{Integration: "corpus-sync", Entity: s[3].value, Direction: "import",
 			Processed: 3, Details: g.jsonValue(s[0], g.size()), Error: g.text(s[1]), ExternalID: s[2].value}); err != nil {
 			t.Fatalf("RecordDataSync: %v", err)
 		}
@@ -669,7 +673,7 @@ func TestRedactionCorpus(t *testing.T) {
 		g.record(s[3], "record/external-id")
 		reqJ, _ := json.Marshal(g.jsonValue(s[0], g.size()))
 		respJ, _ := json.Marshal(g.jsonValue(s[1], g.size()))
-		if _, err := l.Record(ctx, tx, IntegrationRecord{Integration: "corpus-rec", Operation: OpAPICallMade, Request: reqJ,
+		if _, err := l.Record(ctx, tx, outbox.IntegrationRecord{Integration: "corpus-rec", Operation: outbox.OpAPICallMade, Request: reqJ,
 			Response: respJ, Error: g.text(s[2]), ExternalID: s[3].value}); err != nil {
 			t.Fatalf("Record: %v", err)
 		}
@@ -682,19 +686,19 @@ func TestRedactionCorpus(t *testing.T) {
 		g.record(s[2], "security/permission-reason")
 		g.record(s[3], "security/user-agent")
 		g.record(s[4], "security/username")
-		if _, err := sl.Record(ctx, tx, SecurityEventInput{Type: EventSuspiciousActivity, IP: "203.0.113.7",
+		if _, err := sl.Record(ctx, tx, securitylog.Input{Type: securitylog.EventSuspiciousActivity, IP: "203.0.113.7",
 			Details: g.jsonValue(s[0], g.size()), UserAgent: s[3].value}); err != nil {
 			t.Fatalf("security Record: %v", err)
 		}
-		if _, err := sl.RecordSuspiciousActivity(ctx, tx, SuspiciousActivity{IP: "203.0.113.8", Kind: "probe",
+		if _, err := sl.RecordSuspiciousActivity(ctx, tx, securitylog.SuspiciousActivity{IP: "203.0.113.8", Kind: "probe",
 			Description: g.text(s[1]), Data: map[string]any{"n": 1}}); err != nil {
 			t.Fatalf("RecordSuspiciousActivity: %v", err)
 		}
-		if _, err := sl.RecordPermissionDenied(ctx, tx, PermissionDenied{IP: "203.0.113.9", Resource: "/admin",
+		if _, err := sl.RecordPermissionDenied(ctx, tx, securitylog.PermissionDenied{IP: "203.0.113.9", Resource: "/admin",
 			Reason: g.text(s[2])}); err != nil {
 			t.Fatalf("RecordPermissionDenied: %v", err)
 		}
-		if _, err := sl.RecordFailedLogin(ctx, tx, FailedLogin{UserID: uuid.New(), Username: s[4].value, IP: "198.51.100.4",
+		if _, err := sl.RecordFailedLogin(ctx, tx, securitylog.FailedLogin{UserID: uuid.New(), Username: s[4].value, IP: "198.51.100.4",
 			Reason: "bad_password", Method: "password"}); err != nil {
 			t.Fatalf("RecordFailedLogin: %v", err)
 		}
@@ -735,6 +739,24 @@ func TestRedactionCorpus(t *testing.T) {
 		}
 		t.Errorf("leak (seed %d): %s via %s: %s", seed, lk.class, lk.path, lk.context)
 	}
+}
+
+// newIntegrationLog returns the integration log of b's handle, closed when
+// the test ends (a second Close is a no-op).
+func newIntegrationLog(t testing.TB, b *bundle, cfg outbox.IntegrationLogConfig) *outbox.IntegrationLog {
+	t.Helper()
+	l, err := b.ob.NewIntegrationLog(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := l.Close(ctx); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return l
 }
 
 type leak struct {

@@ -1,4 +1,4 @@
-package outbox
+package securitylog
 
 import (
 	"context"
@@ -10,28 +10,12 @@ import (
 	"github.com/google/uuid"
 	"github.com/lib/pq"
 
+	"github.com/outboxkit/outbox"
 	"github.com/outboxkit/outbox/internal/store"
 )
 
-// Brute-force detection of the security log: rules, their defaults, and
-// the escalation that RecordFailedLogin runs in the failed login's
-// transaction.
-
-// Brute-force detection defaults (see DefaultBruteForceRules).
-const (
-	// BruteForceAccountIPThresholdDefault failures for one account from
-	// one IP within BruteForceAccountIPWindowDefault escalate.
-	BruteForceAccountIPThresholdDefault = 10
-	BruteForceAccountIPWindowDefault    = 15 * time.Minute
-	// BruteForceAccountThresholdDefault failures for one account from any
-	// IP within BruteForceAccountWindowDefault escalate.
-	BruteForceAccountThresholdDefault = 20
-	BruteForceAccountWindowDefault    = time.Hour
-	// BruteForceIPAccountsThresholdDefault distinct accounts failing from
-	// one IP within BruteForceIPAccountsWindowDefault escalate.
-	BruteForceIPAccountsThresholdDefault = 10
-	BruteForceIPAccountsWindowDefault    = 10 * time.Minute
-)
+// Brute-force detection: rules, their defaults, and the escalation that
+// Log.RecordFailedLogin runs in the failed login's transaction.
 
 // BruteForceScope says what a brute-force rule counts.
 type BruteForceScope string
@@ -60,9 +44,10 @@ type BruteForceRule struct {
 // BruteForceConfig configures brute-force detection. The zero value
 // enables DefaultBruteForceRules.
 type BruteForceConfig struct {
-	// Disabled turns detection off.
+	// Disabled turns detection off. Default false.
 	Disabled bool
-	// Rules replace the defaults when non-nil.
+	// Rules replace the defaults when non-nil. Default
+	// DefaultBruteForceRules().
 	Rules []BruteForceRule
 }
 
@@ -70,24 +55,25 @@ type BruteForceConfig struct {
 // BruteForceConfig.Rules is nil: 10 failures for one account from one IP in
 // 15 minutes ("account_ip"), 20 for one account from any IP in an hour
 // ("account"), and one IP failing against 10 accounts in 10 minutes
-// ("ip_accounts").
+// ("ip_accounts"). Each call returns a new slice: change a copy to tune one
+// rule and keep the others.
 func DefaultBruteForceRules() []BruteForceRule {
 	return []BruteForceRule{
-		{Name: "account_ip", Scope: ScopeAccountIP, Threshold: BruteForceAccountIPThresholdDefault, Window: BruteForceAccountIPWindowDefault},
-		{Name: "account", Scope: ScopeAccount, Threshold: BruteForceAccountThresholdDefault, Window: BruteForceAccountWindowDefault},
-		{Name: "ip_accounts", Scope: ScopeIPAccounts, Threshold: BruteForceIPAccountsThresholdDefault, Window: BruteForceIPAccountsWindowDefault},
+		{Name: "account_ip", Scope: ScopeAccountIP, Threshold: 10, Window: 15 * time.Minute},
+		{Name: "account", Scope: ScopeAccount, Threshold: 20, Window: time.Hour},
+		{Name: "ip_accounts", Scope: ScopeIPAccounts, Threshold: 10, Window: 10 * time.Minute},
 	}
 }
 
 // recordFailedLogin inserts a failed login and runs brute-force detection.
-func (s *SecurityLog) recordFailedLogin(ctx context.Context, q Querier, p preparedSecurity) (FailedLoginResult, error) {
+func (l *Log) recordFailedLogin(ctx context.Context, q outbox.Querier, p prepared) (FailedLoginResult, error) {
 	type ruleArgs struct {
 		names, scopes, keys, ids []string
 		thresholds, windows      []int64
 	}
 	var ra ruleArgs
 	lockSet := map[int64]bool{}
-	for _, r := range s.rules {
+	for _, r := range l.rules {
 		key := ""
 		switch r.Scope {
 		case ScopeAccountIP:
@@ -104,15 +90,15 @@ func (s *SecurityLog) recordFailedLogin(ctx context.Context, q Querier, p prepar
 		}
 		id, err := uuid.NewV7()
 		if err != nil {
-			return FailedLoginResult{}, fmt.Errorf("outbox: event id: %w", err)
+			return FailedLoginResult{}, fmt.Errorf("securitylog: event id: %w", err)
 		}
 		ra.names, ra.scopes, ra.keys, ra.ids = append(ra.names, r.Name), append(ra.scopes, string(r.Scope)), append(ra.keys, key), append(ra.ids, id.String())
 		ra.thresholds, ra.windows = append(ra.thresholds, int64(r.Threshold)), append(ra.windows, r.Window.Microseconds())
 		if r.Scope == ScopeAccountIP || r.Scope == ScopeAccount {
-			lockSet[s.lockKey("account:"+p.account)] = true
+			lockSet[l.lockKey("account:"+p.account)] = true
 		}
 		if r.Scope != ScopeAccount {
-			lockSet[s.lockKey("ip:"+p.ev.IP)] = true
+			lockSet[l.lockKey("ip:"+p.ev.IP)] = true
 		}
 	}
 	if len(ra.names) > 0 {
@@ -121,11 +107,11 @@ func (s *SecurityLog) recordFailedLogin(ctx context.Context, q Querier, p prepar
 			locks = append(locks, k)
 		}
 		slices.Sort(locks)
-		if _, err := q.ExecContext(ctx, s.sql.Lock, pq.Array(locks)); err != nil {
-			return FailedLoginResult{}, fmt.Errorf("outbox: record failed login: lock: %w", err)
+		if _, err := q.ExecContext(ctx, l.core.Store.Security.Lock, pq.Array(locks)); err != nil {
+			return FailedLoginResult{}, fmt.Errorf("securitylog: record failed login: lock: %w", err)
 		}
 	}
-	ev, err := s.insert(ctx, q, p)
+	ev, err := l.insert(ctx, q, p)
 	if err != nil {
 		return FailedLoginResult{}, err
 	}
@@ -137,34 +123,35 @@ func (s *SecurityLog) recordFailedLogin(ctx context.Context, q Querier, p prepar
 	if p.userID != nil {
 		user = p.userID
 	}
-	rows, err := q.QueryContext(ctx, s.sql.BruteForce, pq.Array(ra.names), pq.Array(ra.scopes), pq.Array(ra.thresholds),
-		pq.Array(ra.windows), pq.Array(ra.keys), pq.Array(ra.ids), p.account, p.ev.IP, user, s.o.nowArg(), p.ev.UserAgent)
+	rows, err := q.QueryContext(ctx, l.core.Store.Security.BruteForce, pq.Array(ra.names), pq.Array(ra.scopes), pq.Array(ra.thresholds),
+		pq.Array(ra.windows), pq.Array(ra.keys), pq.Array(ra.ids), p.account, p.ev.IP, user, l.core.Store.NowArg(), p.ev.UserAgent)
 	if err != nil {
-		return FailedLoginResult{}, fmt.Errorf("outbox: brute-force detection: %w", err)
+		return FailedLoginResult{}, fmt.Errorf("securitylog: brute-force detection: %w", err)
 	}
 	for rows.Next() {
-		esc, err := scanSecurityEvent(rows)
+		esc, err := scanEvent(rows)
 		if err != nil {
 			rows.Close()
-			return FailedLoginResult{}, fmt.Errorf("outbox: brute-force detection: %w", err)
+			return FailedLoginResult{}, fmt.Errorf("securitylog: brute-force detection: %w", err)
 		}
 		res.Escalations = append(res.Escalations, esc)
 	}
 	if err := rows.Err(); err != nil {
 		rows.Close()
-		return FailedLoginResult{}, fmt.Errorf("outbox: brute-force detection: %w", err)
+		return FailedLoginResult{}, fmt.Errorf("securitylog: brute-force detection: %w", err)
 	}
 	rows.Close()
 	for _, esc := range res.Escalations {
-		s.o.log.WarnContext(ctx, "brute-force login detected", slog.String("event_id", esc.ID.String()),
+		l.core.Logger.WarnContext(ctx, "brute-force login detected", slog.String("event_id", esc.ID.String()),
 			slog.String("ip_address", esc.IP), slog.String("details", string(esc.Details)))
-		if err := s.publish(ctx, q, esc); err != nil {
+		if err := l.publish(ctx, q, esc); err != nil {
 			return FailedLoginResult{}, err
 		}
 	}
 	return res, nil
 }
 
-func (s *SecurityLog) lockKey(k string) int64 {
-	return store.AdvisoryKey("outboxkit.bruteforce." + s.o.cfg.Schema + "." + k)
+// lockKey is the advisory-lock key of an account or IP in this schema.
+func (l *Log) lockKey(k string) int64 {
+	return store.AdvisoryKey("outboxkit.bruteforce." + l.core.Schema + "." + k)
 }
