@@ -65,12 +65,16 @@ func DefaultBruteForceRules() []BruteForceRule {
 	}
 }
 
-// recordFailedLogin inserts a failed login and runs brute-force detection.
-func (l *Log) recordFailedLogin(ctx context.Context, q outbox.Querier, p prepared) (FailedLoginResult, error) {
-	type ruleArgs struct {
-		names, scopes, keys, ids []string
-		thresholds, windows      []int64
-	}
+// ruleArgs are the brute-force statement's per-rule arrays.
+type ruleArgs struct {
+	names, scopes, keys, ids []string
+	thresholds, windows      []int64
+	locks                    []int64 // advisory locks to take first, sorted
+}
+
+// ruleArgs returns the rules that apply to p (those whose key it has) as
+// the statement's arrays, with the locks that serialise their counts.
+func (l *Log) ruleArgs(p prepared) (ruleArgs, error) {
 	var ra ruleArgs
 	lockSet := map[int64]bool{}
 	for _, r := range l.rules {
@@ -90,7 +94,7 @@ func (l *Log) recordFailedLogin(ctx context.Context, q outbox.Querier, p prepare
 		}
 		id, err := uuid.NewV7()
 		if err != nil {
-			return FailedLoginResult{}, fmt.Errorf("securitylog: event id: %w", err)
+			return ra, fmt.Errorf("securitylog: event id: %w", err)
 		}
 		ra.names, ra.scopes, ra.keys, ra.ids = append(ra.names, r.Name), append(ra.scopes, string(r.Scope)), append(ra.keys, key), append(ra.ids, id.String())
 		ra.thresholds, ra.windows = append(ra.thresholds, int64(r.Threshold)), append(ra.windows, r.Window.Microseconds())
@@ -101,13 +105,21 @@ func (l *Log) recordFailedLogin(ctx context.Context, q outbox.Querier, p prepare
 			lockSet[l.lockKey("ip:"+p.ev.IP)] = true
 		}
 	}
-	if len(ra.names) > 0 {
-		locks := make([]int64, 0, len(lockSet))
-		for k := range lockSet {
-			locks = append(locks, k)
-		}
-		slices.Sort(locks)
-		if _, err := q.ExecContext(ctx, l.core.Store.Security.Lock, pq.Array(locks)); err != nil {
+	for k := range lockSet {
+		ra.locks = append(ra.locks, k)
+	}
+	slices.Sort(ra.locks)
+	return ra, nil
+}
+
+// recordFailedLogin inserts a failed login and runs brute-force detection.
+func (l *Log) recordFailedLogin(ctx context.Context, q outbox.Querier, p prepared) (FailedLoginResult, error) {
+	ra, err := l.ruleArgs(p)
+	if err != nil {
+		return FailedLoginResult{}, err
+	}
+	if len(ra.locks) > 0 {
+		if _, err := q.ExecContext(ctx, l.core.Store.Security.Lock, pq.Array(ra.locks)); err != nil {
 			return FailedLoginResult{}, fmt.Errorf("securitylog: record failed login: lock: %w", err)
 		}
 	}

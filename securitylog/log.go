@@ -229,8 +229,30 @@ func (l *Log) prepare(in Input, account *string) (prepared, error) {
 		}
 		p.details, p.ev.Details = b, b
 	}
+	p.withAccount(account, in)
+	if p.ev.ID, err = uuid.NewV7(); err != nil {
+		return prepared{}, fmt.Errorf("securitylog: event id: %w", err)
+	}
+	if l.cfg.Publish {
+		// Check the published payload's size now: no SQL may fail on it.
+		b, err := json.Marshal(publishedEvent(p.ev, time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.FixedZone("", -12*3600))))
+		if err != nil {
+			return prepared{}, fmt.Errorf("securitylog: event payload: %w", err)
+		}
+		if limit := l.core.MaxPayloadBytes; len(b) > limit {
+			return prepared{}, &outbox.ValidationError{Field: "event_details",
+				Reason: fmt.Sprintf("makes a published event of %d bytes, over the limit of %d", len(b), limit), Err: outbox.ErrPayloadTooLarge}
+		}
+	}
+	return p, nil
+}
+
+// withAccount sets the account a failed login counts against: the one in
+// its details as stored (after redaction, so that counting matches), or
+// "user:<id>" when it names a user and no account, which then goes into
+// its details too. Details are never NULL (the seed): none is {}.
+func (p *prepared) withAccount(account *string, in Input) {
 	if account != nil && p.details != nil {
-		// The key as stored (after redaction), so that counting matches.
 		var m struct {
 			Account string `json:"account"`
 		}
@@ -248,25 +270,9 @@ func (l *Log) prepare(in Input, account *string) (prepared, error) {
 		p.ev.Details = p.details
 	}
 	if p.details == nil {
-		// event_details is NOT NULL (the seed): no details is the empty object.
 		p.details = []byte(`{}`)
 		p.ev.Details = p.details
 	}
-	if p.ev.ID, err = uuid.NewV7(); err != nil {
-		return prepared{}, fmt.Errorf("securitylog: event id: %w", err)
-	}
-	if l.cfg.Publish {
-		// Check the published payload's size now: no SQL may fail on it.
-		b, err := json.Marshal(publishedEvent(p.ev, time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.FixedZone("", -12*3600))))
-		if err != nil {
-			return prepared{}, fmt.Errorf("securitylog: event payload: %w", err)
-		}
-		if limit := l.core.MaxPayloadBytes; len(b) > limit {
-			return prepared{}, &outbox.ValidationError{Field: "event_details",
-				Reason: fmt.Sprintf("makes a published event of %d bytes, over the limit of %d", len(b), limit), Err: outbox.ErrPayloadTooLarge}
-		}
-	}
-	return p, nil
 }
 
 // details encodes, redacts and cleans event details.
