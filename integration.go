@@ -123,13 +123,22 @@ type IntegrationLogConfig struct {
 	// WriteTimeout bounds each attempt to write a batch. Default
 	// RecordWriteTimeoutDefault.
 	WriteTimeout time.Duration
+	// MaxRetryTime bounds how long the records of one destination (the
+	// handle's pool, or an HTTPRecordOptions.DB) are retried while its
+	// writes keep failing, counted from its first failure after its last
+	// successful write. When it is reached, the records waiting for that
+	// destination are given up (counted in BufferStats().Lost, logged,
+	// reported by Flush and Close), and until a write to it succeeds
+	// again each later batch for it is tried once. Other destinations are
+	// written meanwhile. Default RecordMaxRetryTimeDefault (one minute).
+	MaxRetryTime time.Duration
 }
 
 // IntegrationLog records calls to and from third parties in
 // integration_log, redacted, through the caller's transaction or any
 // Querier, and queries them. Transport and Middleware record through a
-// background writer: call Close when shutting down. It is safe for
-// concurrent use.
+// background writer: Flush writes what they recorded so far, and Close
+// must be called when shutting down. It is safe for concurrent use.
 type IntegrationLog struct {
 	o   *Outbox
 	red *redact.Redactor
@@ -199,11 +208,14 @@ type HTTPRecordOptions struct {
 	// DB is where the background writer writes the records, in batches.
 	// Default: the Outbox's *sql.DB. It must stay usable as long as the
 	// recorder is: a pool, not a transaction. Records it fails to take
-	// for a passing reason (a lost connection) are retried with their
-	// batch; records it refuses for good (a finished transaction, data the
-	// database rejects) are given up at once and counted as Lost, without
-	// holding back the other recorders' records. To record in your own
-	// transaction, use the Record* calls.
+	// for a passing reason (a lost connection, a pool exhausted) are
+	// retried for up to IntegrationLogConfig.MaxRetryTime, then given up;
+	// records it refuses for good (a finished transaction, data the
+	// database rejects) are given up at once. Given-up records are counted
+	// as Lost. Either way the records of other destinations are written
+	// meanwhile: recorders given the same DB share its retries, and never
+	// hold back those of another DB or of the Outbox's own. To record in
+	// your own transaction, use the Record* calls.
 	DB Querier
 }
 

@@ -1,13 +1,14 @@
 package outbox
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -37,6 +38,13 @@ const (
 	RecordBlockTimeoutDefault = recordbuf.BlockTimeoutDefault
 	// RecordWriteTimeoutDefault bounds each attempt to write a batch (10 s).
 	RecordWriteTimeoutDefault = recordbuf.WriteTimeoutDefault
+	// RecordMaxRetryTimeDefault is how long the writes to one destination
+	// are retried while they keep failing before its records are given
+	// up (1 minute): long enough to ride out a PostgreSQL restart or a
+	// failover, and several attempts of WriteTimeout against a stalled
+	// pool; short enough that a destination gone for good holds at most a
+	// minute of its records in the buffer.
+	RecordMaxRetryTimeDefault = recordbuf.MaxRetryTimeDefault
 )
 
 // BufferFullPolicy is what a recorded call does when the integration log's
@@ -70,9 +78,10 @@ type IntegrationBufferStats struct {
 	// Rejected counts the records that failed validation (such as a body
 	// over Config.MaxPayloadBytes once redacted); each kind is logged.
 	Rejected uint64
-	// Lost counts buffered records given up: still unwritten when Close's
-	// context ended, or refused by the database for good (bad data, a
-	// finished transaction as HTTPRecordOptions.DB).
+	// Lost counts buffered records given up: refused by the database for
+	// good (bad data, a finished transaction as HTTPRecordOptions.DB),
+	// their destination failing for MaxRetryTime, or still unwritten when
+	// Close's context ended.
 	Lost uint64
 	// Retries counts batch writes that failed and were retried.
 	Retries uint64
@@ -92,26 +101,58 @@ func (l *IntegrationLog) BufferStats() IntegrationBufferStats {
 		Dropped: s.Dropped, Rejected: s.Rejected, Lost: s.Lost, Retries: s.Retries}
 }
 
+// Flush writes the records Transport and Middleware made before the call
+// (a call is recorded once its response body is closed, or when it fails)
+// and returns when each of them is stored, rejected by validation or given
+// up. It writes them at once, without waiting for a full batch or
+// FlushInterval, and it is not final: the log goes on recording and
+// writing during and after it, so a dashboard or a test reads back with
+// List what was just recorded. Flush returns nil when none of those
+// records was given up, else an error wrapping ErrRecordsNotWritten that
+// says how many were (refused for good, or their destination failing for
+// MaxRetryTime; they are also counted in BufferStats().Lost). When ctx
+// ends first, it returns an error wrapping ErrRecordsNotWritten and ctx's
+// error with the number of those records not written by then; the ones
+// still buffered are not lost, the background writer keeps writing them.
+// Rejected records are counted and logged, not reported by the error, as
+// with Close. Flush may be called concurrently with recording, Close and
+// other Flush calls; on a log whose Transport and Middleware were never
+// used it returns nil at once.
+func (l *IntegrationLog) Flush(ctx context.Context) error {
+	l.mu.Lock()
+	buf := l.buf
+	l.mu.Unlock()
+	if buf == nil {
+		return nil
+	}
+	return recordsNotWritten(buf.Flush(ctx))
+}
+
 // Close writes the records Transport and Middleware have buffered and
 // stops the log's background writer. Every application that uses
 // Transport or Middleware must call it when shutting down, after its HTTP
 // servers and clients have stopped (http.Server.Shutdown), with a context
 // that bounds the flush: records not written when ctx ends are given up,
 // counted in BufferStats().Lost, and reported by an error wrapping
-// ErrRecordsNotWritten and ctx's error. Records made after Close are
-// dropped and counted.
+// ErrRecordsNotWritten and ctx's error. Records given up during Close
+// (refused for good, or their destination failing for MaxRetryTime) are
+// reported the same way. Records made after Close are dropped and counted.
 //
 // The guarantee of the HTTP recorders: a call hands its capture (bodies
 // already bounded by the body limit) to an in-memory buffer and goes on; it
 // never waits on the database, whatever the database does. Under the
 // default DropWhenFull it does not wait at all; under BlockWhenFull it
 // waits at most BlockTimeout for room. A background writer redacts the
-// records, writes them in batches (one INSERT per batch) and retries a
-// failed batch with backoff while the buffer keeps filling up to its
-// bounds. What can be lost: records in the buffer when the process
-// crashes or Close gives up, and records dropped because the buffer was
-// full. BufferStats counts them, and drops are logged at Warn at most once
-// every 10 seconds with their count.
+// records, writes them in batches (one INSERT per batch and destination)
+// and retries a failed batch with backoff while the buffer keeps filling
+// up to its bounds. Each destination (the handle's pool, or an
+// HTTPRecordOptions.DB) is written and retried on its own: one that fails
+// or hangs does not delay the others' records, and its records are given
+// up once its writes have failed for MaxRetryTime. What can be lost:
+// records in the buffer when the process crashes or Close gives up,
+// records dropped because the buffer was full, and records given up.
+// BufferStats counts them, and drops are logged at Warn at most once every
+// 10 seconds with their count.
 //
 // Close may be called more than once (a later call returns nil at once,
 // even while the first is still flushing: wait on the first), and on a log
@@ -125,22 +166,47 @@ func (l *IntegrationLog) Close(ctx context.Context) error {
 	if buf == nil {
 		return nil
 	}
-	err := buf.Close(ctx)
+	return recordsNotWritten(buf.Close(ctx))
+}
+
+// errGivenUp is the cause of ErrRecordsNotWritten for records given up.
+var errGivenUp = errors.New("given up: refused for good, or their destination failed for MaxRetryTime")
+
+// recordsNotWritten turns the buffer's error into the log's.
+func recordsNotWritten(err error) error {
 	var nw *recordbuf.NotWrittenError
-	if errors.As(err, &nw) {
-		return fmt.Errorf("%w: %d records: %w", ErrRecordsNotWritten, nw.Count, nw.Err)
+	if !errors.As(err, &nw) {
+		return err
 	}
-	return err
+	cause := nw.Err
+	if errors.Is(cause, recordbuf.ErrGivenUp) {
+		cause = errGivenUp
+	}
+	return fmt.Errorf("%w: %d records: %w", ErrRecordsNotWritten, nw.Count, cause)
 }
 
 // recordBuffer carries the captures of Transport and Middleware to the
-// background writer.
-type recordBuffer = recordbuf.Buffer[capture, preparedRecord]
+// background writer, grouped by destination.
+type recordBuffer struct {
+	*recordbuf.Buffer[capture, preparedRecord, *destination]
+	pool *destination // the handle's pool
+
+	mu    sync.Mutex
+	dests map[Querier]*destination // HTTPRecordOptions.DB handles of pointer type
+}
+
+// destination is where records are written: the handle's pool or an
+// HTTPRecordOptions.DB. The buffer batches, retries and gives up records
+// per destination.
+type destination struct {
+	db Querier
+}
 
 // httpSink is one Transport or Middleware: where its captures go.
 type httpSink struct {
 	l           *IntegrationLog
 	buf         *recordBuffer
+	dest        *destination
 	integration string
 	op          Operation
 	opts        HTTPRecordOptions
@@ -157,9 +223,6 @@ type capture struct {
 type preparedRecord struct {
 	sink *httpSink
 	rec  IntegrationRecord
-	// givenUp, when set, is why the record's destination refused it for
-	// good: a retry of its batch skips it.
-	givenUp error
 }
 
 // newSink returns the sink of a Transport or Middleware, starting the
@@ -170,6 +233,7 @@ func (l *IntegrationLog) newSink(integration string, op Operation, opts *HTTPRec
 		s.opts = *opts
 		s.opts.Headers = append([]string(nil), opts.Headers...)
 	}
+	s.dest = s.buf.destination(s.opts.DB)
 	return s
 }
 
@@ -191,7 +255,8 @@ func (l *IntegrationLog) buffer() *recordBuffer {
 	if l.cfg.WhenFull == BlockWhenFull {
 		policy = recordbuf.Block
 	}
-	l.buf = recordbuf.New(recordbuf.Config[capture, preparedRecord]{
+	l.buf = &recordBuffer{pool: &destination{db: l.o.db}, dests: map[Querier]*destination{}}
+	l.buf.Buffer = recordbuf.New(recordbuf.Config[capture, preparedRecord, *destination]{
 		MaxItems:      orDefault(l.cfg.BufferRecords, RecordBufferDefault),
 		MaxBytes:      orDefault(l.cfg.BufferBytes, RecordBufferBytesDefault),
 		BatchSize:     orDefault(l.cfg.BatchSize, RecordBatchSizeDefault),
@@ -199,7 +264,9 @@ func (l *IntegrationLog) buffer() *recordBuffer {
 		Policy:        policy,
 		BlockTimeout:  orDefault(l.cfg.BlockTimeout, RecordBlockTimeoutDefault),
 		WriteTimeout:  orDefault(l.cfg.WriteTimeout, RecordWriteTimeoutDefault),
+		MaxRetryTime:  orDefault(l.cfg.MaxRetryTime, RecordMaxRetryTimeDefault),
 		Prepare:       l.prepareCapture,
+		Group:         func(c capture) *destination { return c.sink.dest },
 		Write:         l.writeBatch,
 		Logger:        l.o.log.With(slog.String("recorder", "integration_log")),
 	})
@@ -208,6 +275,27 @@ func (l *IntegrationLog) buffer() *recordBuffer {
 		_ = l.buf.Close(context.Background())
 	}
 	return l.buf
+}
+
+// destination returns the destination of records written through db (nil:
+// the handle's pool). Recorders given the same handle share its
+// destination; a handle whose type cannot serve as a map key safely (not a
+// pointer) is a destination of its own.
+func (b *recordBuffer) destination(db Querier) *destination {
+	if db == nil {
+		return b.pool
+	}
+	if reflect.TypeOf(db).Kind() != reflect.Pointer {
+		return &destination{db: db}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	d := b.dests[db]
+	if d == nil {
+		d = &destination{db: db}
+		b.dests[db] = d
+	}
+	return d
 }
 
 // prepareCapture builds the redacted record of a capture, on the writer
@@ -243,70 +331,26 @@ func externalID(f func(*http.Request, []byte, *http.Response, []byte) string, ex
 	return f(ex.Request, ex.RequestBody, ex.Response, ex.ResponseBody), nil
 }
 
-// writeBatch writes a batch, one statement per destination (the handle's
-// pool, or an HTTPRecordOptions.DB). The statement skips records already
+// writeBatch writes a batch of one destination (the buffer groups records
+// by destination) in one statement. The statement skips records already
 // stored, so a batch retried after an attempt whose outcome is unknown is
-// written once. A destination that refuses its records for good (a finished
-// transaction, data the database rejects) loses only its own group: the
-// others are written, and the group is reported as given up.
+// written once. A destination that refuses the records for good (a
+// finished transaction, data the database rejects) gives the batch up at
+// once; any other error is retried.
 func (l *IntegrationLog) writeBatch(ctx context.Context, batch []preparedRecord) error {
-	type group struct {
-		db  Querier
-		idx []int // indexes into batch
-	}
-	var groups []*group
-	bySink := map[*httpSink]*group{}
+	recs := make([]IntegrationRecord, len(batch))
 	for i, p := range batch {
-		if p.givenUp != nil {
-			continue
-		}
-		key := p.sink
-		if p.sink.opts.DB == nil {
-			key = nil // the handle's pool: one group
-		}
-		g := bySink[key]
-		if g == nil {
-			g = &group{db: p.sink.opts.DB}
-			if g.db == nil {
-				g.db = l.o.db
-			}
-			bySink[key] = g
-			groups = append(groups, g)
-		}
-		g.idx = append(g.idx, i)
+		recs[i] = p.rec
 	}
-	var retry error
-	for _, g := range groups {
-		recs := make([]IntegrationRecord, len(g.idx))
-		for j, i := range g.idx {
-			recs[j] = batch[i].rec
-		}
-		if _, err := g.db.ExecContext(ctx, l.sql.InsertOnce, l.o.integrationArgs(recs)...); err != nil {
-			err = fmt.Errorf("outbox: record integration: %w", err)
-			if !permanentWriteError(err) {
-				retry = err // retried with the whole batch; written groups are skipped by the statement
-				continue
-			}
-			for _, i := range g.idx {
-				batch[i].givenUp = err
-			}
-		}
+	_, err := batch[0].sink.dest.db.ExecContext(ctx, l.sql.InsertOnce, l.o.integrationArgs(recs)...)
+	if err == nil {
+		return nil
 	}
-	if retry != nil {
-		return retry
+	err = fmt.Errorf("outbox: record integration: %w", err)
+	if permanentWriteError(err) {
+		return backoff.Permanent(err)
 	}
-	n := 0
-	var first error
-	for _, p := range batch {
-		if p.givenUp != nil {
-			n++
-			first = cmp.Or(first, p.givenUp)
-		}
-	}
-	if n > 0 {
-		return backoff.Permanent(&recordbuf.GivenUpError{Count: n, Err: first})
-	}
-	return nil
+	return err
 }
 
 // permanentWriteError reports an error that retrying cannot cure: a
@@ -340,6 +384,8 @@ func (c IntegrationLogConfig) checkBuffer() error {
 		return invalid(ErrInvalidConfig, "block_timeout", "must not be negative, got %s", c.BlockTimeout)
 	case c.WriteTimeout < 0:
 		return invalid(ErrInvalidConfig, "write_timeout", "must not be negative, got %s", c.WriteTimeout)
+	case c.MaxRetryTime < 0:
+		return invalid(ErrInvalidConfig, "max_retry_time", "must not be negative, got %s", c.MaxRetryTime)
 	case c.WhenFull != DropWhenFull && c.WhenFull != BlockWhenFull:
 		return invalid(ErrInvalidConfig, "when_full", "unknown policy %d", c.WhenFull)
 	}

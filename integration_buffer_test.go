@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -354,4 +355,339 @@ func (h *blackHole) close() {
 		c.Close()
 	}
 	h.conns = nil
+}
+
+// newAPI returns a third-party API that answers every call with a JSON id.
+func newAPI(t *testing.T) *httptest.Server {
+	t.Helper()
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"id":"ch_1"}`))
+	}))
+	t.Cleanup(api.Close)
+	return api
+}
+
+// post makes n calls through c and closes their bodies (which hands their
+// records to the buffer).
+func post(t *testing.T, c *http.Client, url string, n int) {
+	t.Helper()
+	for range n {
+		resp, err := c.Post(url, "application/json", strings.NewReader(`{"amount":100}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}
+
+// untilStored polls integration_log in db until it holds want records of
+// integration, and returns how long that took.
+func untilStored(t *testing.T, db *sql.DB, schema, integration string, want int64) time.Duration {
+	t.Helper()
+	start := time.Now()
+	q := `SELECT count(*) FROM "` + schema + `".integration_log WHERE integration_name = $1`
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(30 * time.Second)
+	for countRows(t, db, q, integration) < want {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("%s: fewer than %d records stored after 30s", integration, want)
+		}
+	}
+	return time.Since(start)
+}
+
+// Flush makes what Transport and Middleware recorded readable at once,
+// without waiting for the flush interval nor closing the log, which goes
+// on recording after it.
+func TestRecorderFlushThenList(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	l := newIntegrationLog(t, b, IntegrationLogConfig{FlushInterval: time.Hour}) // only Flush and Close write
+	if err := l.Flush(ctxT(t)); err != nil {
+		t.Fatalf("Flush of an unused log: %v", err)
+	}
+	r := newRecorded(t, l)
+	for round := 1; round <= 3; round++ {
+		for range 4 {
+			r.call(t)
+		}
+		if err := l.Flush(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+		api := listAll(t, l, IntegrationFilter{Integration: "api"})
+		hooks := listAll(t, l, IntegrationFilter{Integration: "hooks"})
+		if len(api) != 4*round || len(hooks) != 4*round {
+			t.Fatalf("round %d: %d api and %d hooks records readable after Flush, want %d each", round, len(api), len(hooks), 4*round)
+		}
+		for _, rec := range api {
+			if rec.ExternalID != "ch_1" || rec.Operation != OpAPICallMade || strings.Contains(string(rec.Request), "hunter2") {
+				t.Fatalf("record %+v %s", rec, rec.Request)
+			}
+		}
+	}
+	if st := l.BufferStats(); st.Written != 24 || st.Buffered != 0 || st.Lost+st.Dropped+st.Rejected != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// A Flush whose context ends while the database is blocked (the pool's
+// only connection held by an open transaction) says how many records it
+// left unwritten; none is lost: they are written once the database is
+// free.
+func TestRecorderFlushContextEndsWhileBlocked(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	db, err := sql.Open("postgres", pgtest.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	l := logOn(t, db, b.schema, nil, IntegrationLogConfig{FlushInterval: time.Millisecond})
+	defer closeLog(t, l)
+	api := newAPI(t)
+	c := &http.Client{Transport: l.Transport("api", api.Client().Transport, nil)}
+	tx, err := db.BeginTx(ctxT(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	post(t, c, api.URL, 6)
+
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := l.Flush(cancelled); !errors.Is(err, ErrRecordsNotWritten) || !errors.Is(err, context.Canceled) ||
+		!strings.Contains(err.Error(), "6 records") {
+		t.Fatalf("Flush with a cancelled context: %v", err)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := l.Flush(short); !errors.Is(err, ErrRecordsNotWritten) || !errors.Is(err, context.DeadlineExceeded) ||
+		!strings.Contains(err.Error(), "6 records") {
+		t.Fatalf("Flush with a short deadline: %v", err)
+	}
+	if st := l.BufferStats(); st.Buffered != 6 || st.Written != 0 || st.Lost != 0 {
+		t.Fatalf("stats while blocked: %+v", st)
+	}
+
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.countRows(t, "integration_log", "integration_name = 'api'"); n != 6 {
+		t.Fatalf("%d records stored, want 6", n)
+	}
+	// And the log goes on.
+	post(t, c, api.URL, 1)
+	if err := l.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if st := l.BufferStats(); st.Written != 7 || st.Lost != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// healthyTime returns how long records made through c (of integration)
+// take to be stored in db when nothing fails, on this machine now: the
+// median of three rounds of five calls, after a round that warms the
+// connections up.
+func healthyTime(t *testing.T, c *http.Client, url string, db *sql.DB, schema, integration string) time.Duration {
+	t.Helper()
+	var rounds []time.Duration
+	for i := range 4 {
+		post(t, c, url, 5)
+		d := untilStored(t, db, schema, integration, int64(5*(i+1)))
+		if i > 0 {
+			rounds = append(rounds, d)
+		}
+	}
+	slices.Sort(rounds)
+	return rounds[1]
+}
+
+// goodWithin returns the bound within which the healthy recorder's records
+// must be stored while another destination fails: twenty times what they
+// took with every destination healthy in the same run, plus two flush
+// intervals (the machine may be loaded; what is asserted is that they do
+// not wait on the failing destination's retries).
+func goodWithin(healthy, flushInterval time.Duration) time.Duration {
+	return 20*healthy + 2*flushInterval
+}
+
+// One recorder writes to a database that is down (a private server,
+// stopped), another to the log's own: the healthy one's records are stored
+// while the other's are retried, and these are given up once their
+// destination has failed for MaxRetryTime, counted exactly and reported.
+// When the server is back, that destination is written again.
+func TestRecorderStoppedDestinationGivenUpOthersFlow(t *testing.T) {
+	t.Parallel()
+	var logs lockedBuffer
+	b := setup(t, &Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	api := newAPI(t)
+	const flushEvery = 10 * time.Millisecond
+
+	// How long the healthy recorder's records take to be stored when
+	// nothing fails, on this machine now (a log of its own: the bound of
+	// the log under test depends on it).
+	l0 := newIntegrationLog(t, b, IntegrationLogConfig{FlushInterval: flushEvery})
+	c0 := &http.Client{Transport: l0.Transport("baseline", api.Client().Transport, nil)}
+	healthy := healthyTime(t, c0, api.URL, b.db, b.schema, "baseline")
+	within := goodWithin(healthy, flushEvery)
+	bound := max(2*time.Second, 4*within)
+
+	srv := pgtest.NewServer(t)
+	far, err := sql.Open("postgres", srv.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer far.Close()
+	obFar, err := New(far, Config{Schema: b.schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := obFar.Migrate(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	l := newIntegrationLog(t, b, IntegrationLogConfig{FlushInterval: flushEvery, MaxRetryTime: bound})
+	bad := &http.Client{Transport: l.Transport("far", api.Client().Transport, &HTTPRecordOptions{DB: far})}
+	good := &http.Client{Transport: l.Transport("near", api.Client().Transport, nil)}
+
+	srv.Stop()
+	start := time.Now()
+	post(t, bad, api.URL, 5)
+	waitFor(t, "the far destination retried", func() bool { return l.BufferStats().Retries > 0 })
+	post(t, good, api.URL, 5)
+	took := untilStored(t, b.db, b.schema, "near", 5)
+	t.Logf("healthy: %s; near records stored in %s while far retried (bound %s); MaxRetryTime %s", healthy, took, within, bound)
+	if took > within {
+		t.Fatalf("near records took %s to be stored while far failed, over %s (20 x %s healthy + 2 flush intervals)", took, within, healthy)
+	}
+	// (Stored is seen a moment before the writer counts it written.)
+	waitFor(t, "near counted written", func() bool { return l.BufferStats().Written == 5 })
+	if st := l.BufferStats(); st.Lost != 0 || st.Buffered != 5 {
+		t.Fatalf("stats while far retries: %+v, want its 5 records buffered", st)
+	}
+
+	err = l.Flush(ctxT(t))
+	elapsed := time.Since(start)
+	if !errors.Is(err, ErrRecordsNotWritten) || !strings.Contains(err.Error(), "5 records") || !strings.Contains(err.Error(), "given up") {
+		t.Fatalf("Flush: %v, want 5 records given up", err)
+	}
+	if elapsed < bound {
+		t.Fatalf("far records given up after %s, before MaxRetryTime %s", elapsed, bound)
+	}
+	if st := l.BufferStats(); st.Lost != 5 || st.Written != 5 || st.Buffered != 0 {
+		t.Fatalf("stats after the bound: %+v, want 5 lost, 5 written", st)
+	}
+	if !strings.Contains(logs.String(), "records given up: destination failing") {
+		t.Fatalf("the give-up not logged: %s", logs.String())
+	}
+	t.Logf("far given up %s after the calls (bound %s)", elapsed, bound)
+
+	srv.Start()
+	post(t, bad, api.URL, 2)
+	if err := l.Flush(ctxT(t)); err != nil {
+		t.Fatalf("Flush with the far destination back: %v", err)
+	}
+	if n := countRows(t, far, `SELECT count(*) FROM "`+b.schema+`".integration_log WHERE integration_name = 'far'`); n != 2 {
+		t.Fatalf("%d far records stored, want the 2 made after it came back", n)
+	}
+	closeLog(t, l)
+	if st := l.BufferStats(); st.Lost != 5 || st.Written != 7 {
+		t.Fatalf("final stats %+v", st)
+	}
+}
+
+// One recorder writes through a pool exhausted by a held transaction,
+// another to the log's own database: the healthy one's records are stored
+// while the other's attempts hang and are retried; when the transaction
+// ends, before the bound, every held-back record is written.
+func TestRecorderExhaustedPoolBackBeforeBound(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	api := newAPI(t)
+	const flushEvery = 10 * time.Millisecond
+	busy, err := sql.Open("postgres", pgtest.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	busy.SetMaxOpenConns(1)
+	l := newIntegrationLog(t, b, IntegrationLogConfig{FlushInterval: flushEvery, WriteTimeout: time.Second})
+	slow := &http.Client{Transport: l.Transport("busy", api.Client().Transport, &HTTPRecordOptions{DB: busy})}
+	slow2 := &http.Client{Transport: l.Transport("busy2", api.Client().Transport, &HTTPRecordOptions{DB: busy})}
+	good := &http.Client{Transport: l.Transport("free", api.Client().Transport, nil)}
+
+	// Every destination healthy: how long records take to be stored.
+	post(t, slow, api.URL, 1)
+	healthy := healthyTime(t, good, api.URL, b.db, b.schema, "free")
+	within := goodWithin(healthy, flushEvery)
+	if err := l.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+
+	tx, err := busy.BeginTx(ctxT(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	post(t, slow, api.URL, 4)
+	post(t, slow2, api.URL, 3) // the same pool: one destination
+	waitFor(t, "a hung attempt retried", func() bool { return l.BufferStats().Retries > 0 })
+	post(t, good, api.URL, 5)
+	took := untilStored(t, b.db, b.schema, "free", 25)
+	t.Logf("healthy: %s; free records stored in %s while busy hung (bound %s)", healthy, took, within)
+	if took > within {
+		t.Fatalf("free records took %s to be stored while busy hung, over %s (20 x %s healthy + 2 flush intervals)", took, within, healthy)
+	}
+	waitFor(t, "free counted written", func() bool { return l.BufferStats().Written == 26 })
+	if st := l.BufferStats(); st.Buffered != 7 || st.Lost != 0 {
+		t.Fatalf("stats while busy hangs: %+v, want its 7 records buffered", st)
+	}
+
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.countRows(t, "integration_log", "integration_name IN ('busy', 'busy2')"); n != 8 {
+		t.Fatalf("%d busy records stored, want 8", n)
+	}
+	if st := l.BufferStats(); st.Written != 33 || st.Lost != 0 || st.Buffered != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestIntegrationLogConfigChecksBuffer(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		field string
+		cfg   IntegrationLogConfig
+	}{
+		{"buffer_records", IntegrationLogConfig{BufferRecords: -1}},
+		{"buffer_bytes", IntegrationLogConfig{BufferBytes: -1}},
+		{"batch_size", IntegrationLogConfig{BatchSize: -1}},
+		{"flush_interval", IntegrationLogConfig{FlushInterval: -time.Second}},
+		{"block_timeout", IntegrationLogConfig{BlockTimeout: -time.Second}},
+		{"write_timeout", IntegrationLogConfig{WriteTimeout: -time.Second}},
+		{"max_retry_time", IntegrationLogConfig{MaxRetryTime: -time.Second}},
+		{"when_full", IntegrationLogConfig{WhenFull: 7}},
+	} {
+		var ve *ValidationError
+		if err := tc.cfg.checkBuffer(); !errors.Is(err, ErrInvalidConfig) || !errors.As(err, &ve) || ve.Field != tc.field {
+			t.Errorf("%s: %v", tc.field, err)
+		}
+	}
+	if err := (IntegrationLogConfig{MaxRetryTime: time.Second}).checkBuffer(); err != nil {
+		t.Fatal(err)
+	}
 }
