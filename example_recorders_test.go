@@ -7,25 +7,26 @@ import (
 	"time"
 
 	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/integrationlog"
 )
 
 // A Stripe client whose every call is recorded, redacted, in
 // integration_log.
 func ExampleIntegrationLog_Transport() {
 	var ob *outbox.Outbox // from outbox.New
-	il, err := ob.NewIntegrationLog(outbox.IntegrationLogConfig{})
+	il, err := integrationlog.New(ob, integrationlog.Config{})
 	if err != nil {
 		return
 	}
 	stripe := &http.Client{Transport: il.Transport("stripe", nil,
-		&outbox.HTTPRecordOptions{ExternalID: outbox.ExternalIDFromJSON("id")})}
+		&integrationlog.HTTPOptions{ExternalID: integrationlog.ExternalIDFromJSON("id")})}
 	_ = stripe // use it like any http.Client; close every response body
 
 	// At shutdown, after the last call: write what is still buffered.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := il.Close(ctx); err != nil {
-		fmt.Println(err) // errors.Is(err, outbox.ErrRecordsNotWritten): some records were lost
+		fmt.Println(err) // errors.Is(err, integrationlog.ErrRecordsNotWritten): some records were lost
 	}
 }
 
@@ -35,7 +36,7 @@ func ExampleIntegrationLog() {
 	ob, _, done := exampleOutbox()
 	defer done()
 	ctx := context.Background()
-	il, err := ob.NewIntegrationLog(outbox.IntegrationLogConfig{})
+	il, err := integrationlog.New(ob, integrationlog.Config{})
 	if err != nil {
 		panic(err)
 	}
@@ -44,7 +45,7 @@ func ExampleIntegrationLog() {
 		panic(err)
 	}
 	defer tx.Rollback()
-	if _, err := il.RecordAPICall(ctx, tx, outbox.APICall{
+	if _, err := il.RecordAPICall(ctx, tx, integrationlog.APICall{
 		Integration: "stripe", Method: "POST",
 		URL:        "https://api.stripe.com/v1/charges?api_key=sk_live_1",
 		Request:    map[string]any{"amount": 1500, "card": map[string]string{"number": "4242424242424242", "cvc": "123"}},
@@ -57,7 +58,7 @@ func ExampleIntegrationLog() {
 		panic(err)
 	}
 
-	page, err := il.List(ctx, outbox.IntegrationFilter{Integration: "stripe"})
+	page, err := il.List(ctx, integrationlog.Filter{Integration: "stripe"})
 	if err != nil {
 		panic(err)
 	}

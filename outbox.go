@@ -272,3 +272,13 @@ func (o *Outbox) nowArg() any { return o.st.NowArg() }
 
 // now is the handle's notion of the current time, for values computed in Go.
 func (o *Outbox) now() time.Time { return o.st.Now() }
+
+// redactor returns the redaction rules of the records the handle writes
+// itself (webhook delivery attempts): Config.Redaction, or the built-in
+// rules.
+func (o *Outbox) redactor() *redact.Redactor {
+	if o.red != nil {
+		return o.red
+	}
+	return redact.Default()
+}

@@ -20,7 +20,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/integrationlog"
 	"github.com/outboxkit/outbox/redact"
 	"github.com/outboxkit/outbox/securitylog"
 )
@@ -493,7 +493,7 @@ func TestRedactionCorpus(t *testing.T) {
 	g := &corpusGen{rnd: rand.New(rand.NewSource(seed))}
 	b := setup(t, nil)
 	ctx := ctxT(t)
-	l := newIntegrationLog(t, b, outbox.IntegrationLogConfig{Redaction: redact.Rules{MaxBodyBytes: corpusLimit}})
+	l := newIntegrationLog(t, b, integrationlog.Config{Redaction: redact.Rules{MaxBodyBytes: corpusLimit}})
 	sl := newLog(t, b, securitylog.Config{Publish: true, Redaction: redact.Rules{MaxBodyBytes: 8 * corpusLimit},
 		BruteForce: securitylog.BruteForceConfig{Disabled: true}})
 	const rounds = 40
@@ -516,7 +516,7 @@ func TestRedactionCorpus(t *testing.T) {
 		_, _ = w.Write(rp.body)
 	}))
 	defer srv.Close()
-	client := &http.Client{Transport: l.Transport("corpus-out", nil, &outbox.HTTPRecordOptions{ExternalID: outbox.ExternalIDFromJSON("id")}),
+	client := &http.Client{Transport: l.Transport("corpus-out", nil, &integrationlog.HTTPOptions{ExternalID: integrationlog.ExternalIDFromJSON("id")}),
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for i := 0; i < rounds; i++ {
 		s := []secretSpec{g.secret(false), g.secret(false), g.secret(true), g.secret(false), g.secret(true)}
@@ -568,7 +568,7 @@ func TestRedactionCorpus(t *testing.T) {
 
 	// Inbound requests through the Middleware.
 	var next reply
-	mw := l.Middleware("corpus-in", &outbox.HTTPRecordOptions{ExternalID: outbox.ExternalIDFromJSON("id")})
+	mw := l.Middleware("corpus-in", &integrationlog.HTTPOptions{ExternalID: integrationlog.ExternalIDFromJSON("id")})
 	in := httptest.NewServer(mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		for k, v := range next.header {
@@ -633,7 +633,7 @@ func TestRedactionCorpus(t *testing.T) {
 			reqV = body
 			g.plants[len(g.plants)-4].path += "/bytes/" + format
 		}
-		if _, err := l.RecordAPICall(ctx, tx, outbox.APICall{Integration: "corpus-api", Method: "POST", URL: g.urlPlant("https://api.example.com", s[0]),
+		if _, err := l.RecordAPICall(ctx, tx, integrationlog.APICall{Integration: "corpus-api", Method: "POST", URL: g.urlPlant("https://api.example.com", s[0]),
 			Request: reqV, Response: g.jsonValue(s[2], g.size()), HTTPStatus: 402, Error: g.text(s[3]), ExternalID: s[4].value}); err != nil {
 			t.Fatalf("RecordAPICall: %v", err)
 		}
@@ -649,7 +649,7 @@ func TestRedactionCorpus(t *testing.T) {
 		g.record(s[4], "webhook-received/event-type")
 		payload, _, format := g.body(s[1], g.size())
 		g.plants[len(g.plants)-4].path += "/" + format
-		if _, err := l.RecordWebhookReceived(ctx, tx, outbox.WebhookReceipt{Integration: "corpus-wh", EventType: s[4].value, Headers: h,
+		if _, err := l.RecordWebhookReceived(ctx, tx, integrationlog.WebhookReceipt{Integration: "corpus-wh", EventType: s[4].value, Headers: h,
 			Payload: payload, HTTPStatus: 200, Error: g.text(s[2]), ExternalID: s[3].value}); err != nil {
 			t.Fatalf("RecordWebhookReceived: %v", err)
 		}
@@ -660,7 +660,7 @@ func TestRedactionCorpus(t *testing.T) {
 		g.record(s[1], "data-sync/error")
 		g.record(s[2], "data-sync/external-id")
 		g.record(s[3], "data-sync/entity")
-		if _, err := l.RecordDataSync(ctx, tx, outbox.DataSyncRun{Integration: "corpus-sync", Entity: s[3].value, Direction: "import",
+		if _, err := l.RecordDataSync(ctx, tx, integrationlog.DataSyncRun{Integration: "corpus-sync", Entity: s[3].value, Direction: "import",
 			Processed: 3, Details: g.jsonValue(s[0], g.size()), Error: g.text(s[1]), ExternalID: s[2].value}); err != nil {
 			t.Fatalf("RecordDataSync: %v", err)
 		}
@@ -673,7 +673,7 @@ func TestRedactionCorpus(t *testing.T) {
 		g.record(s[3], "record/external-id")
 		reqJ, _ := json.Marshal(g.jsonValue(s[0], g.size()))
 		respJ, _ := json.Marshal(g.jsonValue(s[1], g.size()))
-		if _, err := l.Record(ctx, tx, outbox.IntegrationRecord{Integration: "corpus-rec", Operation: outbox.OpAPICallMade, Request: reqJ,
+		if _, err := l.Record(ctx, tx, integrationlog.Record{Integration: "corpus-rec", Operation: integrationlog.OpAPICallMade, Request: reqJ,
 			Response: respJ, Error: g.text(s[2]), ExternalID: s[3].value}); err != nil {
 			t.Fatalf("Record: %v", err)
 		}
@@ -743,9 +743,9 @@ func TestRedactionCorpus(t *testing.T) {
 
 // newIntegrationLog returns the integration log of b's handle, closed when
 // the test ends (a second Close is a no-op).
-func newIntegrationLog(t testing.TB, b *bundle, cfg outbox.IntegrationLogConfig) *outbox.IntegrationLog {
+func newIntegrationLog(t testing.TB, b *bundle, cfg integrationlog.Config) *integrationlog.Log {
 	t.Helper()
-	l, err := b.ob.NewIntegrationLog(cfg)
+	l, err := integrationlog.New(b.ob, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ import (
 	_ "github.com/lib/pq"
 
 	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/integrationlog"
 	"github.com/outboxkit/outbox/securitylog"
 )
 
@@ -65,7 +66,7 @@ func run() error {
 	if _, err := ob.Subscribe(ctx, outbox.Subscription{Name: "security-alerts", TopicPattern: "security.#", CallbackMethod: "alert"}); err != nil {
 		return err
 	}
-	integrations, err := ob.NewIntegrationLog(outbox.IntegrationLogConfig{})
+	integrations, err := integrationlog.New(ob, integrationlog.Config{})
 	if err != nil {
 		return err
 	}
@@ -90,7 +91,7 @@ func run() error {
 	}
 
 	fmt.Println("\n== integration log ==")
-	page, err := integrations.List(ctx, outbox.IntegrationFilter{})
+	page, err := integrations.List(ctx, integrationlog.Filter{})
 	if err != nil {
 		return err
 	}
@@ -99,7 +100,7 @@ func run() error {
 			r.Integration, r.Operation, r.HTTPStatus, r.Success, r.ExternalID, r.Error)
 		fmt.Printf("         request: %s\n", r.Request)
 	}
-	stats, err := integrations.Stats(ctx, outbox.IntegrationWindow{})
+	stats, err := integrations.Stats(ctx, integrationlog.Window{})
 	if err != nil {
 		return err
 	}
@@ -133,7 +134,7 @@ func run() error {
 }
 
 // payments calls a Stripe-like API through a recording client.
-func payments(ctx context.Context, il *outbox.IntegrationLog) error {
+func payments(ctx context.Context, il *integrationlog.Log) error {
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_ = r.ParseForm()
 		w.Header().Set("Content-Type", "application/json")
@@ -146,7 +147,7 @@ func payments(ctx context.Context, il *outbox.IntegrationLog) error {
 	}))
 	defer api.Close()
 	client := &http.Client{Transport: il.Transport("stripe", nil,
-		&outbox.HTTPRecordOptions{ExternalID: outbox.ExternalIDFromJSON("id")})}
+		&integrationlog.HTTPOptions{ExternalID: integrationlog.ExternalIDFromJSON("id")})}
 	for _, amount := range []string{"1999", "999999"} {
 		form := url.Values{"amount": {amount}, "currency": {"eur"}, "card[number]": {"4242424242424242"}, "card[cvc]": {"123"}}
 		req, err := http.NewRequestWithContext(ctx, "POST", api.URL+"/v1/charges", strings.NewReader(form.Encode()))
@@ -168,8 +169,8 @@ func payments(ctx context.Context, il *outbox.IntegrationLog) error {
 }
 
 // webhooks receives a webhook through the recording middleware.
-func webhooks(ctx context.Context, il *outbox.IntegrationLog) error {
-	handler := il.Middleware("stripe", &outbox.HTTPRecordOptions{ExternalID: outbox.ExternalIDFromJSON("id")})(
+func webhooks(ctx context.Context, il *integrationlog.Log) error {
+	handler := il.Middleware("stripe", &integrationlog.HTTPOptions{ExternalID: integrationlog.ExternalIDFromJSON("id")})(
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			var ev struct{ Type string }
 			if err := json.NewDecoder(r.Body).Decode(&ev); err != nil {

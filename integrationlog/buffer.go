@@ -1,4 +1,4 @@
-package outbox
+package integrationlog
 
 import (
 	"context"
@@ -9,42 +9,14 @@ import (
 	"net/http"
 	"reflect"
 	"sync"
-	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/lib/pq"
 
+	"github.com/outboxkit/outbox"
 	"github.com/outboxkit/outbox/internal/httprecord"
+	"github.com/outboxkit/outbox/internal/intrecord"
 	"github.com/outboxkit/outbox/internal/recordbuf"
-)
-
-// Defaults of the buffer between Transport and Middleware and the
-// database (IntegrationLogConfig).
-const (
-	// RecordBufferDefault is how many records the buffer holds at most
-	// (10,000).
-	RecordBufferDefault = recordbuf.MaxItemsDefault
-	// RecordBufferBytesDefault is how many bytes of captured data (bodies
-	// up to the body limit, URLs, headers) the buffer holds at most:
-	// 32 MiB.
-	RecordBufferBytesDefault = recordbuf.MaxBytesDefault
-	// RecordBatchSizeDefault is the most records one INSERT writes (500).
-	RecordBatchSizeDefault = recordbuf.BatchSizeDefault
-	// RecordFlushIntervalDefault is the longest a record waits for its
-	// batch to fill (200 ms).
-	RecordFlushIntervalDefault = recordbuf.FlushIntervalDefault
-	// RecordBlockTimeoutDefault is the longest a call waits for room in a
-	// full buffer under BlockWhenFull (5 ms).
-	RecordBlockTimeoutDefault = recordbuf.BlockTimeoutDefault
-	// RecordWriteTimeoutDefault bounds each attempt to write a batch (10 s).
-	RecordWriteTimeoutDefault = recordbuf.WriteTimeoutDefault
-	// RecordMaxRetryTimeDefault is how long the writes to one destination
-	// are retried while they keep failing before its records are given
-	// up (1 minute): long enough to ride out a PostgreSQL restart or a
-	// failover, and several attempts of WriteTimeout against a stalled
-	// pool; short enough that a destination gone for good holds at most a
-	// minute of its records in the buffer.
-	RecordMaxRetryTimeDefault = recordbuf.MaxRetryTimeDefault
 )
 
 // BufferFullPolicy is what a recorded call does when the integration log's
@@ -56,16 +28,16 @@ const (
 	// DropWhenFull drops the record at once (the default): the call never
 	// waits.
 	DropWhenFull BufferFullPolicy = iota
-	// BlockWhenFull waits for room up to IntegrationLogConfig.BlockTimeout,
+	// BlockWhenFull waits for room up to Config.BlockTimeout,
 	// then drops the record.
 	BlockWhenFull
 )
 
-// IntegrationBufferStats counts what became of the records Transport and
+// BufferStats counts what became of the records Transport and
 // Middleware made. Every counter but Buffered and BufferedBytes only grows
 // (they suit monotonic metrics); every record handed to the buffer is, at
 // any time, buffered, written, rejected or lost.
-type IntegrationBufferStats struct {
+type BufferStats struct {
 	// Buffered is how many records wait to be written (a batch being
 	// written or retried included), BufferedBytes what they hold.
 	Buffered      int
@@ -79,7 +51,7 @@ type IntegrationBufferStats struct {
 	// over Config.MaxPayloadBytes once redacted); each kind is logged.
 	Rejected uint64
 	// Lost counts buffered records given up: refused by the database for
-	// good (bad data, a finished transaction as HTTPRecordOptions.DB),
+	// good (bad data, a finished transaction as HTTPOptions.DB),
 	// their destination failing for MaxRetryTime, or still unwritten when
 	// Close's context ended.
 	Lost uint64
@@ -89,15 +61,15 @@ type IntegrationBufferStats struct {
 
 // BufferStats returns the counters of the buffer between Transport and
 // Middleware and the database.
-func (l *IntegrationLog) BufferStats() IntegrationBufferStats {
+func (l *Log) BufferStats() BufferStats {
 	l.mu.Lock()
 	buf := l.buf
 	l.mu.Unlock()
 	if buf == nil {
-		return IntegrationBufferStats{}
+		return BufferStats{}
 	}
 	s := buf.Stats()
-	return IntegrationBufferStats{Buffered: s.Buffered, BufferedBytes: s.BufferedBytes, Written: s.Written,
+	return BufferStats{Buffered: s.Buffered, BufferedBytes: s.BufferedBytes, Written: s.Written,
 		Dropped: s.Dropped, Rejected: s.Rejected, Lost: s.Lost, Retries: s.Retries}
 }
 
@@ -118,7 +90,7 @@ func (l *IntegrationLog) BufferStats() IntegrationBufferStats {
 // with Close. Flush may be called concurrently with recording, Close and
 // other Flush calls; on a log whose Transport and Middleware were never
 // used it returns nil at once.
-func (l *IntegrationLog) Flush(ctx context.Context) error {
+func (l *Log) Flush(ctx context.Context) error {
 	l.mu.Lock()
 	buf := l.buf
 	l.mu.Unlock()
@@ -146,7 +118,7 @@ func (l *IntegrationLog) Flush(ctx context.Context) error {
 // records, writes them in batches (one INSERT per batch and destination)
 // and retries a failed batch with backoff while the buffer keeps filling
 // up to its bounds. Each destination (the handle's pool, or an
-// HTTPRecordOptions.DB) is written and retried on its own: one that fails
+// HTTPOptions.DB) is written and retried on its own: one that fails
 // or hangs does not delay the others' records, and its records are given
 // up once its writes have failed for MaxRetryTime. What can be lost:
 // records in the buffer when the process crashes or Close gives up,
@@ -158,7 +130,7 @@ func (l *IntegrationLog) Flush(ctx context.Context) error {
 // even while the first is still flushing: wait on the first), and on a log
 // whose Transport and Middleware were never used; the Record* calls, List
 // and Stats keep working after it.
-func (l *IntegrationLog) Close(ctx context.Context) error {
+func (l *Log) Close(ctx context.Context) error {
 	l.mu.Lock()
 	l.closed = true
 	buf := l.buf
@@ -192,24 +164,24 @@ type recordBuffer struct {
 	pool *destination // the handle's pool
 
 	mu    sync.Mutex
-	dests map[Querier]*destination // HTTPRecordOptions.DB handles of pointer type
+	dests map[outbox.Querier]*destination // HTTPOptions.DB handles of pointer type
 }
 
 // destination is where records are written: the handle's pool or an
-// HTTPRecordOptions.DB. The buffer batches, retries and gives up records
+// HTTPOptions.DB. The buffer batches, retries and gives up records
 // per destination.
 type destination struct {
-	db Querier
+	db outbox.Querier
 }
 
 // httpSink is one Transport or Middleware: where its captures go.
 type httpSink struct {
-	l           *IntegrationLog
+	l           *Log
 	buf         *recordBuffer
 	dest        *destination
 	integration string
 	op          Operation
-	opts        HTTPRecordOptions
+	opts        HTTPOptions
 }
 
 // capture is one exchange handed to the buffer, detached from everything
@@ -222,12 +194,12 @@ type capture struct {
 // preparedRecord is a redacted, validated record and where it goes.
 type preparedRecord struct {
 	sink *httpSink
-	rec  IntegrationRecord
+	rec  intrecord.Record
 }
 
 // newSink returns the sink of a Transport or Middleware, starting the
 // log's buffer if it is the first.
-func (l *IntegrationLog) newSink(integration string, op Operation, opts *HTTPRecordOptions) *httpSink {
+func (l *Log) newSink(integration string, op Operation, opts *HTTPOptions) *httpSink {
 	s := &httpSink{l: l, buf: l.buffer(), integration: integration, op: op}
 	if opts != nil {
 		s.opts = *opts
@@ -245,7 +217,7 @@ func (s *httpSink) handOff(ex *httprecord.Exchange) {
 }
 
 // buffer returns the log's buffer, started on first use.
-func (l *IntegrationLog) buffer() *recordBuffer {
+func (l *Log) buffer() *recordBuffer {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.buf != nil {
@@ -255,20 +227,21 @@ func (l *IntegrationLog) buffer() *recordBuffer {
 	if l.cfg.WhenFull == BlockWhenFull {
 		policy = recordbuf.Block
 	}
-	l.buf = &recordBuffer{pool: &destination{db: l.o.db}, dests: map[Querier]*destination{}}
+	l.buf = &recordBuffer{pool: &destination{db: l.core.DB}, dests: map[outbox.Querier]*destination{}}
 	l.buf.Buffer = recordbuf.New(recordbuf.Config[capture, preparedRecord, *destination]{
-		MaxItems:      orDefault(l.cfg.BufferRecords, RecordBufferDefault),
-		MaxBytes:      orDefault(l.cfg.BufferBytes, RecordBufferBytesDefault),
-		BatchSize:     orDefault(l.cfg.BatchSize, RecordBatchSizeDefault),
-		FlushInterval: orDefault(l.cfg.FlushInterval, RecordFlushIntervalDefault),
+		// Zero settings take recordbuf's defaults, which Config documents.
+		MaxItems:      l.cfg.BufferRecords,
+		MaxBytes:      l.cfg.BufferBytes,
+		BatchSize:     l.cfg.BatchSize,
+		FlushInterval: l.cfg.FlushInterval,
 		Policy:        policy,
-		BlockTimeout:  orDefault(l.cfg.BlockTimeout, RecordBlockTimeoutDefault),
-		WriteTimeout:  orDefault(l.cfg.WriteTimeout, RecordWriteTimeoutDefault),
-		MaxRetryTime:  orDefault(l.cfg.MaxRetryTime, RecordMaxRetryTimeDefault),
+		BlockTimeout:  l.cfg.BlockTimeout,
+		WriteTimeout:  l.cfg.WriteTimeout,
+		MaxRetryTime:  l.cfg.MaxRetryTime,
 		Prepare:       l.prepareCapture,
 		Group:         func(c capture) *destination { return c.sink.dest },
 		Write:         l.writeBatch,
-		Logger:        l.o.log.With(slog.String("recorder", "integration_log")),
+		Logger:        l.core.Logger.With(slog.String("recorder", "integration_log")),
 	})
 	if l.closed {
 		// Used after Close: every record is dropped and counted.
@@ -281,7 +254,7 @@ func (l *IntegrationLog) buffer() *recordBuffer {
 // the handle's pool). Recorders given the same handle share its
 // destination; a handle whose type cannot serve as a map key safely (not a
 // pointer) is a destination of its own.
-func (b *recordBuffer) destination(db Querier) *destination {
+func (b *recordBuffer) destination(db outbox.Querier) *destination {
 	if db == nil {
 		return b.pool
 	}
@@ -300,22 +273,20 @@ func (b *recordBuffer) destination(db Querier) *destination {
 
 // prepareCapture builds the redacted record of a capture, on the writer
 // goroutine: redaction runs here, once per record.
-func (l *IntegrationLog) prepareCapture(c capture) (p preparedRecord, err error) {
+func (l *Log) prepareCapture(c capture) (p preparedRecord, err error) {
 	s, ex := c.sink, c.ex
-	rec := httpRecord(l.red, s.integration, s.op, ex.Request, ex.RequestBody, ex.RequestBytes, ex.Response, ex.ResponseBody,
-		ex.ResponseBytes, ex.Err, ex.Duration, s.opts.Headers)
-	rec.OccurredAt = ex.Start
+	rec := intrecord.FromHTTP(l.red, s.integration, string(s.op), intrecord.FromExchange(ex), s.opts.Headers)
 	if s.opts.ExternalID != nil {
 		if rec.ExternalID, err = externalID(s.opts.ExternalID, ex); err != nil {
 			return preparedRecord{}, err
 		}
 		// The id comes from the application's func: redacted like the rest
-		// (prepareIntegration below only validates).
+		// (Prepare below only validates).
 		rec.ExternalID = l.red.String(rec.ExternalID)
 	}
-	rec, err = l.o.prepareIntegration(rec, nil)
+	rec, err = intrecord.Prepare(rec, nil, l.core.MaxPayloadBytes)
 	if err != nil {
-		return preparedRecord{}, fmt.Errorf("integration %q: %w", s.integration, err)
+		return preparedRecord{}, fmt.Errorf("integration %q: %w", s.integration, recordError(err))
 	}
 	return preparedRecord{sink: s, rec: rec}, nil
 }
@@ -325,7 +296,7 @@ func (l *IntegrationLog) prepareCapture(c capture) (p preparedRecord, err error)
 func externalID(f func(*http.Request, []byte, *http.Response, []byte) string, ex *httprecord.Exchange) (id string, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = invalid(ErrInvalidRecord, "external_id", "HTTPRecordOptions.ExternalID panicked (%T; the value is not logged: it may hold request data)", p)
+			err = invalidRecord("external_id", "HTTPOptions.ExternalID panicked (%T; the value is not logged: it may hold request data)", p)
 		}
 	}()
 	return f(ex.Request, ex.RequestBody, ex.Response, ex.ResponseBody), nil
@@ -337,16 +308,16 @@ func externalID(f func(*http.Request, []byte, *http.Response, []byte) string, ex
 // written once. A destination that refuses the records for good (a
 // finished transaction, data the database rejects) gives the batch up at
 // once; any other error is retried.
-func (l *IntegrationLog) writeBatch(ctx context.Context, batch []preparedRecord) error {
-	recs := make([]IntegrationRecord, len(batch))
+func (l *Log) writeBatch(ctx context.Context, batch []preparedRecord) error {
+	recs := make([]intrecord.Record, len(batch))
 	for i, p := range batch {
 		recs[i] = p.rec
 	}
-	_, err := batch[0].sink.dest.db.ExecContext(ctx, l.sql.InsertOnce, l.o.integrationArgs(recs)...)
+	err := intrecord.InsertOnce(ctx, batch[0].sink.dest.db, l.core.Store, recs)
 	if err == nil {
 		return nil
 	}
-	err = fmt.Errorf("outbox: record integration: %w", err)
+	err = fmt.Errorf("integrationlog: record integration: %w", err)
 	if permanentWriteError(err) {
 		return backoff.Permanent(err)
 	}
@@ -370,31 +341,24 @@ func permanentWriteError(err error) bool {
 }
 
 // checkBuffer validates the buffer settings.
-func (c IntegrationLogConfig) checkBuffer() error {
+func (c Config) checkBuffer() error {
 	switch {
 	case c.BufferRecords < 0:
-		return invalid(ErrInvalidConfig, "buffer_records", "must not be negative, got %d", c.BufferRecords)
+		return invalidConfig("buffer_records", "must not be negative, got %d", c.BufferRecords)
 	case c.BufferBytes < 0:
-		return invalid(ErrInvalidConfig, "buffer_bytes", "must not be negative, got %d", c.BufferBytes)
+		return invalidConfig("buffer_bytes", "must not be negative, got %d", c.BufferBytes)
 	case c.BatchSize < 0:
-		return invalid(ErrInvalidConfig, "batch_size", "must not be negative, got %d", c.BatchSize)
+		return invalidConfig("batch_size", "must not be negative, got %d", c.BatchSize)
 	case c.FlushInterval < 0:
-		return invalid(ErrInvalidConfig, "flush_interval", "must not be negative, got %s", c.FlushInterval)
+		return invalidConfig("flush_interval", "must not be negative, got %s", c.FlushInterval)
 	case c.BlockTimeout < 0:
-		return invalid(ErrInvalidConfig, "block_timeout", "must not be negative, got %s", c.BlockTimeout)
+		return invalidConfig("block_timeout", "must not be negative, got %s", c.BlockTimeout)
 	case c.WriteTimeout < 0:
-		return invalid(ErrInvalidConfig, "write_timeout", "must not be negative, got %s", c.WriteTimeout)
+		return invalidConfig("write_timeout", "must not be negative, got %s", c.WriteTimeout)
 	case c.MaxRetryTime < 0:
-		return invalid(ErrInvalidConfig, "max_retry_time", "must not be negative, got %s", c.MaxRetryTime)
+		return invalidConfig("max_retry_time", "must not be negative, got %s", c.MaxRetryTime)
 	case c.WhenFull != DropWhenFull && c.WhenFull != BlockWhenFull:
-		return invalid(ErrInvalidConfig, "when_full", "unknown policy %d", c.WhenFull)
+		return invalidConfig("when_full", "unknown policy %d", c.WhenFull)
 	}
 	return nil
-}
-
-func orDefault[N int | int64 | time.Duration](v, def N) N {
-	if v == 0 {
-		return def
-	}
-	return v
 }
