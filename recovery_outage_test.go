@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxkit/outbox/internal/pgtest"
+	"github.com/outboxkit/outbox/internal/testutil"
 )
 
 // Resume at once when the database comes back (issue 14): PostgreSQL, a
@@ -48,7 +49,7 @@ func outageDispatcher(t *testing.T, srv *pgtest.Server, schema string, handlerDe
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	db.SetMaxOpenConns(8)
-	logs := &lockedBuffer{}
+	logs := &testutil.LockedBuffer{}
 	ob, err := New(db, Config{Schema: schema, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	if err != nil {
 		t.Fatal(err)

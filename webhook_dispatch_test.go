@@ -464,7 +464,7 @@ func TestWebhookDispatchShutdownReleases(t *testing.T) {
 // record: the attempt's outcome is written, once, and the failure logged.
 func TestWebhookUnstorableRecordDoesNotHoldOutcome(t *testing.T) {
 	t.Parallel()
-	var logs lockedBuffer
+	var logs testutil.LockedBuffer
 	b := setup(t, &Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	srv, got := testutil.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -492,7 +492,7 @@ func TestWebhookUnstorableRecordDoesNotHoldOutcome(t *testing.T) {
 // same batch is kept.
 func TestWebhookAttemptRecordRefusedAlone(t *testing.T) {
 	t.Parallel()
-	var logs lockedBuffer
+	var logs testutil.LockedBuffer
 	b := setup(t, &Config{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -21,6 +21,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxkit/outbox/integrationlog"
+	"github.com/outboxkit/outbox/internal/testutil"
 	"github.com/outboxkit/outbox/redact"
 	"github.com/outboxkit/outbox/securitylog"
 )
@@ -769,7 +770,7 @@ type leak struct {
 func scanSchemaForPlants(t *testing.T, b *bundle, plants []planted) []leak {
 	t.Helper()
 	ctx := ctxT(t)
-	tables := b.tables(t)
+	tables := testutil.Tables(t, b.db, b.schema)
 	var texts []string
 	for _, tb := range tables {
 		rows, err := b.db.QueryContext(ctx, fmt.Sprintf(`SELECT t::text FROM %q.%q t`, b.schema, tb))

@@ -4,13 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
-	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/outboxkit/outbox"
 	"github.com/outboxkit/outbox/internal/pgtest"
+	"github.com/outboxkit/outbox/internal/testutil"
 	"github.com/outboxkit/outbox/keys"
 	"github.com/outboxkit/outbox/securitylog"
 )
@@ -21,7 +20,7 @@ type bundle struct {
 	db     *sql.DB
 	ob     *outbox.Outbox
 	schema string
-	clock  *testClock
+	clock  *testutil.Clock
 }
 
 // setup migrates a fresh schema and returns a handle on it. cfg may be nil.
@@ -61,7 +60,7 @@ func setup(t testing.TB, cfg *outbox.Config) *bundle {
 // setupClock is setup with a test clock that only moves when told.
 func setupClock(t testing.TB, cfg *outbox.Config) *bundle {
 	t.Helper()
-	clk := &testClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := testutil.NewClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	c := outbox.Config{}
 	if cfg != nil {
 		c = *cfg
@@ -90,61 +89,9 @@ func ctxT(t testing.TB) context.Context {
 
 func ptr[T any](v T) *T { return &v }
 
-// countRows counts the rows of a table of b's schema matching where
-// ("" for all).
+// countRows counts the rows of a table of b's schema matching where ("" for
+// all).
 func (b *bundle) countRows(t testing.TB, table, where string, args ...any) int64 {
 	t.Helper()
-	q := fmt.Sprintf(`SELECT count(*) FROM %q.%s`, b.schema, table)
-	if where != "" {
-		q += " WHERE " + where
-	}
-	var n int64
-	if err := b.db.QueryRowContext(context.Background(), q, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	return n
-}
-
-// tables lists the base tables of b's schema; it fails the test when the
-// schema holds fewer than the library's five.
-func (b *bundle) tables(t testing.TB) []string {
-	t.Helper()
-	rows, err := b.db.Query(`SELECT table_name FROM information_schema.tables WHERE table_schema = $1 AND table_type = 'BASE TABLE'`, b.schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var tables []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		tables = append(tables, n)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if len(tables) < 5 {
-		t.Fatalf("schema %s has only tables %v", b.schema, tables)
-	}
-	return tables
-}
-
-// testClock is a clock that only moves when a test advances it.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
+	return testutil.CountRows(t, b.db, b.schema, table, where, args...)
 }
