@@ -1,4 +1,4 @@
-package outbox
+package integrationlog_test
 
 import (
 	"context"
@@ -16,7 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/integrationlog"
 	"github.com/outboxkit/outbox/internal/pgtest"
+	"github.com/outboxkit/outbox/internal/testutil"
+	"github.com/outboxkit/outbox/redact"
 )
 
 // callBound is the longest one recorded call may take in these tests,
@@ -25,14 +29,14 @@ import (
 const callBound = 100 * time.Millisecond
 
 // recorded is an outbound client and an inbound server, both recording
-// through one IntegrationLog.
+// through one integration log.
 type recorded struct {
 	client  *http.Client
 	inbound *httptest.Server
 	api     *httptest.Server
 }
 
-func newRecorded(t *testing.T, l *IntegrationLog) *recorded {
+func newRecorded(t *testing.T, l *integrationlog.Log) *recorded {
 	t.Helper()
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
@@ -44,7 +48,7 @@ func newRecorded(t *testing.T, l *IntegrationLog) *recorded {
 		w.WriteHeader(http.StatusNoContent)
 	})))
 	r := &recorded{api: api, inbound: inbound,
-		client: &http.Client{Transport: l.Transport("api", api.Client().Transport, &HTTPRecordOptions{ExternalID: ExternalIDFromJSON("id")})}}
+		client: &http.Client{Transport: l.Transport("api", api.Client().Transport, &integrationlog.HTTPOptions{ExternalID: integrationlog.ExternalIDFromJSON("id")})}}
 	t.Cleanup(func() {
 		inbound.Close()
 		api.Close()
@@ -91,34 +95,12 @@ func (r *recorded) callsWithinBound(t *testing.T, n int, bound time.Duration) {
 	t.Logf("slowest of %d calls: %s", 2*n, worst)
 }
 
-// logOn returns an IntegrationLog of a handle on db in schema.
-func logOn(t *testing.T, db *sql.DB, schema string, logger *slog.Logger, cfg IntegrationLogConfig) *IntegrationLog {
-	t.Helper()
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	ob, err := New(db, Config{Schema: schema, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := integrationlog.New(ob, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
-func countLog(t *testing.T, db *sql.DB, schema string) int64 {
-	t.Helper()
-	return countRows(t, db, `SELECT count(*) FROM "`+schema+`".integration_log`)
-}
-
 // With a healthy database every record lands once Close returns, redacted,
 // whatever the concurrency.
 func TestRecorderHealthyEveryRecordLands(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	l := newIntegrationLog(t, b, IntegrationLogConfig{BatchSize: 16})
+	l := newLog(t, b, integrationlog.Config{BatchSize: 16})
 	r := newRecorded(t, l)
 	const workers, each = 8, 25
 	var wg sync.WaitGroup
@@ -131,7 +113,7 @@ func TestRecorderHealthyEveryRecordLands(t *testing.T) {
 	}
 	wg.Wait()
 	closeLog(t, l)
-	if n := countLog(t, b.db, b.schema); n != 2*workers*each {
+	if n := b.countRows(t, "integration_log", ""); n != 2*workers*each {
 		t.Fatalf("%d records, want %d", n, 2*workers*each)
 	}
 	st := l.BufferStats()
@@ -139,7 +121,7 @@ func TestRecorderHealthyEveryRecordLands(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 	for _, integration := range []string{"api", "hooks"} {
-		recs := listAll(t, l, IntegrationFilter{Integration: integration, Limit: 50})
+		recs := listAll(t, l, integrationlog.Filter{Integration: integration, Limit: 50})
 		if len(recs) != workers*each {
 			t.Fatalf("%s: %d records listed, want %d", integration, len(recs), workers*each)
 		}
@@ -164,26 +146,27 @@ func TestRecorderRefusingDatabaseThenBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	var logs lockedBuffer
-	l := logOn(t, db, "recorder", slog.New(slog.NewJSONHandler(&logs, nil)), IntegrationLogConfig{BufferRecords: 20, BatchSize: 4})
-	if err := l.o.Migrate(ctxT(t)); err != nil {
+	var logs testutil.LockedBuffer
+	ob := handleOn(t, db, "recorder", slog.New(slog.NewJSONHandler(&logs, nil)))
+	if err := ob.Migrate(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
+	l := logOn(t, ob, integrationlog.Config{BufferRecords: 20, BatchSize: 4})
 	r := newRecorded(t, l)
 	srv.Stop()
 
 	r.callsWithinBound(t, 15, callBound) // 30 records, 20 fit
-	waitFor(t, "retries", func() bool { return l.BufferStats().Retries > 0 })
+	testutil.WaitFor(t, "retries", func() bool { return l.BufferStats().Retries > 0 })
 	st := l.BufferStats()
 	if st.Buffered != 20 || st.Dropped != 10 || st.Written != 0 {
 		t.Fatalf("stats while down: %+v", st)
 	}
-	waitFor(t, "the drops logged", func() bool { return strings.Contains(logs.String(), "records dropped") })
+	testutil.WaitFor(t, "the drops logged", func() bool { return strings.Contains(logs.String(), "records dropped") })
 
 	srv.Start()
-	waitFor(t, "the buffered records written", func() bool { return l.BufferStats().Written == 20 })
+	testutil.WaitFor(t, "the buffered records written", func() bool { return l.BufferStats().Written == 20 })
 	closeLog(t, l)
-	if n := countLog(t, db, "recorder"); n != 20 {
+	if n := testutil.CountRows(t, db, "recorder", "integration_log", ""); n != 20 {
 		t.Fatalf("%d records stored, want 20", n)
 	}
 	if n := strings.Count(logs.String(), "records dropped"); n != 1 {
@@ -207,7 +190,7 @@ func TestRecorderCloseBoundsTheFlush(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	l := logOn(t, db, "recorder", nil, IntegrationLogConfig{})
+	l := logOn(t, handleOn(t, db, "recorder", nil), integrationlog.Config{})
 	r := newRecorded(t, l)
 	r.callsWithinBound(t, 5, callBound)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -217,10 +200,10 @@ func TestRecorderCloseBoundsTheFlush(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("Close took %s with a 300ms context", d)
 	}
-	if !errors.Is(err, ErrRecordsNotWritten) || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "10 records") {
+	if !errors.Is(err, integrationlog.ErrRecordsNotWritten) || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "10 records") {
 		t.Fatalf("Close: %v", err)
 	}
-	waitFor(t, "the records counted lost", func() bool { return l.BufferStats().Lost == 10 })
+	testutil.WaitFor(t, "the records counted lost", func() bool { return l.BufferStats().Lost == 10 })
 	// After Close, calls still work and their records are dropped.
 	r.callsWithinBound(t, 1, callBound)
 	if st := l.BufferStats(); st.Dropped != 2 {
@@ -240,14 +223,14 @@ func TestRecorderBlockedPool(t *testing.T) {
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
-	l := logOn(t, db, b.schema, nil, IntegrationLogConfig{WriteTimeout: 50 * time.Millisecond, FlushInterval: time.Millisecond})
+	l := logOn(t, handleOn(t, db, b.schema, nil), integrationlog.Config{WriteTimeout: 50 * time.Millisecond, FlushInterval: time.Millisecond})
 	r := newRecorded(t, l)
 	tx, err := db.BeginTx(ctxT(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.callsWithinBound(t, 10, callBound)
-	waitFor(t, "a timed-out attempt retried", func() bool { return l.BufferStats().Retries > 0 })
+	testutil.WaitFor(t, "a timed-out attempt retried", func() bool { return l.BufferStats().Retries > 0 })
 	if st := l.BufferStats(); st.Written != 0 || st.Buffered != 20 {
 		t.Fatalf("stats while blocked: %+v", st)
 	}
@@ -255,7 +238,7 @@ func TestRecorderBlockedPool(t *testing.T) {
 		t.Fatal(err)
 	}
 	closeLog(t, l)
-	if n := countLog(t, b.db, b.schema); n != 20 {
+	if n := b.countRows(t, "integration_log", ""); n != 20 {
 		t.Fatalf("%d records stored, want 20", n)
 	}
 }
@@ -266,7 +249,7 @@ func TestRecorderBlockedPool(t *testing.T) {
 // policies, drops are counted, and Close returns at its deadline.
 func TestRecorderUnresponsiveDatabase(t *testing.T) {
 	t.Parallel()
-	for _, policy := range []BufferFullPolicy{DropWhenFull, BlockWhenFull} {
+	for _, policy := range []integrationlog.BufferFullPolicy{integrationlog.DropWhenFull, integrationlog.BlockWhenFull} {
 		t.Run(fmt.Sprint("policy=", policy), func(t *testing.T) {
 			t.Parallel()
 			hole := newBlackHole(t)
@@ -275,7 +258,7 @@ func TestRecorderUnresponsiveDatabase(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer db.Close()
-			l := logOn(t, db, "recorder", nil, IntegrationLogConfig{BufferRecords: 6, WhenFull: policy, FlushInterval: time.Millisecond})
+			l := logOn(t, handleOn(t, db, "recorder", nil), integrationlog.Config{BufferRecords: 6, WhenFull: policy, FlushInterval: time.Millisecond})
 			r := newRecorded(t, l)
 			r.callsWithinBound(t, 10, callBound)
 			hole.waitAccepted(t)
@@ -285,7 +268,7 @@ func TestRecorderUnresponsiveDatabase(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 			defer cancel()
 			start := time.Now()
-			if err := l.Close(ctx); !errors.Is(err, ErrRecordsNotWritten) || !strings.Contains(err.Error(), "6 records") {
+			if err := l.Close(ctx); !errors.Is(err, integrationlog.ErrRecordsNotWritten) || !strings.Contains(err.Error(), "6 records") {
 				t.Fatalf("Close: %v", err)
 			}
 			if d := time.Since(start); d > 2*time.Second {
@@ -294,7 +277,7 @@ func TestRecorderUnresponsiveDatabase(t *testing.T) {
 			// Hanging up ends the stuck attempt, and with it the writer
 			// (goleak in TestMain checks that nothing is left).
 			hole.close()
-			waitFor(t, "the stuck batch given up", func() bool { return l.BufferStats().Lost == 6 })
+			testutil.WaitFor(t, "the stuck batch given up", func() bool { return l.BufferStats().Lost == 6 })
 		})
 	}
 }
@@ -388,11 +371,10 @@ func post(t *testing.T, c *http.Client, url string, n int) {
 func untilStored(t *testing.T, db *sql.DB, schema, integration string, want int64) time.Duration {
 	t.Helper()
 	start := time.Now()
-	q := `SELECT count(*) FROM "` + schema + `".integration_log WHERE integration_name = $1`
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.After(30 * time.Second)
-	for countRows(t, db, q, integration) < want {
+	for testutil.CountRows(t, db, schema, "integration_log", "integration_name = $1", integration) < want {
 		select {
 		case <-tick.C:
 		case <-deadline:
@@ -408,7 +390,7 @@ func untilStored(t *testing.T, db *sql.DB, schema, integration string, want int6
 func TestRecorderFlushThenList(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	l := newIntegrationLog(t, b, IntegrationLogConfig{FlushInterval: time.Hour}) // only Flush and Close write
+	l := newLog(t, b, integrationlog.Config{FlushInterval: time.Hour}) // only Flush and Close write
 	if err := l.Flush(ctxT(t)); err != nil {
 		t.Fatalf("Flush of an unused log: %v", err)
 	}
@@ -420,13 +402,13 @@ func TestRecorderFlushThenList(t *testing.T) {
 		if err := l.Flush(ctxT(t)); err != nil {
 			t.Fatal(err)
 		}
-		api := listAll(t, l, IntegrationFilter{Integration: "api"})
-		hooks := listAll(t, l, IntegrationFilter{Integration: "hooks"})
+		api := listAll(t, l, integrationlog.Filter{Integration: "api"})
+		hooks := listAll(t, l, integrationlog.Filter{Integration: "hooks"})
 		if len(api) != 4*round || len(hooks) != 4*round {
 			t.Fatalf("round %d: %d api and %d hooks records readable after Flush, want %d each", round, len(api), len(hooks), 4*round)
 		}
 		for _, rec := range api {
-			if rec.ExternalID != "ch_1" || rec.Operation != OpAPICallMade || strings.Contains(string(rec.Request), "hunter2") {
+			if rec.ExternalID != "ch_1" || rec.Operation != integrationlog.OpAPICallMade || strings.Contains(string(rec.Request), "hunter2") {
 				t.Fatalf("record %+v %s", rec, rec.Request)
 			}
 		}
@@ -449,7 +431,7 @@ func TestRecorderFlushContextEndsWhileBlocked(t *testing.T) {
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
-	l := logOn(t, db, b.schema, nil, IntegrationLogConfig{FlushInterval: time.Millisecond})
+	l := logOn(t, handleOn(t, db, b.schema, nil), integrationlog.Config{FlushInterval: time.Millisecond})
 	defer closeLog(t, l)
 	api := newAPI(t)
 	c := &http.Client{Transport: l.Transport("api", api.Client().Transport, nil)}
@@ -462,13 +444,13 @@ func TestRecorderFlushContextEndsWhileBlocked(t *testing.T) {
 
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := l.Flush(cancelled); !errors.Is(err, ErrRecordsNotWritten) || !errors.Is(err, context.Canceled) ||
+	if err := l.Flush(cancelled); !errors.Is(err, integrationlog.ErrRecordsNotWritten) || !errors.Is(err, context.Canceled) ||
 		!strings.Contains(err.Error(), "6 records") {
 		t.Fatalf("Flush with a cancelled context: %v", err)
 	}
 	short, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	if err := l.Flush(short); !errors.Is(err, ErrRecordsNotWritten) || !errors.Is(err, context.DeadlineExceeded) ||
+	if err := l.Flush(short); !errors.Is(err, integrationlog.ErrRecordsNotWritten) || !errors.Is(err, context.DeadlineExceeded) ||
 		!strings.Contains(err.Error(), "6 records") {
 		t.Fatalf("Flush with a short deadline: %v", err)
 	}
@@ -529,15 +511,15 @@ func goodWithin(healthy, flushInterval time.Duration) time.Duration {
 // When the server is back, that destination is written again.
 func TestRecorderStoppedDestinationGivenUpOthersFlow(t *testing.T) {
 	t.Parallel()
-	var logs lockedBuffer
-	b := setup(t, &Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	var logs testutil.LockedBuffer
+	b := setup(t, &outbox.Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	api := newAPI(t)
 	const flushEvery = 10 * time.Millisecond
 
 	// How long the healthy recorder's records take to be stored when
 	// nothing fails, on this machine now (a log of its own: the bound of
 	// the log under test depends on it).
-	l0 := newIntegrationLog(t, b, IntegrationLogConfig{FlushInterval: flushEvery})
+	l0 := newLog(t, b, integrationlog.Config{FlushInterval: flushEvery})
 	c0 := &http.Client{Transport: l0.Transport("baseline", api.Client().Transport, nil)}
 	healthy := healthyTime(t, c0, api.URL, b.db, b.schema, "baseline")
 	within := goodWithin(healthy, flushEvery)
@@ -549,21 +531,21 @@ func TestRecorderStoppedDestinationGivenUpOthersFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer far.Close()
-	obFar, err := New(far, Config{Schema: b.schema})
+	obFar, err := outbox.New(far, outbox.Config{Schema: b.schema})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := obFar.Migrate(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	l := newIntegrationLog(t, b, IntegrationLogConfig{FlushInterval: flushEvery, MaxRetryTime: bound})
-	bad := &http.Client{Transport: l.Transport("far", api.Client().Transport, &HTTPRecordOptions{DB: far})}
+	l := newLog(t, b, integrationlog.Config{FlushInterval: flushEvery, MaxRetryTime: bound})
+	bad := &http.Client{Transport: l.Transport("far", api.Client().Transport, &integrationlog.HTTPOptions{DB: far})}
 	good := &http.Client{Transport: l.Transport("near", api.Client().Transport, nil)}
 
 	srv.Stop()
 	start := time.Now()
 	post(t, bad, api.URL, 5)
-	waitFor(t, "the far destination retried", func() bool { return l.BufferStats().Retries > 0 })
+	testutil.WaitFor(t, "the far destination retried", func() bool { return l.BufferStats().Retries > 0 })
 	post(t, good, api.URL, 5)
 	took := untilStored(t, b.db, b.schema, "near", 5)
 	t.Logf("healthy: %s; near records stored in %s while far retried (bound %s); MaxRetryTime %s", healthy, took, within, bound)
@@ -571,14 +553,14 @@ func TestRecorderStoppedDestinationGivenUpOthersFlow(t *testing.T) {
 		t.Fatalf("near records took %s to be stored while far failed, over %s (20 x %s healthy + 2 flush intervals)", took, within, healthy)
 	}
 	// (Stored is seen a moment before the writer counts it written.)
-	waitFor(t, "near counted written", func() bool { return l.BufferStats().Written == 5 })
+	testutil.WaitFor(t, "near counted written", func() bool { return l.BufferStats().Written == 5 })
 	if st := l.BufferStats(); st.Lost != 0 || st.Buffered != 5 {
 		t.Fatalf("stats while far retries: %+v, want its 5 records buffered", st)
 	}
 
 	err = l.Flush(ctxT(t))
 	elapsed := time.Since(start)
-	if !errors.Is(err, ErrRecordsNotWritten) || !strings.Contains(err.Error(), "5 records") || !strings.Contains(err.Error(), "given up") {
+	if !errors.Is(err, integrationlog.ErrRecordsNotWritten) || !strings.Contains(err.Error(), "5 records") || !strings.Contains(err.Error(), "given up") {
 		t.Fatalf("Flush: %v, want 5 records given up", err)
 	}
 	if elapsed < bound {
@@ -597,7 +579,7 @@ func TestRecorderStoppedDestinationGivenUpOthersFlow(t *testing.T) {
 	if err := l.Flush(ctxT(t)); err != nil {
 		t.Fatalf("Flush with the far destination back: %v", err)
 	}
-	if n := countRows(t, far, `SELECT count(*) FROM "`+b.schema+`".integration_log WHERE integration_name = 'far'`); n != 2 {
+	if n := testutil.CountRows(t, far, b.schema, "integration_log", "integration_name = 'far'"); n != 2 {
 		t.Fatalf("%d far records stored, want the 2 made after it came back", n)
 	}
 	closeLog(t, l)
@@ -621,9 +603,9 @@ func TestRecorderExhaustedPoolBackBeforeBound(t *testing.T) {
 	}
 	defer busy.Close()
 	busy.SetMaxOpenConns(1)
-	l := newIntegrationLog(t, b, IntegrationLogConfig{FlushInterval: flushEvery, WriteTimeout: time.Second})
-	slow := &http.Client{Transport: l.Transport("busy", api.Client().Transport, &HTTPRecordOptions{DB: busy})}
-	slow2 := &http.Client{Transport: l.Transport("busy2", api.Client().Transport, &HTTPRecordOptions{DB: busy})}
+	l := newLog(t, b, integrationlog.Config{FlushInterval: flushEvery, WriteTimeout: time.Second})
+	slow := &http.Client{Transport: l.Transport("busy", api.Client().Transport, &integrationlog.HTTPOptions{DB: busy})}
+	slow2 := &http.Client{Transport: l.Transport("busy2", api.Client().Transport, &integrationlog.HTTPOptions{DB: busy})}
 	good := &http.Client{Transport: l.Transport("free", api.Client().Transport, nil)}
 
 	// Every destination healthy: how long records take to be stored.
@@ -641,14 +623,14 @@ func TestRecorderExhaustedPoolBackBeforeBound(t *testing.T) {
 	defer tx.Rollback()
 	post(t, slow, api.URL, 4)
 	post(t, slow2, api.URL, 3) // the same pool: one destination
-	waitFor(t, "a hung attempt retried", func() bool { return l.BufferStats().Retries > 0 })
+	testutil.WaitFor(t, "a hung attempt retried", func() bool { return l.BufferStats().Retries > 0 })
 	post(t, good, api.URL, 5)
 	took := untilStored(t, b.db, b.schema, "free", 25)
 	t.Logf("healthy: %s; free records stored in %s while busy hung (bound %s)", healthy, took, within)
 	if took > within {
 		t.Fatalf("free records took %s to be stored while busy hung, over %s (20 x %s healthy + 2 flush intervals)", took, within, healthy)
 	}
-	waitFor(t, "free counted written", func() bool { return l.BufferStats().Written == 26 })
+	testutil.WaitFor(t, "free counted written", func() bool { return l.BufferStats().Written == 26 })
 	if st := l.BufferStats(); st.Buffered != 7 || st.Lost != 0 {
 		t.Fatalf("stats while busy hangs: %+v, want its 7 records buffered", st)
 	}
@@ -667,27 +649,41 @@ func TestRecorderExhaustedPoolBackBeforeBound(t *testing.T) {
 	}
 }
 
-func TestIntegrationLogConfigChecksBuffer(t *testing.T) {
+// New refuses buffer settings it cannot use, naming the field, before it
+// touches the database.
+func TestNewChecksBufferConfig(t *testing.T) {
 	t.Parallel()
+	db, err := sql.Open("postgres", pgtest.URL()) // never connected: New sends no SQL
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ob := handleOn(t, db, "recorder", nil)
 	for _, tc := range []struct {
 		field string
-		cfg   IntegrationLogConfig
+		cfg   integrationlog.Config
 	}{
-		{"buffer_records", IntegrationLogConfig{BufferRecords: -1}},
-		{"buffer_bytes", IntegrationLogConfig{BufferBytes: -1}},
-		{"batch_size", IntegrationLogConfig{BatchSize: -1}},
-		{"flush_interval", IntegrationLogConfig{FlushInterval: -time.Second}},
-		{"block_timeout", IntegrationLogConfig{BlockTimeout: -time.Second}},
-		{"write_timeout", IntegrationLogConfig{WriteTimeout: -time.Second}},
-		{"max_retry_time", IntegrationLogConfig{MaxRetryTime: -time.Second}},
-		{"when_full", IntegrationLogConfig{WhenFull: 7}},
+		{"buffer_records", integrationlog.Config{BufferRecords: -1}},
+		{"buffer_bytes", integrationlog.Config{BufferBytes: -1}},
+		{"batch_size", integrationlog.Config{BatchSize: -1}},
+		{"flush_interval", integrationlog.Config{FlushInterval: -time.Second}},
+		{"block_timeout", integrationlog.Config{BlockTimeout: -time.Second}},
+		{"write_timeout", integrationlog.Config{WriteTimeout: -time.Second}},
+		{"max_retry_time", integrationlog.Config{MaxRetryTime: -time.Second}},
+		{"when_full", integrationlog.Config{WhenFull: 7}},
 	} {
-		var ve *ValidationError
-		if err := tc.cfg.checkBuffer(); !errors.Is(err, ErrInvalidConfig) || !errors.As(err, &ve) || ve.Field != tc.field {
+		var ve *outbox.ValidationError
+		if _, err := integrationlog.New(ob, tc.cfg); !errors.Is(err, outbox.ErrInvalidConfig) || !errors.As(err, &ve) || ve.Field != tc.field {
 			t.Errorf("%s: %v", tc.field, err)
 		}
 	}
-	if err := (IntegrationLogConfig{MaxRetryTime: time.Second}).checkBuffer(); err != nil {
+	if _, err := integrationlog.New(ob, integrationlog.Config{MaxRetryTime: time.Second}); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := integrationlog.New(nil, integrationlog.Config{}); !errors.Is(err, outbox.ErrInvalidConfig) {
+		t.Errorf("nil handle: %v", err)
+	}
+	if _, err := integrationlog.New(ob, integrationlog.Config{Redaction: redact.Rules{MaxBodyBytes: -1}}); !errors.Is(err, outbox.ErrInvalidConfig) {
+		t.Errorf("bad redaction rules: %v", err)
 	}
 }
