@@ -213,7 +213,9 @@ func TestRecorderCloseBoundsTheFlush(t *testing.T) {
 
 // A database that blocks: the pool's only connection is held by another
 // open transaction. Calls do not wait; the writer's attempts time out and
-// are retried; once the transaction ends every record is written.
+// are retried; once the transaction ends every record is written. (The
+// write timeout leaves a loaded machine room for a write once the pool is
+// free: at 50 ms, every attempt could time out until Close's deadline.)
 func TestRecorderBlockedPool(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
@@ -223,7 +225,7 @@ func TestRecorderBlockedPool(t *testing.T) {
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
-	l := logOn(t, handleOn(t, db, b.schema, nil), integrationlog.Config{WriteTimeout: 50 * time.Millisecond, FlushInterval: time.Millisecond})
+	l := logOn(t, handleOn(t, db, b.schema, nil), integrationlog.Config{WriteTimeout: time.Second, FlushInterval: time.Millisecond})
 	r := newRecorded(t, l)
 	tx, err := db.BeginTx(ctxT(t), nil)
 	if err != nil {
