@@ -33,8 +33,8 @@ const (
 	BlockWhenFull
 )
 
-// BufferStats counts what became of the records Transport and
-// Middleware made. Every counter but Buffered and BufferedBytes only grows
+// BufferStats counts what became of the records Transport and Middleware
+// made. Every counter but Buffered and BufferedBytes only grows
 // (they suit monotonic metrics); every record handed to the buffer is, at
 // any time, buffered, written, rejected or lost.
 type BufferStats struct {
@@ -48,7 +48,8 @@ type BufferStats struct {
 	// (after BlockTimeout under BlockWhenFull), or the log was closed.
 	Dropped uint64
 	// Rejected counts the records that failed validation (such as a body
-	// over Config.MaxPayloadBytes once redacted); each kind is logged.
+	// over the handle's outbox.Config.MaxPayloadBytes once redacted); each
+	// kind is logged.
 	Rejected uint64
 	// Lost counts buffered records given up: refused by the database for
 	// good (bad data, a finished transaction as HTTPOptions.DB),

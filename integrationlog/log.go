@@ -75,37 +75,36 @@ type Record struct {
 	Duration time.Duration
 }
 
-// Config configures NewIntegrationLog. The zero value means
-// defaults.
+// Config configures New. The zero value means defaults.
 type Config struct {
-	// Redaction extends the built-in redaction rules and sets the body
-	// limit (default redact.MaxBodyBytesDefault).
+	// Redaction extends the built-in redaction rules for every record of
+	// the log, and sets the body limit (default 64 KiB). The handle's own
+	// outbox.Config.Redaction applies to the records the handle writes
+	// itself (the dispatcher's webhook attempts), not to the log's: give
+	// the log the same rules when both should apply.
 	Redaction redact.Rules
 
 	// The buffer between Transport and Middleware and the database (the
 	// Record* calls do not use it): see [Log.Close].
 
-	// BufferRecords bounds the records waiting to be written, the batch
-	// being written included. Default RecordBufferDefault.
+	// BufferRecords bounds the records waiting to be written, the batches
+	// being written or retried included. Default 10,000.
 	BufferRecords int
 	// BufferBytes bounds the bytes those records hold (their captured
-	// bodies, URLs and headers). Default RecordBufferBytesDefault.
+	// bodies, URLs and headers). Default 32 MiB.
 	BufferBytes int64
-	// BatchSize is the most records one INSERT writes. Default
-	// RecordBatchSizeDefault.
+	// BatchSize is the most records one INSERT writes. Default 500.
 	BatchSize int
 	// FlushInterval is the longest a record waits for its batch to fill
-	// before a partial batch is written. Default RecordFlushIntervalDefault.
+	// before a partial batch is written. Default 200 ms.
 	FlushInterval time.Duration
 	// WhenFull is what a recorded call does when the buffer is full:
 	// DropWhenFull (the default) or BlockWhenFull.
 	WhenFull BufferFullPolicy
 	// BlockTimeout is the longest a call waits for room under
-	// BlockWhenFull before its record is dropped. Default
-	// RecordBlockTimeoutDefault.
+	// BlockWhenFull before its record is dropped. Default 5 ms.
 	BlockTimeout time.Duration
-	// WriteTimeout bounds each attempt to write a batch. Default
-	// RecordWriteTimeoutDefault.
+	// WriteTimeout bounds each attempt to write a batch. Default 10 s.
 	WriteTimeout time.Duration
 	// MaxRetryTime bounds how long the records of one destination (the
 	// handle's pool, or an HTTPOptions.DB) are retried while its
@@ -114,15 +113,15 @@ type Config struct {
 	// destination are given up (counted in BufferStats().Lost, logged,
 	// reported by Flush and Close), and until a write to it succeeds
 	// again each later batch for it is tried once. Other destinations are
-	// written meanwhile. Default RecordMaxRetryTimeDefault (one minute).
+	// written meanwhile. Default 1 minute.
 	MaxRetryTime time.Duration
 }
 
-// Log records calls to and from third parties in
-// integration_log, redacted, through the caller's transaction or any
-// outbox.Querier, and queries them. Transport and Middleware record through a
-// background writer: Flush writes what they recorded so far, and Close
-// must be called when shutting down. It is safe for concurrent use.
+// Log records calls to and from third parties in integration_log,
+// redacted, through the caller's transaction or any outbox.Querier, and
+// queries them. Transport and Middleware record through a background
+// writer: Flush writes what they recorded so far, and Close must be called
+// when shutting down. A Log is safe for concurrent use.
 type Log struct {
 	core *handle.Core
 	red  *redact.Redactor
@@ -202,8 +201,7 @@ type HTTPOptions struct {
 	DB outbox.Querier
 }
 
-// Filter selects records for Log.List. Zero fields
-// do not filter.
+// Filter selects records for Log.List. Zero fields do not filter.
 type Filter struct {
 	Integration string    // only this integration
 	Operation   Operation // only this operation
@@ -244,7 +242,9 @@ type Stats struct {
 // New returns the integration log of ob's tables: records go through the
 // caller's transaction or any outbox.Querier (Record*), or through a
 // bounded buffer and a background writer (Transport, Middleware), redacted
-// by cfg.Redaction's rules. It sends no SQL.
+// by cfg.Redaction's rules. It sends no SQL, and starts the writer only
+// when Transport or Middleware is first called. A nil ob, or rules or
+// buffer settings it cannot use, are an outbox.ErrInvalidConfig error.
 func New(ob *outbox.Outbox, cfg Config) (*Log, error) {
 	if ob == nil {
 		return nil, fmt.Errorf("%w: integrationlog: nil *outbox.Outbox", outbox.ErrInvalidConfig)
@@ -298,14 +298,16 @@ func ExternalIDFromJSON(key string) func(*http.Request, []byte, *http.Response, 
 	}
 }
 
-// Redactor returns the redaction rules the log applies.
+// Redactor returns the redaction rules the log applies (the built-in rules
+// extended by Config.Redaction), for an application that redacts its own
+// logs the same way.
 func (l *Log) Redactor() *redact.Redactor { return l.red }
 
 // Record validates, redacts and inserts one record through q and returns it
 // as stored (ID, OccurredAt and the redacted data filled in). An invalid
-// record is an ErrInvalidRecord (or ErrInvalidPayload, ErrPayloadTooLarge)
-// *ValidationError returned before any SQL is sent, so q's transaction
-// stays usable.
+// record is an ErrInvalidRecord (or outbox.ErrInvalidPayload,
+// outbox.ErrPayloadTooLarge) *outbox.ValidationError returned before any
+// SQL is sent, so q's transaction stays usable.
 func (l *Log) Record(ctx context.Context, q outbox.Querier, rec Record) (Record, error) {
 	out, err := l.insert(ctx, q, []Record{rec}, l.red)
 	if err != nil {
@@ -445,7 +447,9 @@ func (l *Log) Middleware(integration string, opts *HTTPOptions) func(http.Handle
 }
 
 // List returns records matching f, newest first, one page at a time
-// (keyset pagination: stable while new records arrive).
+// (keyset pagination: stable while new records arrive). An unknown
+// operation, a bad cursor or a negative limit is an
+// outbox.ErrInvalidFilter *outbox.ValidationError.
 func (l *Log) List(ctx context.Context, f Filter) (Page, error) {
 	limit, err := page.Limit(f.Limit, page.LimitDefault, page.LimitMax)
 	if err != nil {
@@ -474,8 +478,9 @@ func (l *Log) List(ctx context.Context, f Filter) (Page, error) {
 	return out, nil
 }
 
-// Stats aggregates records per integration over a window, by integration
-// name.
+// Stats aggregates the records of a window per integration, ordered by
+// integration name. An unknown operation or an empty window is an
+// outbox.ErrInvalidFilter *outbox.ValidationError.
 func (l *Log) Stats(ctx context.Context, w Window) ([]Stats, error) {
 	if w.Operation != "" && !w.Operation.valid() {
 		return nil, invalidFilter("operation", "unknown operation %q", w.Operation)
