@@ -76,9 +76,11 @@ type Config struct {
 	// addresses is blocked and not allowed here. Delivery checks again, at
 	// dial time, with the dispatcher's WebhookOptions.AllowedNetworks.
 	WebhookAllowedNetworks []netip.Prefix
-	// Redaction extends the rules that scrub integration_log records,
-	// including the webhook attempts the dispatcher records. Nil means the
-	// built-in rules (docs/recorders.md, "Redaction").
+	// Redaction extends the rules that scrub the integration_log records
+	// the handle writes itself: the webhook attempts the dispatcher
+	// records. Nil means the built-in rules (docs/recorders.md,
+	// "Redaction"). An integrationlog.Log applies its own rules
+	// (integrationlog.Config.Redaction).
 	Redaction *redact.Rules
 	// Keys seals subscription secrets at rest: webhook signing secrets and
 	// the values of secret headers (docs/security.md). StaticKeys,

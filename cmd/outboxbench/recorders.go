@@ -15,8 +15,8 @@ import (
 	"github.com/outboxkit/outbox/integrationlog"
 )
 
-// The recorders phase (issue 16): the cost of IntegrationLog.Transport and
-// Middleware on the calls they record. Every point runs the plain call and
+// The recorders phase (issue 16): the cost of integrationlog's Transport
+// and Middleware on the calls they record. Every point runs the plain call and
 // the recorded call back to back: outbound (an http.Client against a local
 // httptest server) and inbound (a handler behind Middleware, driven over
 // loopback HTTP), at 1 and at -rec-conc concurrent callers. It reports p50
