@@ -258,10 +258,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		targets[m] = &handlerTarget{st: st, log: d.log, fn: h.fn, txFn: h.txFn, timeout: cfg.HandlerTimeout}
 	}
 	ec := dispatch.Config{
-		Settings: d.engine, Store: st, Logger: d.log, Targets: targets, Attempts: attemptSink{d.o},
+		Settings: d.engine, Store: st, Logger: d.log, Targets: targets,
 	}
 	if d.webhooks != nil {
-		wc := webhooksend.Config{Settings: *d.webhooks, Store: st, Logger: d.log, Redactor: d.o.redactor()}
+		wc := webhooksend.Config{Settings: *d.webhooks, Store: st, Logger: d.log, Redactor: d.o.redactor(),
+			MaxRecordBytes: d.o.cfg.MaxPayloadBytes}
 		if d.o.keys != nil {
 			wc.Keys = d.o.keys
 		}

@@ -1,6 +1,5 @@
-// Package outbox is a transactional outbox, an in-process event bus, webhook
-// delivery, an integration-call log and a security-event log for Go services
-// on PostgreSQL.
+// Package outbox is a transactional outbox, an in-process event bus and
+// webhook delivery for Go services on PostgreSQL.
 //
 // A handle made by [New] on your *sql.DB owns the tables of one PostgreSQL
 // schema. Call [Outbox.Migrate] at start-up, [Outbox.Subscribe] to route
@@ -87,19 +86,19 @@
 // [github.com/outboxkit/outbox/webhook.Verifier], a package that needs no
 // database. See docs/webhooks.md.
 //
-// # Recorders
+// # Related packages
 //
-// [IntegrationLog] ([Outbox.NewIntegrationLog]) records calls to and from
-// third parties: explicitly ([IntegrationLog.RecordAPICall] and friends), or
-// around an http.Client ([IntegrationLog.Transport]) or an http.Handler
-// ([IntegrationLog.Middleware]). Everything is redacted before storage by a
-// [Redactor]: credentials, card numbers and sensitive keys never reach the
-// table. [SecurityLog] ([Outbox.NewSecurityLog]) records failed logins,
-// suspicious activity and permission denials through your transaction,
-// escalates brute force ([BruteForceRule]) exactly under concurrent logins,
-// and serves a review workflow ([SecurityLog.AwaitingReview],
-// [SecurityLog.MarkReviewed]). [ClientIPResolver] finds the client's address
-// behind trusted proxies. See docs/recorders.md.
+// Packages of this module built on a handle, or used beside it:
+// [github.com/outboxkit/outbox/integrationlog] records calls to and from
+// third parties (explicitly, or around an http.Client or http.Handler) in
+// the integration_log table; [github.com/outboxkit/outbox/securitylog]
+// records security events with brute-force detection and a review
+// workflow; [github.com/outboxkit/outbox/redact] holds the redaction rules
+// both logs and the webhook attempt records apply ([Config].Redaction);
+// [github.com/outboxkit/outbox/keys] provides the keys that seal
+// subscription secrets ([Config].Keys); and
+// [github.com/outboxkit/outbox/webhook] verifies deliveries on the
+// receiving side. See docs/recorders.md for the logs.
 //
 // # Schema and migrations
 //

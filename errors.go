@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/outboxkit/outbox/internal/dispatch"
-	"github.com/outboxkit/outbox/internal/page"
 	"github.com/outboxkit/outbox/internal/webhooksend"
 )
 
@@ -41,23 +40,13 @@ var (
 	ErrNotFound = errors.New("outbox: not found")
 	// ErrDispatcherRunning reports a second Run, or a registration after Run.
 	ErrDispatcherRunning = errors.New("outbox: dispatcher already running")
-	// ErrInvalidRecord reports an integration record or security event
-	// that fails validation; nothing was written.
-	ErrInvalidRecord = errors.New("outbox: invalid record")
-	// ErrInvalidFilter reports a query filter or cursor that cannot be used.
+	// ErrInvalidFilter reports a query filter or cursor that cannot be used
+	// (the List calls of packages integrationlog and securitylog).
 	ErrInvalidFilter = errors.New("outbox: invalid filter")
-	// ErrAlreadyReviewed reports a MarkReviewed of an event that was
-	// already reviewed; the event was left as it was. The error is an
-	// *AlreadyReviewedError.
-	ErrAlreadyReviewed = errors.New("outbox: security event already reviewed")
 	// ErrKeyRequired reports a subscription with secrets (signing secrets,
 	// secret header values) written through a handle with no Config.Keys
 	// and no Config.AllowPlaintextSecrets: nothing was written.
 	ErrKeyRequired = errors.New("outbox: secrets need an encryption key (Config.Keys)")
-	// ErrRecordsNotWritten reports records of Transport or Middleware that
-	// IntegrationLog.Close could not write before its context ended (or
-	// that failed permanently); the error says how many.
-	ErrRecordsNotWritten = errors.New("outbox: integration records not written")
 )
 
 // SecretsError reports secrets of one subscription that could not be read
@@ -101,17 +90,6 @@ func invalid(class error, field, format string, args ...any) error {
 	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...), Err: class}
 }
 
-// filterError turns a page size or cursor rejected by internal/page into
-// the ErrInvalidFilter *ValidationError of a List call; other errors pass
-// through.
-func filterError(err error) error {
-	var pe *page.Error
-	if errors.As(err, &pe) {
-		return invalid(ErrInvalidFilter, pe.Field, "%s", pe.Reason)
-	}
-	return err
-}
-
 // ErrWebhookStatus reports a webhook response whose status is not 2xx
 // (redirects are not followed: a 3xx is a failure too). The error text holds
 // the status and the start of the response body.
@@ -133,10 +111,3 @@ func Permanent(err error) error { return dispatch.Permanent(err) }
 // instead of the subscription's backoff. The attempt still counts against
 // max_retries.
 func RetryAfter(d time.Duration, err error) error { return dispatch.RetryAfter(d, err) }
-
-func errString(err error) string {
-	if err == nil {
-		return "<nil>"
-	}
-	return err.Error()
-}

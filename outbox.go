@@ -6,7 +6,6 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -77,9 +76,11 @@ type Config struct {
 	// addresses is blocked and not allowed here. Delivery checks again, at
 	// dial time, with the dispatcher's WebhookOptions.AllowedNetworks.
 	WebhookAllowedNetworks []netip.Prefix
-	// Redaction extends the rules that scrub integration_log records,
-	// including the webhook attempts the dispatcher records. Nil means the
-	// built-in rules (docs/recorders.md, "Redaction").
+	// Redaction extends the rules that scrub the integration_log records
+	// the handle writes itself: the webhook attempts the dispatcher
+	// records. Nil means the built-in rules (docs/recorders.md,
+	// "Redaction"). An integrationlog.Log applies its own rules
+	// (integrationlog.Config.Redaction).
 	Redaction *redact.Rules
 	// Keys seals subscription secrets at rest: webhook signing secrets and
 	// the values of secret headers (docs/security.md). StaticKeys,
@@ -228,7 +229,7 @@ func (o *Outbox) migrate(ctx context.Context, step func(*migrate.Migrate) error)
 		}
 		_ = conn.Close()
 	}()
-	lockID := advisoryKey("outboxkit.migrate." + o.cfg.Schema)
+	lockID := store.AdvisoryKey("outboxkit.migrate." + o.cfg.Schema)
 	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, lockID); err != nil {
 		return fmt.Errorf("outbox: migrate: lock: %w", err)
 	}
@@ -267,16 +268,19 @@ func (o *Outbox) migrate(ctx context.Context, step func(*migrate.Migrate) error)
 	return nil
 }
 
-// advisoryKey maps a name to a bigint advisory-lock key.
-func advisoryKey(name string) int64 {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(name))
-	return int64(h.Sum64())
-}
-
 // nowArg is the time parameter runtime SQL compares against: the configured
 // clock's time, or nil so that the statement uses the database's now().
 func (o *Outbox) nowArg() any { return o.st.NowArg() }
 
 // now is the handle's notion of the current time, for values computed in Go.
 func (o *Outbox) now() time.Time { return o.st.Now() }
+
+// redactor returns the redaction rules of the records the handle writes
+// itself (webhook delivery attempts): Config.Redaction, or the built-in
+// rules.
+func (o *Outbox) redactor() *redact.Redactor {
+	if o.red != nil {
+		return o.red
+	}
+	return redact.Default()
+}

@@ -58,7 +58,7 @@ func outageDispatcher(t *testing.T, srv *pgtest.Server, schema string, handlerDe
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	db.SetMaxOpenConns(8)
-	logs := &lockedBuffer{}
+	logs := &testutil.LockedBuffer{}
 	ob, err := New(db, Config{Schema: schema, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	if err != nil {
 		t.Fatal(err)

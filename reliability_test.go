@@ -11,7 +11,6 @@ package outbox
 //	OUTBOX_RELIABILITY_SCALE=10 go test -run Reliability -v -timeout 1h .
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -297,29 +296,11 @@ func buildWorker(t *testing.T) string {
 	return bin
 }
 
-// lockedBuffer is an io.Writer safe for a process's output and a test's reads.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // proc is a running testworker process.
 type proc struct {
 	name string
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *testutil.LockedBuffer
 	done chan struct{}
 	err  error // Wait's result, set before done closes
 }
@@ -336,7 +317,7 @@ func workerConns(maxConns int) int { return maxConns + 1 }
 func startWorker(t *testing.T, bin string, b *bundle, name, app string, args ...string) *proc {
 	t.Helper()
 	full := append([]string{"-dsn", dsnApp(app), "-schema", b.schema, "-name", name}, args...)
-	p := &proc{name: name, cmd: exec.Command(bin, full...), out: &lockedBuffer{}, done: make(chan struct{})}
+	p := &proc{name: name, cmd: exec.Command(bin, full...), out: &testutil.LockedBuffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/outboxkit/outbox/internal/testutil"
 	"github.com/outboxkit/outbox/keys"
 	"github.com/outboxkit/outbox/subconfig"
 	"github.com/outboxkit/outbox/webhook"
@@ -56,19 +56,10 @@ func keyForms(k keys.Key) []string {
 }
 
 // assertNowhere fails if any row of any table of the schema holds one of
-// needles, every column read as text (lower-cased, so hex matches in any
-// case).
+// needles (testutil.AssertNowhere).
 func (b *bundle) assertNowhere(t *testing.T, needles []string) {
 	t.Helper()
-	tables := b.tables(t)
-	for _, tbl := range tables {
-		for _, n := range needles {
-			q := fmt.Sprintf(`SELECT count(*) FROM %q.%q r WHERE strpos(lower(r::text), lower($1)) > 0`, b.schema, tbl)
-			if c := countRows(t, b.db, q, n); c > 0 {
-				t.Errorf("table %s: %d rows hold a secret in clear (%d bytes)", tbl, c, len(n))
-			}
-		}
-	}
+	testutil.AssertNowhere(t, b.db, b.schema, needles)
 }
 
 // refReceiver is a webhook receiver that verifies every delivery with the
@@ -510,7 +501,7 @@ func TestSecretsWrongOrMissingKey(t *testing.T) {
 // signed with it.
 func TestSecretsInClearRefusedWithKeys(t *testing.T) {
 	t.Parallel()
-	var logs lockedBuffer
+	var logs testutil.LockedBuffer
 	b := setup(t, &Config{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	recv := newRefReceiver(t)
 	sealed := newSecret(t)

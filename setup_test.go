@@ -15,7 +15,7 @@ type bundle struct {
 	db     *sql.DB
 	ob     *Outbox
 	schema string
-	clock  *testClock
+	clock  *testutil.Clock
 }
 
 // setup migrates a fresh schema and returns a handle on it. cfg may be nil.
@@ -51,7 +51,7 @@ func setup(t testing.TB, cfg *Config) *bundle {
 // setupClock is setup with a test clock that only moves when told.
 func setupClock(t testing.TB, cfg *Config) *bundle {
 	t.Helper()
-	clk := newTestClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	clk := testutil.NewClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	c := Config{}
 	if cfg != nil {
 		c = *cfg
@@ -85,30 +85,11 @@ func writeRoundTrip(t testing.TB, db *sql.DB) time.Duration {
 	})
 }
 
-// tables lists the base tables of b's schema; it fails the test when the
-// schema holds fewer than the library's five.
-func (b *bundle) tables(t testing.TB) []string {
+// countRows counts the rows of a table of b's schema matching where ("" for
+// all).
+func (b *bundle) countRows(t testing.TB, table, where string, args ...any) int64 {
 	t.Helper()
-	rows, err := b.db.Query(`SELECT table_name FROM information_schema.tables WHERE table_schema = $1 AND table_type = 'BASE TABLE'`, b.schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var tables []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		tables = append(tables, n)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if len(tables) < 5 {
-		t.Fatalf("schema %s has only tables %v", b.schema, tables)
-	}
-	return tables
+	return testutil.CountRows(t, b.db, b.schema, table, where, args...)
 }
 
 // defaultLease is DispatcherConfig.LeaseDuration's documented default.

@@ -14,6 +14,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/lib/pq"
 
+	"github.com/outboxkit/outbox/internal/jsontext"
+	"github.com/outboxkit/outbox/internal/store"
 	"github.com/outboxkit/outbox/internal/webhooksend"
 	"github.com/outboxkit/outbox/subconfig"
 )
@@ -231,9 +233,7 @@ func (o *Outbox) DeleteSubscription(ctx context.Context, name string, opts *Dele
 	return nil
 }
 
-type rowScanner interface{ Scan(dest ...any) error }
-
-func (o *Outbox) scanSubscription(row rowScanner, op string) (Subscription, error) {
+func (o *Outbox) scanSubscription(row store.Scanner, op string) (Subscription, error) {
 	var s Subscription
 	var cfg string
 	err := row.Scan(&s.ID, &s.Name, &s.TopicPattern, &s.WebhookURL, &s.CallbackMethod, &s.Active, &cfg, &s.CreatedAt, &s.UpdatedAt)
@@ -260,7 +260,7 @@ func (s Subscription) validate() error {
 	if s.Name == "" || utf8.RuneCountInString(s.Name) > 100 {
 		return f("subscriber_name", "must be 1 to 100 characters")
 	}
-	if !utf8.ValidString(s.Name) || hasControl(s.Name) {
+	if !utf8.ValidString(s.Name) || jsontext.HasControl(s.Name) {
 		return f("subscriber_name", "must be valid UTF-8 without control characters")
 	}
 	if why := checkTopic(s.TopicPattern, true); why != "" {
@@ -270,7 +270,7 @@ func (s Subscription) validate() error {
 		return f("webhook_url", "exactly one of webhook_url and callback_method must be set")
 	}
 	if s.CallbackMethod != "" {
-		if utf8.RuneCountInString(s.CallbackMethod) > 100 || !utf8.ValidString(s.CallbackMethod) || hasControl(s.CallbackMethod) {
+		if utf8.RuneCountInString(s.CallbackMethod) > 100 || !utf8.ValidString(s.CallbackMethod) || jsontext.HasControl(s.CallbackMethod) {
 			return f("callback_method", "must be 1 to 100 characters without control characters")
 		}
 	}
@@ -311,15 +311,6 @@ func checkWebhookURL(raw string) error {
 		return f("must not have a fragment")
 	}
 	return nil
-}
-
-func hasControl(s string) bool {
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			return true
-		}
-	}
-	return false
 }
 
 // deleteWaitLimit bounds how long Delete waits for transactions that read

@@ -3,15 +3,11 @@ package outbox
 import (
 	"context"
 	"database/sql"
-	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/google/uuid"
 
-	"github.com/outboxkit/outbox/internal/dispatch"
 	"github.com/outboxkit/outbox/internal/webhooksend"
-	"github.com/outboxkit/outbox/redact"
 )
 
 // WebhookEndpointDisabledTopic is the topic of the event enqueued when a
@@ -56,54 +52,7 @@ func (o *Outbox) publishDisabled(ctx context.Context, tx *sql.Tx, d webhooksend.
 	return err
 }
 
-// attemptSink stores the dispatcher's webhook attempts in integration_log,
-// redacted by the handle's rules, in the transaction of their outcomes.
-type attemptSink struct{ o *Outbox }
-
-// Prepare is the API_CALL_MADE record of one delivery attempt:
-// integration name = subscriber name, external id = event id (the
-// webhook-id), headers and bodies redacted like every other HTTP record,
-// validated as IntegrationLog.Record validates.
-func (s attemptSink) Prepare(a *dispatch.Attempt) (dispatch.StoredAttempt, error) {
-	red := s.o.redactor()
-	return s.o.prepareIntegration(s.o.webhookAttemptRecord(a, red), red)
-}
-
-// Insert writes prepared records in tx.
-func (s attemptSink) Insert(ctx context.Context, tx *sql.Tx, recs []dispatch.StoredAttempt) error {
-	out := make([]IntegrationRecord, len(recs))
-	for i, r := range recs {
-		out[i] = r.(IntegrationRecord)
-	}
-	return s.o.insertPrepared(ctx, tx, out)
-}
-
-// webhookAttemptRecord is the integration record of a webhook attempt.
-func (o *Outbox) webhookAttemptRecord(a *dispatch.Attempt, red *redact.Redactor) IntegrationRecord {
-	u, _ := url.Parse(a.URL)
-	req := &http.Request{Method: a.Method, URL: u, Header: a.RequestHeader}
-	if req.Header == nil {
-		req.Header = http.Header{}
-	}
-	var resp *http.Response
-	respTotal := int64(len(a.ResponseBody))
-	if a.Status != 0 {
-		resp = &http.Response{StatusCode: a.Status, Header: a.ResponseHeader}
-		if resp.Header == nil {
-			resp.Header = http.Header{}
-		}
-		if a.ResponseTruncated {
-			respTotal++ // more followed what was kept
-		}
-	}
-	rec := httpRecord(red, a.Integration, OpAPICallMade, req, a.RequestBody, int64(len(a.RequestBody)),
-		resp, a.ResponseBody, respTotal, a.Err, a.Duration, nil)
-	rec.ExternalID = a.EventID.String()
-	rec.OccurredAt = a.OccurredAt
-	if a.Duration > 0 && a.Duration < time.Millisecond {
-		// duration_ms keeps whole milliseconds, and 0 stores none: a
-		// request that was made shows as 1 ms rather than no duration.
-		rec.Duration = time.Millisecond
-	}
-	return rec
-}
+// webhookBusyDelay is how long a webhook row waits before it is claimed
+// again when every delivery slot of its endpoint was taken. No attempt is
+// counted.
+const webhookBusyDelay = time.Second

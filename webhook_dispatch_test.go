@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -466,7 +467,7 @@ func TestWebhookDispatchShutdownReleases(t *testing.T) {
 // record: the attempt's outcome is written, once, and the failure logged.
 func TestWebhookUnstorableRecordDoesNotHoldOutcome(t *testing.T) {
 	t.Parallel()
-	var logs lockedBuffer
+	var logs testutil.LockedBuffer
 	b := setup(t, &Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	srv, got := testutil.Receiver(t, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -485,5 +486,39 @@ func TestWebhookUnstorableRecordDoesNotHoldOutcome(t *testing.T) {
 	}
 	if len(got) != 0 {
 		t.Fatal("delivered again")
+	}
+}
+
+// An attempt whose record the log cannot store (a response body with a
+// number PostgreSQL's numeric cannot hold) is dropped with an Error log: the
+// outcome is written without it, and another subscription's record in the
+// same batch is kept.
+func TestWebhookAttemptRecordRefusedAlone(t *testing.T) {
+	t.Parallel()
+	var logs testutil.LockedBuffer
+	b := setup(t, &Config{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if strings.HasSuffix(r.URL.Path, "/odd") {
+			_, _ = w.Write([]byte(`{"n":1e200000}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"ok":true}`))
+	}))
+	defer srv.Close()
+	b.subscribeWebhook(t, "odd", "order.*", srv.URL+"/odd", subconfig.Config{Secrets: []string{newSecret(t)}})
+	b.subscribeWebhook(t, "plain", "order.*", srv.URL+"/plain", subconfig.Config{Secrets: []string{newSecret(t)}})
+	b.enqueue(t, "order.created", map[string]any{"id": 1})
+	stop := startDispatcher(t, whDispatcher(t, b, nil))
+	defer stop()
+	waitFor(t, "both delivered", func() bool {
+		return b.whRow(t, "odd").status == "COMPLETED" && b.whRow(t, "plain").status == "COMPLETED"
+	})
+	waitFor(t, "the plain attempt recorded", func() bool { return b.attempts(t, "plain", "success") == 1 })
+	if n := b.attempts(t, "odd", ""); n != 0 {
+		t.Fatalf("%d records of the refused attempt", n)
+	}
+	if out := logs.String(); !strings.Contains(out, "record of a webhook attempt refused") || !strings.Contains(out, "level=ERROR") {
+		t.Fatalf("no Error log for the refused record:\n%s", out)
 	}
 }

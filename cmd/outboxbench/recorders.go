@@ -12,11 +12,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/integrationlog"
 )
 
-// The recorders phase (issue 16): the cost of IntegrationLog.Transport and
-// Middleware on the calls they record. Every point runs the plain call and
+// The recorders phase (issue 16): the cost of integrationlog's Transport
+// and Middleware on the calls they record. Every point runs the plain call and
 // the recorded call back to back: outbound (an http.Client against a local
 // httptest server) and inbound (a handler behind Middleware, driven over
 // loopback HTTP), at 1 and at -rec-conc concurrent callers. It reports p50
@@ -43,7 +43,7 @@ func (b *bench) runRecorders(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			il, err := b.ob.NewIntegrationLog(outbox.IntegrationLogConfig{})
+			il, err := integrationlog.New(b.ob, integrationlog.Config{})
 			if err != nil {
 				return err
 			}
@@ -93,7 +93,7 @@ func (b *bench) runRecorders(ctx context.Context) error {
 
 // recMeasure runs conc callers making calls for b.recDur after a warm-up,
 // recorded by il (nil: plain), and returns their latency and throughput.
-func (b *bench) recMeasure(ctx context.Context, dir string, conc int, body []byte, il *outbox.IntegrationLog) (recPoint, error) {
+func (b *bench) recMeasure(ctx context.Context, dir string, conc int, body []byte, il *integrationlog.Log) (recPoint, error) {
 	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/json")
@@ -109,7 +109,7 @@ func (b *bench) recMeasure(ctx context.Context, dir string, conc int, body []byt
 	defer base.CloseIdleConnections()
 	var rt http.RoundTripper = base
 	if dir == "outbound" && il != nil {
-		rt = il.Transport("bench", base, &outbox.HTTPRecordOptions{ExternalID: outbox.ExternalIDFromJSON("id")})
+		rt = il.Transport("bench", base, &integrationlog.HTTPOptions{ExternalID: integrationlog.ExternalIDFromJSON("id")})
 	}
 	client := &http.Client{Transport: rt}
 	call := func() error {
@@ -196,7 +196,7 @@ func (b *bench) recMeasure(ctx context.Context, dir string, conc int, body []byt
 // closeLog closes il (written against the interface, so that the phase
 // also builds against versions without IntegrationLog.Close, which wrote
 // synchronously).
-func closeLog(ctx context.Context, il *outbox.IntegrationLog) error {
+func closeLog(ctx context.Context, il *integrationlog.Log) error {
 	if c, ok := any(il).(interface{ Close(context.Context) error }); ok {
 		return c.Close(ctx)
 	}

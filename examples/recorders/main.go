@@ -1,8 +1,8 @@
-// Command recorders shows outboxkit's integration log and security
-// recorder: a Stripe-style client whose calls are recorded (redacted), an
-// inbound webhook endpoint, and a login endpoint whose failed logins are
-// recorded in the same transaction as the application's own writes, with
-// brute-force detection and review.
+// Command recorders shows outboxkit's integration log and security log
+// (package securitylog): a Stripe-style client whose calls are recorded
+// (redacted), an inbound webhook endpoint, and a login endpoint whose
+// failed logins are recorded in the same transaction as the application's
+// own writes, with brute-force detection and review.
 //
 // It needs only PostgreSQL (DATABASE_URL, default the local server) and
 // runs by itself: go run ./examples/recorders. It recreates the schema
@@ -28,6 +28,8 @@ import (
 	_ "github.com/lib/pq"
 
 	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/integrationlog"
+	"github.com/outboxkit/outbox/securitylog"
 )
 
 const schema = "outbox_example_recorders"
@@ -64,11 +66,11 @@ func run() error {
 	if _, err := ob.Subscribe(ctx, outbox.Subscription{Name: "security-alerts", TopicPattern: "security.#", CallbackMethod: "alert"}); err != nil {
 		return err
 	}
-	integrations, err := ob.NewIntegrationLog(outbox.IntegrationLogConfig{})
+	integrations, err := integrationlog.New(ob, integrationlog.Config{})
 	if err != nil {
 		return err
 	}
-	security, err := ob.NewSecurityLog(outbox.SecurityLogConfig{Publish: true})
+	security, err := securitylog.New(ob, securitylog.Config{Publish: true})
 	if err != nil {
 		return err
 	}
@@ -89,7 +91,7 @@ func run() error {
 	}
 
 	fmt.Println("\n== integration log ==")
-	page, err := integrations.List(ctx, outbox.IntegrationFilter{})
+	page, err := integrations.List(ctx, integrationlog.Filter{})
 	if err != nil {
 		return err
 	}
@@ -98,7 +100,7 @@ func run() error {
 			r.Integration, r.Operation, r.HTTPStatus, r.Success, r.ExternalID, r.Error)
 		fmt.Printf("         request: %s\n", r.Request)
 	}
-	stats, err := integrations.Stats(ctx, outbox.IntegrationWindow{})
+	stats, err := integrations.Stats(ctx, integrationlog.Window{})
 	if err != nil {
 		return err
 	}
@@ -108,7 +110,7 @@ func run() error {
 	}
 
 	fmt.Println("\n== security review queue ==")
-	queue, err := security.AwaitingReview(ctx, outbox.SecurityFilter{MinSeverity: outbox.SeverityHigh})
+	queue, err := security.AwaitingReview(ctx, securitylog.Filter{MinSeverity: securitylog.SeverityHigh})
 	if err != nil {
 		return err
 	}
@@ -119,7 +121,7 @@ func run() error {
 			return err
 		}
 		_, err := security.MarkReviewed(ctx, db, ev.ID, uuid.New())
-		if !errors.Is(err, outbox.ErrAlreadyReviewed) {
+		if !errors.Is(err, securitylog.ErrAlreadyReviewed) {
 			return fmt.Errorf("second review: %v", err)
 		}
 	}
@@ -132,7 +134,7 @@ func run() error {
 }
 
 // payments calls a Stripe-like API through a recording client.
-func payments(ctx context.Context, il *outbox.IntegrationLog) error {
+func payments(ctx context.Context, il *integrationlog.Log) error {
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_ = r.ParseForm()
 		w.Header().Set("Content-Type", "application/json")
@@ -145,7 +147,7 @@ func payments(ctx context.Context, il *outbox.IntegrationLog) error {
 	}))
 	defer api.Close()
 	client := &http.Client{Transport: il.Transport("stripe", nil,
-		&outbox.HTTPRecordOptions{ExternalID: outbox.ExternalIDFromJSON("id")})}
+		&integrationlog.HTTPOptions{ExternalID: integrationlog.ExternalIDFromJSON("id")})}
 	for _, amount := range []string{"1999", "999999"} {
 		form := url.Values{"amount": {amount}, "currency": {"eur"}, "card[number]": {"4242424242424242"}, "card[cvc]": {"123"}}
 		req, err := http.NewRequestWithContext(ctx, "POST", api.URL+"/v1/charges", strings.NewReader(form.Encode()))
@@ -167,8 +169,8 @@ func payments(ctx context.Context, il *outbox.IntegrationLog) error {
 }
 
 // webhooks receives a webhook through the recording middleware.
-func webhooks(ctx context.Context, il *outbox.IntegrationLog) error {
-	handler := il.Middleware("stripe", &outbox.HTTPRecordOptions{ExternalID: outbox.ExternalIDFromJSON("id")})(
+func webhooks(ctx context.Context, il *integrationlog.Log) error {
+	handler := il.Middleware("stripe", &integrationlog.HTTPOptions{ExternalID: integrationlog.ExternalIDFromJSON("id")})(
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			var ev struct{ Type string }
 			if err := json.NewDecoder(r.Body).Decode(&ev); err != nil {
@@ -197,10 +199,10 @@ func webhooks(ctx context.Context, il *outbox.IntegrationLog) error {
 
 // logins runs a login endpoint behind a (simulated) reverse proxy and
 // hammers it with a wrong password.
-func logins(ctx context.Context, db *sql.DB, sl *outbox.SecurityLog) error {
+func logins(ctx context.Context, db *sql.DB, sl *securitylog.Log) error {
 	// The test server's peer is 127.0.0.1: trust it as the proxy, so the
 	// client IP comes from X-Forwarded-For.
-	ips, err := outbox.NewClientIPResolver(outbox.ClientIPConfig{TrustedProxies: []string{"127.0.0.1"}})
+	ips, err := securitylog.NewClientIPResolver(securitylog.ClientIPConfig{TrustedProxies: []string{"127.0.0.1"}})
 	if err != nil {
 		return err
 	}
@@ -218,7 +220,7 @@ func logins(ctx context.Context, db *sql.DB, sl *outbox.SecurityLog) error {
 			return
 		}
 		defer func() { _ = tx.Rollback() }()
-		res, err := sl.RecordFailedLogin(r.Context(), tx, outbox.FailedLogin{
+		res, err := sl.RecordFailedLogin(r.Context(), tx, securitylog.FailedLogin{
 			UserID: userID, Username: r.FormValue("username"), IP: ips.ClientIP(r), UserAgent: r.UserAgent(),
 			Reason: "bad_password", Method: "password",
 		})
@@ -237,7 +239,10 @@ func logins(ctx context.Context, db *sql.DB, sl *outbox.SecurityLog) error {
 	})
 	srv := httptest.NewServer(login)
 	defer srv.Close()
-	for i := range outbox.BruteForceAccountIPThresholdDefault + 2 {
+	// The default account_ip rule escalates at the 10th failure of one
+	// account from one IP (securitylog.DefaultBruteForceRules).
+	const attempts = 12
+	for i := range attempts {
 		form := url.Values{"username": {"alice"}, "password": {fmt.Sprintf("guess-%d", i)}}
 		req, err := http.NewRequestWithContext(ctx, "POST", srv.URL+"/login", strings.NewReader(form.Encode()))
 		if err != nil {
@@ -255,6 +260,6 @@ func logins(ctx context.Context, db *sql.DB, sl *outbox.SecurityLog) error {
 			return fmt.Errorf("login %d: HTTP %d", i, resp.StatusCode)
 		}
 	}
-	fmt.Printf("%d failed logins recorded\n", outbox.BruteForceAccountIPThresholdDefault+2)
+	fmt.Printf("%d failed logins recorded\n", attempts)
 	return nil
 }

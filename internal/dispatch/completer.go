@@ -10,6 +10,7 @@ import (
 
 	"github.com/lib/pq"
 
+	"github.com/outboxkit/outbox/internal/intrecord"
 	"github.com/outboxkit/outbox/internal/store"
 )
 
@@ -64,8 +65,7 @@ func (e *Engine) flush(ctx context.Context, batch []outcome) {
 	// Rows are locked in id order, as the heartbeat and other writers
 	// of several rows lock them.
 	slices.SortFunc(batch, func(a, b outcome) int { return compareIDs(a.id, b.id) })
-	w, attempts := outcomeArgs(batch)
-	recs := e.storableRecords(ctx, attempts)
+	w, recs := outcomeArgs(batch)
 	var err error
 	for attempt, wait := 0, 50*time.Millisecond; attempt < outcomeWriteAttempts; attempt, wait = attempt+1, wait*4 {
 		var written int
@@ -97,27 +97,6 @@ func (e *Engine) flush(ctx context.Context, batch []outcome) {
 		slog.Int("rows", n), slog.Any("error", err))
 }
 
-// storableRecords prepares (validates and redacts) a batch's attempt
-// records once, before any write, and drops with a log each one the sink
-// refuses (a response body with a number jsonb cannot hold, one over
-// MaxPayloadBytes...): a record never holds back the outcomes it rides with.
-func (e *Engine) storableRecords(ctx context.Context, attempts []*Attempt) []StoredAttempt {
-	if e.cfg.Attempts == nil {
-		return nil
-	}
-	var out []StoredAttempt
-	for _, a := range attempts {
-		p, err := e.cfg.Attempts.Prepare(a)
-		if err != nil {
-			e.log.ErrorContext(ctx, "integration record of a webhook attempt refused; its outcome is written without it",
-				slog.String("integration", a.Integration), slog.String("external_id", a.EventID.String()), slog.Any("error", err))
-			continue
-		}
-		out = append(out, p)
-	}
-	return out
-}
-
 // outcomeWrite is one batch of outcomes as the statement that writes it.
 type outcomeWrite struct {
 	completed bool  // every outcome is a success: the lean CompleteMany statement
@@ -125,14 +104,15 @@ type outcomeWrite struct {
 }
 
 // outcomeArgs returns the write of batch and the attempt records it
-// carries.
-func outcomeArgs(batch []outcome) (w outcomeWrite, attempts []*Attempt) {
+// carries (prepared by their targets: a record never holds back the
+// outcomes it rides with).
+func outcomeArgs(batch []outcome) (w outcomeWrite, attempts []intrecord.Record) {
 	n := len(batch)
 	ids, tokens := make([]string, n), make([]string, n)
 	w.completed = true
 	for i, oc := range batch {
 		if oc.attempt != nil {
-			attempts = append(attempts, oc.attempt)
+			attempts = append(attempts, *oc.attempt)
 		}
 		ids[i], tokens[i] = oc.id.String(), oc.token
 		w.completed = w.completed && oc.status == StatusCompleted && oc.inc == 0 && oc.reason == ""
@@ -156,7 +136,7 @@ func outcomeArgs(batch []outcome) (w outcomeWrite, attempts []*Attempt) {
 
 // writeOutcomes writes w and recs: in autocommit when recs is empty, else in
 // one transaction. It returns how many rows were still held (and written).
-func (e *Engine) writeOutcomes(ctx context.Context, recs []StoredAttempt, w outcomeWrite) (n int, err error) {
+func (e *Engine) writeOutcomes(ctx context.Context, recs []intrecord.Record, w outcomeWrite) (n int, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	text := e.st.Queue.Outcomes
@@ -181,7 +161,7 @@ func (e *Engine) writeOutcomes(ctx context.Context, recs []StoredAttempt, w outc
 	if n, err = store.RowsAffected(e.st.Stmt(tx, text).Exec(ctx, full...)); err != nil {
 		return 0, err
 	}
-	if err = e.cfg.Attempts.Insert(ctx, tx, recs); err != nil {
+	if err = intrecord.Insert(ctx, tx, e.st, recs); err != nil {
 		return 0, err
 	}
 	if err = tx.Commit(); err != nil {

@@ -2,13 +2,12 @@ package dispatch
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
-	"net/http"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/outboxkit/outbox/internal/intrecord"
 	"github.com/outboxkit/outbox/subconfig"
 )
 
@@ -103,49 +102,10 @@ type Result struct {
 	// endpoint had no free slot): the row returns to PENDING after about
 	// Skip, no attempt counted, nothing recorded.
 	Skip time.Duration
-	// Attempt, when set, is recorded (integration_log) in the transaction
-	// that writes the outcome.
-	Attempt *Attempt
+	// Attempt, when set, is the integration_log record of the attempt,
+	// prepared (validated and redacted) by the target: the engine writes it
+	// in the transaction that writes the outcome.
+	Attempt *intrecord.Record
 	// Attrs are added to the log record of the outcome.
 	Attrs []any
-}
-
-// Attempt is what a target observed of one delivery attempt over HTTP, for
-// the attempt log. The engine hands it to an AttemptSink.
-type Attempt struct {
-	Integration string // the integration name: the subscription
-	EventID     uuid.UUID
-	Method, URL string
-	// RequestHeader and RequestBody are the request as sent (credentials
-	// included: the sink redacts them).
-	RequestHeader http.Header
-	RequestBody   []byte
-	// Status is the HTTP status, 0 when no response arrived;
-	// ResponseHeader and ResponseBody are nil then. ResponseTruncated
-	// reports that more of the body followed what was kept.
-	Status            int
-	ResponseHeader    http.Header
-	ResponseBody      []byte
-	ResponseTruncated bool
-	Err               error
-	Success           bool
-	// OccurredAt is when the attempt started; Duration covers the request
-	// and reading the response.
-	OccurredAt time.Time
-	Duration   time.Duration
-}
-
-// StoredAttempt is an attempt as an AttemptSink prepared it; the engine
-// only passes it back to Insert.
-type StoredAttempt any
-
-// AttemptSink stores attempt records with the outcomes they ride with.
-type AttemptSink interface {
-	// Prepare validates and redacts a once, before any write. An error
-	// drops the record (the engine logs it): a record never holds back
-	// the outcomes it rides with.
-	Prepare(a *Attempt) (StoredAttempt, error)
-	// Insert writes prepared records in tx, the transaction that writes
-	// their outcomes.
-	Insert(ctx context.Context, tx *sql.Tx, recs []StoredAttempt) error
 }

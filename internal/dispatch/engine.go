@@ -42,8 +42,6 @@ type Config struct {
 	// Webhooks, when set, delivers the rows of webhook subscriptions,
 	// which the engine then claims too.
 	Webhooks Target
-	// Attempts stores the attempt records targets return; nil drops them.
-	Attempts AttemptSink
 }
 
 // Engine is one run of the delivery engine.

@@ -2,7 +2,6 @@ package dispatch
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"io"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/goleak"
 
+	"github.com/outboxkit/outbox/internal/intrecord"
 	"github.com/outboxkit/outbox/internal/pgtest"
 	"github.com/outboxkit/outbox/internal/store"
 	"github.com/outboxkit/outbox/internal/testutil"
@@ -186,22 +186,7 @@ func TestTruncateReason(t *testing.T) {
 	}
 }
 
-// fakeSink is an AttemptSink that refuses attempts of integration "refused".
-type fakeSink struct{ inserted int }
-
-func (s *fakeSink) Prepare(a *Attempt) (StoredAttempt, error) {
-	if a.Integration == "refused" {
-		return nil, errors.New("refused")
-	}
-	return a.Integration, nil
-}
-
-func (s *fakeSink) Insert(_ context.Context, _ *sql.Tx, recs []StoredAttempt) error {
-	s.inserted += len(recs)
-	return nil
-}
-
-func mockEngine(t *testing.T, sink AttemptSink) (*Engine, sqlmock.Sqlmock) {
+func mockEngine(t *testing.T) (*Engine, sqlmock.Sqlmock) {
 	t.Helper()
 	db, mock, err := sqlmock.New()
 	if err != nil {
@@ -212,8 +197,7 @@ func mockEngine(t *testing.T, sink AttemptSink) (*Engine, sqlmock.Sqlmock) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(Config{Settings: mustSettings(t, Settings{Name: "t", Workers: 1, BatchSize: 1}), Store: st, Logger: quietLogger(),
-		Attempts: sink}), mock
+	return New(Config{Settings: mustSettings(t, Settings{Name: "t", Workers: 1, BatchSize: 1}), Store: st, Logger: quietLogger()}), mock
 }
 
 // A batch of outcomes whose commit fails is retried, then dropped: nothing
@@ -222,11 +206,14 @@ func mockEngine(t *testing.T, sink AttemptSink) (*Engine, sqlmock.Sqlmock) {
 func TestOutcomeCommitFails(t *testing.T) {
 	t.Parallel()
 	errDriver := errors.New("driver: connection reset by peer")
-	e, mock := mockEngine(t, &fakeSink{})
-	batch := []outcome{{id: uuid.New(), token: "d/1", status: StatusCompleted, attempt: &Attempt{Integration: "hooks"}}}
+	e, mock := mockEngine(t)
+	rec := &intrecord.Record{ID: uuid.New(), Integration: "hooks", Operation: intrecord.OpAPICallMade}
+	batch := []outcome{{id: uuid.New(), token: "d/1", status: StatusCompleted, attempt: rec}}
 	for range outcomeWriteAttempts {
 		mock.ExpectBegin()
 		mock.ExpectExec(`UPDATE "outbox".event_queue q\s+SET status`).WillReturnResult(sqlmock.NewResult(0, 1))
+		mock.ExpectQuery(`INSERT INTO "outbox".integration_log`).WillReturnRows(
+			sqlmock.NewRows([]string{"id", "occurred_at"}).AddRow(rec.ID.String(), time.Now()))
 		mock.ExpectCommit().WillReturnError(errDriver)
 	}
 	start := time.Now()
@@ -251,28 +238,6 @@ func TestOutcomeCommitFails(t *testing.T) {
 	case <-e.wake:
 		t.Fatal("a failed flush asked for a fetch as if rows had finished")
 	default:
-	}
-}
-
-// A record the sink refuses is dropped alone: the outcomes, and the other
-// records, are written.
-func TestRefusedAttemptDroppedAlone(t *testing.T) {
-	t.Parallel()
-	sink := &fakeSink{}
-	e, mock := mockEngine(t, sink)
-	batch := []outcome{
-		{id: uuid.New(), token: "d/1", status: StatusCompleted, attempt: &Attempt{Integration: "refused"}},
-		{id: uuid.New(), token: "d/1", status: StatusCompleted, attempt: &Attempt{Integration: "hooks"}},
-	}
-	mock.ExpectBegin()
-	mock.ExpectExec(`UPDATE "outbox".event_queue q\s+SET status`).WillReturnResult(sqlmock.NewResult(0, 2))
-	mock.ExpectCommit()
-	e.flush(context.Background(), batch)
-	if err := mock.ExpectationsWereMet(); err != nil {
-		t.Fatal(err)
-	}
-	if sink.inserted != 1 {
-		t.Fatalf("records inserted = %d, want 1", sink.inserted)
 	}
 }
 

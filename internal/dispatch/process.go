@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/outboxkit/outbox/internal/intrecord"
 	"github.com/outboxkit/outbox/subconfig"
 )
 
@@ -26,7 +27,7 @@ type outcome struct {
 	keepPlace bool
 	// attempt, when set, is written to integration_log in the transaction
 	// that writes the outcome.
-	attempt *Attempt
+	attempt *intrecord.Record
 	// keyed marks a row with an ordering key: finishing it may make the
 	// next row of its key claimable.
 	keyed bool
@@ -86,7 +87,7 @@ func (e *Engine) process(handlerCtx, bgCtx context.Context, c *Row) {
 // counting the attempt and at its place in line (the due time it was
 // claimed at), so that it goes ahead of the rows enqueued after it; a, if
 // set, records the attempt all the same.
-func (e *Engine) release(ctx context.Context, log rowLogger, c *Row, err error, a *Attempt) {
+func (e *Engine) release(ctx context.Context, log rowLogger, c *Row, err error, a *intrecord.Record) {
 	log.WarnContext(ctx, "attempt cut off by shutdown; row released", slog.Any("error", err))
 	e.submit(outcome{id: c.Delivery.ID, token: c.Token, status: StatusPending, keepPlace: true,
 		reason: TruncateReason("released at shutdown: " + err.Error()), attempt: a})

@@ -133,6 +133,17 @@ func CutBytes(s string, n int) string {
 	return s[:n]
 }
 
+// HasControl reports whether s holds a control character (C0, DEL or C1;
+// tab and newline included): names that must be one clean line refuse them.
+func HasControl(s string) bool {
+	for _, c := range s {
+		if isControl(c) {
+			return true
+		}
+	}
+	return false
+}
+
 func isControl(c rune) bool { return c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) }
 
 func hasStripped(s string, keepWS bool) bool {

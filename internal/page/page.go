@@ -21,6 +21,13 @@ import (
 // ErrInvalid is matched by every error about a page size or cursor.
 var ErrInvalid = errors.New("page: invalid")
 
+// The page sizes of every List call: LimitDefault when the caller leaves
+// the limit 0, at most LimitMax.
+const (
+	LimitDefault = 100
+	LimitMax     = 1000
+)
+
 // Error rejects one List argument: Field names it (limit or cursor), Reason
 // says why. It matches ErrInvalid.
 type Error struct {
@@ -33,6 +40,17 @@ func (e *Error) Error() string { return "page: invalid " + e.Field + ": " + e.Re
 
 // Unwrap returns ErrInvalid.
 func (e *Error) Unwrap() error { return ErrInvalid }
+
+// Translate returns mk(field, reason) of the *Error in err's chain, and err
+// itself when it holds none: how a caller turns a rejected page size or
+// cursor into its own error type.
+func Translate(err error, mk func(field, reason string) error) error {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return mk(pe.Field, pe.Reason)
+	}
+	return err
+}
 
 // Limit applies the page-size default and bound: 0 means def, anything above
 // upTo means upTo, a negative size is an error.

@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -115,5 +116,18 @@ func TestRead(t *testing.T) {
 	rows, err = query(t, 1, nil)
 	if _, _, err := Read(rows, err, 2, func(*sql.Rows) (row, error) { return row{}, boom }, key); !errors.Is(err, boom) {
 		t.Fatalf("scan error: %v", err)
+	}
+}
+
+func TestTranslate(t *testing.T) {
+	t.Parallel()
+	mk := func(field, reason string) error { return errors.New(field + "|" + reason) }
+	_, err := Limit(-1, LimitDefault, LimitMax)
+	if got := Translate(fmt.Errorf("list: %w", err), mk); got == nil || got.Error() != "limit|must not be negative, got -1" {
+		t.Errorf("Translate(limit error) = %v", got)
+	}
+	other := errors.New("connection refused")
+	if got := Translate(other, mk); got != other {
+		t.Errorf("Translate(other) = %v, want it unchanged", got)
 	}
 }

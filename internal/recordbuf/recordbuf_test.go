@@ -16,19 +16,32 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// sink stores what Write gets; fail makes Write fail while it returns an
-// error, hold makes it wait until released.
+// sink stores what Write gets. Items are ints whose group is v/1000; a
+// group's fail makes its writes fail while set, its hold makes them wait
+// until released (or their context ends).
 type sink struct {
-	mu      sync.Mutex
-	got     []int
-	batches []int
-	fail    error
-	hold    chan struct{}
+	mu       sync.Mutex
+	got      []int
+	batches  []int
+	fail     map[int]error
+	hold     map[int]chan struct{}
+	attempts map[int]int
+	mixed    bool // a batch held items of two groups
 }
 
+func groupOf(v int) int { return v / 1000 }
+
 func (s *sink) write(ctx context.Context, batch []int) error {
+	g := groupOf(batch[0])
 	s.mu.Lock()
-	hold, fail := s.hold, s.fail
+	for _, v := range batch {
+		s.mixed = s.mixed || groupOf(v) != g
+	}
+	if s.attempts == nil {
+		s.attempts = map[int]int{}
+	}
+	s.attempts[g]++
+	hold, fail := s.hold[g], s.fail[g]
 	s.mu.Unlock()
 	if hold != nil {
 		select {
@@ -47,10 +60,16 @@ func (s *sink) write(ctx context.Context, batch []int) error {
 	return nil
 }
 
-func (s *sink) set(fail error, hold chan struct{}) {
+// set sets fail and hold of group 0.
+func (s *sink) set(fail error, hold chan struct{}) { s.setGroup(0, fail, hold) }
+
+func (s *sink) setGroup(g int, fail error, hold chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.fail, s.hold = fail, hold
+	if s.fail == nil {
+		s.fail, s.hold = map[int]error{}, map[int]chan struct{}{}
+	}
+	s.fail[g], s.hold[g] = fail, hold
 }
 
 func (s *sink) n() int {
@@ -59,11 +78,30 @@ func (s *sink) n() int {
 	return len(s.got)
 }
 
+// nGroup returns how many items of group g were written.
+func (s *sink) nGroup(g int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, v := range s.got {
+		if groupOf(v) == g {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *sink) attemptsOf(g int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attempts[g]
+}
+
 func ident(v int) (int, error) { return v, nil }
 
 func fastBackOff() backoff.BackOff { return backoff.NewConstantBackOff(time.Millisecond) }
 
-func newBuf(t *testing.T, s *sink, cfg Config[int, int]) *Buffer[int, int] {
+func newBuf(t *testing.T, s *sink, cfg Config[int, int, int]) *Buffer[int, int, int] {
 	t.Helper()
 	if cfg.Prepare == nil {
 		cfg.Prepare = ident
@@ -90,7 +128,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func closeNow(t *testing.T, b *Buffer[int, int]) {
+func closeNow(t *testing.T, b *Buffer[int, int, int]) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -102,7 +140,7 @@ func closeNow(t *testing.T, b *Buffer[int, int]) {
 func TestBatchesAndFlushAtClose(t *testing.T) {
 	t.Parallel()
 	s := &sink{}
-	b := newBuf(t, s, Config[int, int]{BatchSize: 10, FlushInterval: time.Hour})
+	b := newBuf(t, s, Config[int, int, int]{BatchSize: 10, FlushInterval: time.Hour})
 	for i := range 25 {
 		if err := b.Add(context.Background(), i, 1); err != nil {
 			t.Fatal(err)
@@ -133,7 +171,7 @@ func TestBatchesAndFlushAtClose(t *testing.T) {
 func TestFlushInterval(t *testing.T) {
 	t.Parallel()
 	s := &sink{}
-	b := newBuf(t, s, Config[int, int]{BatchSize: 100, FlushInterval: 5 * time.Millisecond})
+	b := newBuf(t, s, Config[int, int, int]{BatchSize: 100, FlushInterval: 5 * time.Millisecond})
 	defer closeNow(t, b)
 	b.Add(context.Background(), 1, 1)
 	eventually(t, "a partial batch after the flush interval", func() bool { return s.n() == 1 })
@@ -147,7 +185,7 @@ func TestDropWhenFullWhileRetrying(t *testing.T) {
 	// BlockTimeout is not the Drop policy's: an hour here, so that an Add
 	// that waited for room at all (which never comes while the sink
 	// fails) would wait far past the hang guard below, whatever the load.
-	b := newBuf(t, s, Config[int, int]{MaxItems: 5, BatchSize: 2, FlushInterval: time.Millisecond, BlockTimeout: time.Hour,
+	b := newBuf(t, s, Config[int, int, int]{MaxItems: 5, BatchSize: 2, FlushInterval: time.Millisecond, BlockTimeout: time.Hour,
 		OnDrop: func(n int) { dropped.Store("n", n) }})
 	for i := range 5 {
 		if err := b.Add(context.Background(), i, 1); err != nil {
@@ -183,7 +221,7 @@ func TestBytesBound(t *testing.T) {
 	s := &sink{}
 	hold := make(chan struct{})
 	s.set(nil, hold)
-	b := newBuf(t, s, Config[int, int]{MaxBytes: 100, BatchSize: 1})
+	b := newBuf(t, s, Config[int, int, int]{MaxBytes: 100, BatchSize: 1})
 	if err := b.Add(context.Background(), 1, 60); err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +246,7 @@ func TestBlockPolicy(t *testing.T) {
 	s := &sink{}
 	hold := make(chan struct{})
 	s.set(nil, hold)
-	b := newBuf(t, s, Config[int, int]{MaxItems: 2, BatchSize: 2, FlushInterval: time.Millisecond,
+	b := newBuf(t, s, Config[int, int, int]{MaxItems: 2, BatchSize: 2, FlushInterval: time.Millisecond,
 		Policy: Block, BlockTimeout: 20 * time.Millisecond})
 	b.Add(context.Background(), 1, 1)
 	b.Add(context.Background(), 2, 1)
@@ -246,7 +284,7 @@ func TestBlockPolicy(t *testing.T) {
 func TestRejectedItems(t *testing.T) {
 	t.Parallel()
 	s := &sink{}
-	b := newBuf(t, s, Config[int, int]{Prepare: func(v int) (int, error) {
+	b := newBuf(t, s, Config[int, int, int]{Prepare: func(v int) (int, error) {
 		if v%2 == 1 {
 			return 0, fmt.Errorf("odd %d", v)
 		}
@@ -265,7 +303,7 @@ func TestCloseDeadlineReportsUnwritten(t *testing.T) {
 	t.Parallel()
 	s := &sink{}
 	s.set(errors.New("db down"), nil)
-	b := newBuf(t, s, Config[int, int]{BatchSize: 2})
+	b := newBuf(t, s, Config[int, int, int]{BatchSize: 2})
 	for i := range 5 {
 		b.Add(context.Background(), i, 1)
 	}
@@ -291,7 +329,7 @@ func TestCloseDoesNotWaitOnAStuckWrite(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
 	entered := make(chan struct{}, 1)
-	b := New(Config[int, int]{BatchSize: 1, Prepare: ident, Write: func(context.Context, []int) error {
+	b := New(Config[int, int, int]{BatchSize: 1, Prepare: ident, Write: func(context.Context, []int) error {
 		signal(entered)
 		<-release // a driver that ignores its context
 		return nil
@@ -311,7 +349,7 @@ func TestWritePermanentError(t *testing.T) {
 	t.Parallel()
 	s := &sink{}
 	s.set(backoff.Permanent(errors.New("tx done")), nil)
-	b := newBuf(t, s, Config[int, int]{})
+	b := newBuf(t, s, Config[int, int, int]{})
 	b.Add(context.Background(), 1, 1)
 	if err := b.Close(context.Background()); !errors.Is(err, ErrNotWritten) {
 		t.Fatalf("Close: %v", err)

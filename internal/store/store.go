@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"reflect"
 	"regexp"
 	"strings"
@@ -40,6 +41,19 @@ func Channel(schema string) string {
 	}
 	return c
 }
+
+// AdvisoryKey maps a name to the bigint key of a PostgreSQL advisory lock
+// (FNV-1a, 64 bits). Processes of every release take the same lock for the
+// same name, so the mapping never changes.
+func AdvisoryKey(name string) int64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(name))
+	return int64(h.Sum64())
+}
+
+// Scanner is one result row: a *sql.Row or the current row of *sql.Rows,
+// for the scan functions that read both.
+type Scanner interface{ Scan(dest ...any) error }
 
 // Options tune a Store.
 type Options struct {

@@ -142,3 +142,17 @@ func TestTextFallback(t *testing.T) {
 		}
 	}
 }
+
+// TestAdvisoryKeyIsStable pins the lock keys: processes of two releases
+// side by side (a rolling deploy) must take the same lock for one name.
+func TestAdvisoryKeyIsStable(t *testing.T) {
+	t.Parallel()
+	for name, want := range map[string]int64{
+		"outboxkit.migrate.outbox":                 2996102416544318602,
+		"outboxkit.bruteforce.outbox.ip:192.0.2.1": -4373138625583470226,
+	} {
+		if got := AdvisoryKey(name); got != want {
+			t.Errorf("AdvisoryKey(%q) = %d, want %d", name, got, want)
+		}
+	}
+}

@@ -1,7 +1,10 @@
-// Package testutil holds the helpers the tests of several packages share:
-// HTTP receivers, a channel receive with a deadline, and time bounds
-// measured against what the machine did in the same test (timing.go).
-// Tests only import it.
+// Package testutil holds the helpers the tests of several packages share
+// (the root, the product packages and internal ones): HTTP receivers, a
+// channel receive and a poll with a deadline, a test clock, a buffer safe
+// for concurrent log writes, row counts and scans of a test's schema, and time bounds measured
+// against what the machine did in the same test (timing.go).
+// Only tests import it. It imports neither the root package nor a product
+// package, so that the tests of every package may use it.
 package testutil
 
 import (
@@ -48,4 +51,21 @@ func Recv[T any](t testing.TB, ch <-chan T) T {
 		t.Fatal("timed out waiting for a delivery")
 	}
 	panic("unreachable")
+}
+
+// WaitFor polls cond (a database or counter check) until it holds, failing
+// the test after 30 seconds, or at once when the test has failed meanwhile
+// (cond may report the failure itself).
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if t.Failed() {
+			t.FailNow()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after 30s waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

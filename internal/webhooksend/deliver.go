@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxkit/outbox/internal/dispatch"
+	"github.com/outboxkit/outbox/internal/intrecord"
 	"github.com/outboxkit/outbox/internal/store"
 	"github.com/outboxkit/outbox/subconfig"
 )
@@ -62,7 +63,7 @@ func (s *Sender) Deliver(ctx context.Context, row *dispatch.Row) dispatch.Result
 		return dispatch.Result{Skip: max(wait, time.Nanosecond)}
 	}
 	redactSecretHeaders(a.reqHeader, cfg)
-	rec := s.attemptRecord(dl, &a)
+	rec := s.attemptRecord(ctx, dl, &a)
 	res := dispatch.Result{Err: a.err, Attempt: rec,
 		Attrs: []any{slog.Int("http_status", a.status), slog.Duration("duration", a.duration)}}
 	if a.err == nil || ctx.Err() != nil {
@@ -78,17 +79,35 @@ func (s *Sender) Deliver(ctx context.Context, row *dispatch.Row) dispatch.Result
 	return res
 }
 
-// attemptRecord is what the attempt log keeps of a: integration name =
-// subscriber name, external id = event id (the webhook-id).
-func (s *Sender) attemptRecord(d *dispatch.Delivery, a *attempt) *dispatch.Attempt {
-	rec := &dispatch.Attempt{
-		Integration: d.Subscription, EventID: d.EventID, Method: a.method, URL: a.url,
-		RequestHeader: a.reqHeader, RequestBody: a.reqBody,
-		Status: a.status, ResponseHeader: a.respHeader, ResponseBody: a.respBody, ResponseTruncated: a.respTruncated,
-		Err: a.err, Success: a.err == nil,
-		OccurredAt: s.cfg.Store.Now().Add(-a.duration), Duration: a.duration,
+// attemptRecord is what the attempt log keeps of a, prepared for the
+// outcome's transaction: an API_CALL_MADE with integration name =
+// subscriber name and external id = event id (the webhook-id), headers and
+// bodies redacted like every other HTTP record. A record the log cannot
+// store (a response body with a number jsonb cannot hold...) is dropped
+// with a log line: it never holds back the outcome it rides with.
+func (s *Sender) attemptRecord(ctx context.Context, d *dispatch.Delivery, a *attempt) *intrecord.Record {
+	h := &intrecord.HTTP{
+		Method: a.method, URL: a.url, RequestHeader: a.reqHeader, RequestBody: a.reqBody, RequestBytes: int64(len(a.reqBody)),
+		Status: a.status, ResponseHeader: a.respHeader, ResponseBody: a.respBody, ResponseBytes: int64(len(a.respBody)),
+		Err: a.err, Start: s.cfg.Store.Now().Add(-a.duration), Duration: a.duration,
 	}
-	return rec
+	if a.respTruncated {
+		h.ResponseBytes++ // more followed what was kept
+	}
+	rec := intrecord.FromHTTP(s.cfg.Redactor, d.Subscription, intrecord.OpAPICallMade, h, nil)
+	rec.ExternalID = d.EventID.String()
+	if a.duration > 0 && a.duration < time.Millisecond {
+		// duration_ms keeps whole milliseconds, and 0 stores none: a
+		// request that was made shows as 1 ms rather than no duration.
+		rec.Duration = time.Millisecond
+	}
+	out, err := intrecord.Prepare(rec, nil, s.cfg.MaxRecordBytes)
+	if err != nil {
+		s.cfg.Logger.ErrorContext(ctx, "integration record of a webhook attempt refused; its outcome is written without it",
+			slog.String("integration", d.Subscription), slog.String("external_id", d.EventID.String()), slog.Any("error", err))
+		return nil
+	}
+	return &out
 }
 
 // checkEndpointHealth pauses the row's subscription when its endpoint has

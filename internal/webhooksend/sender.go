@@ -29,6 +29,7 @@ import (
 	"github.com/outboxkit/outbox/internal/dispatch"
 	"github.com/outboxkit/outbox/internal/store"
 	"github.com/outboxkit/outbox/keys"
+	"github.com/outboxkit/outbox/redact"
 	"github.com/outboxkit/outbox/subconfig"
 	"github.com/outboxkit/outbox/webhook"
 )
@@ -46,20 +47,18 @@ type Config struct {
 	// handle's (attempt records, pausing).
 	Store  *store.Store
 	Logger *slog.Logger
-	// Redactor scrubs the endpoint-disabled event's URL and last error.
-	Redactor Redactor
+	// Redactor scrubs the attempt records and the endpoint-disabled
+	// event's URL and last error.
+	Redactor *redact.Redactor
+	// MaxRecordBytes caps an attempt record's request and response data
+	// (the handle's MaxPayloadBytes).
+	MaxRecordBytes int
 	// Disabled publishes, in tx, that an endpoint was paused (the root
 	// enqueues its webhook.endpoint_disabled event).
 	Disabled func(ctx context.Context, tx *sql.Tx, d Disabled) error
 	// Keys unwraps the data keys of sealed subscription secrets; nil
 	// means none (sealed secrets then fail to open, ErrKeyNotFound).
 	Keys keys.Provider
-}
-
-// Redactor scrubs secrets from text and URLs.
-type Redactor interface {
-	String(s string) string
-	URL(raw string) string
 }
 
 // Sender delivers webhook rows over HTTP: it builds the envelope,

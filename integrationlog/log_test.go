@@ -1,7 +1,6 @@
-package outbox
+package integrationlog_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -11,59 +10,25 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/integrationlog"
+	"github.com/outboxkit/outbox/internal/testutil"
 	"github.com/outboxkit/outbox/redact"
 )
 
-func newIntegrationLog(t testing.TB, b *bundle, cfg IntegrationLogConfig) *IntegrationLog {
-	t.Helper()
-	l, err := b.ob.NewIntegrationLog(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { closeLog(t, l) }) // (a second Close is a no-op)
-	return l
-}
-
-// closeLog closes l, flushing what Transport and Middleware buffered.
-func closeLog(t testing.TB, l *IntegrationLog) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := l.Close(ctx); err != nil {
-		t.Errorf("close: %v", err)
-	}
-}
-
-func listAll(t testing.TB, l *IntegrationLog, f IntegrationFilter) []IntegrationRecord {
-	t.Helper()
-	var out []IntegrationRecord
-	for {
-		page, err := l.List(context.Background(), f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, page.Records...)
-		if page.Next == "" {
-			return out
-		}
-		f.Cursor = page.Next
-	}
-}
-
-func TestIntegrationRecordTypedAndList(t *testing.T) {
+func TestRecordTypedAndList(t *testing.T) {
 	t.Parallel()
 	b := setupClock(t, nil)
-	l := newIntegrationLog(t, b, IntegrationLogConfig{})
+	l := newLog(t, b, integrationlog.Config{})
 	ctx := ctxT(t)
 
-	call, err := l.RecordAPICall(ctx, b.db, APICall{
+	call, err := l.RecordAPICall(ctx, b.db, integrationlog.APICall{
 		Integration: "STRIPE", Method: "POST", URL: "https://api.stripe.com/v1/charges?api_key=sk_live_x",
 		Request:    map[string]any{"amount": 1000, "card": map[string]any{"number": "4242424242424242", "cvc": "123"}},
 		Response:   json.RawMessage(`{"id":"ch_1","status":"succeeded"}`),
@@ -72,11 +37,11 @@ func TestIntegrationRecordTypedAndList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !call.Success || call.Operation != OpAPICallMade || call.ID == uuid.Nil || !call.OccurredAt.Equal(b.clock.Now()) {
+	if !call.Success || call.Operation != integrationlog.OpAPICallMade || call.ID == uuid.Nil || !call.OccurredAt.Equal(b.clock.Now()) {
 		t.Fatalf("api call: %+v", call)
 	}
 	b.clock.Advance(time.Second)
-	hook, err := l.RecordWebhookReceived(ctx, b.db, WebhookReceipt{
+	hook, err := l.RecordWebhookReceived(ctx, b.db, integrationlog.WebhookReceipt{
 		Integration: "PAYPAL", EventType: "PAYMENT.CAPTURE.COMPLETED",
 		Headers: http.Header{"Paypal-Transmission-Sig": {"abc"}, "Content-Type": {"application/json"}},
 		Payload: []byte(`{"id":"WH-1","resource":{"payer":{"email":"a@b.c"}}}`), HTTPStatus: 500, Error: "handler failed\nstack",
@@ -89,19 +54,19 @@ func TestIntegrationRecordTypedAndList(t *testing.T) {
 		t.Fatalf("webhook: %+v", hook)
 	}
 	b.clock.Advance(time.Second)
-	syncRec, err := l.RecordDataSync(ctx, b.db, DataSyncRun{Integration: "EMAIL_PROVIDER", Entity: "contacts",
+	syncRec, err := l.RecordDataSync(ctx, b.db, integrationlog.DataSyncRun{Integration: "EMAIL_PROVIDER", Entity: "contacts",
 		Direction: "export", Processed: 10, Failed: 0, Details: map[string]string{"cursor": "c1", "token": "t0kv4lue"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b.clock.Advance(time.Second)
-	custom, err := l.Record(ctx, b.db, IntegrationRecord{Integration: "ACME-ERP", Operation: OpDataSync, Success: false,
+	custom, err := l.Record(ctx, b.db, integrationlog.Record{Integration: "ACME-ERP", Operation: integrationlog.OpDataSync, Success: false,
 		Error: "timeout", OccurredAt: b.clock.Now().Add(-time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	all := listAll(t, l, IntegrationFilter{Limit: 1})
+	all := listAll(t, l, integrationlog.Filter{Limit: 1})
 	if len(all) != 4 || all[0].ID != syncRec.ID || all[1].ID != hook.ID || all[2].ID != call.ID || all[3].ID != custom.ID {
 		t.Fatalf("list order: %+v", all)
 	}
@@ -125,55 +90,55 @@ func TestIntegrationRecordTypedAndList(t *testing.T) {
 	// Filters.
 	no, yes := false, true
 	for _, c := range []struct {
-		f    IntegrationFilter
+		f    integrationlog.Filter
 		want int
 	}{
-		{IntegrationFilter{Integration: "STRIPE"}, 1},
-		{IntegrationFilter{Operation: OpDataSync}, 2},
-		{IntegrationFilter{Success: &no}, 2},
-		{IntegrationFilter{Success: &yes}, 2},
-		{IntegrationFilter{ExternalID: "WH-1"}, 1},
-		{IntegrationFilter{Since: call.OccurredAt}, 3},
-		{IntegrationFilter{Until: call.OccurredAt}, 1},
-		{IntegrationFilter{Since: call.OccurredAt, Until: syncRec.OccurredAt, Limit: 1}, 2},
+		{integrationlog.Filter{Integration: "STRIPE"}, 1},
+		{integrationlog.Filter{Operation: integrationlog.OpDataSync}, 2},
+		{integrationlog.Filter{Success: &no}, 2},
+		{integrationlog.Filter{Success: &yes}, 2},
+		{integrationlog.Filter{ExternalID: "WH-1"}, 1},
+		{integrationlog.Filter{Since: call.OccurredAt}, 3},
+		{integrationlog.Filter{Until: call.OccurredAt}, 1},
+		{integrationlog.Filter{Since: call.OccurredAt, Until: syncRec.OccurredAt, Limit: 1}, 2},
 	} {
 		if got := listAll(t, l, c.f); len(got) != c.want {
 			t.Errorf("filter %+v: %d records, want %d", c.f, len(got), c.want)
 		}
 	}
-	for field, f := range map[string]IntegrationFilter{"cursor": {Cursor: "garbage"}, "limit": {Limit: -1}} {
-		var ve *ValidationError
-		if _, err := l.List(ctx, f); !errors.Is(err, ErrInvalidFilter) || !errors.As(err, &ve) || ve.Field != field {
+	for field, f := range map[string]integrationlog.Filter{"cursor": {Cursor: "garbage"}, "limit": {Limit: -1}} {
+		var ve *outbox.ValidationError
+		if _, err := l.List(ctx, f); !errors.Is(err, outbox.ErrInvalidFilter) || !errors.As(err, &ve) || ve.Field != field {
 			t.Errorf("bad %s: %v", field, err)
 		}
 	}
-	if _, err := l.List(ctx, IntegrationFilter{Operation: "NOPE"}); !errors.Is(err, ErrInvalidFilter) {
+	if _, err := l.List(ctx, integrationlog.Filter{Operation: "NOPE"}); !errors.Is(err, outbox.ErrInvalidFilter) {
 		t.Errorf("bad operation: %v", err)
 	}
 }
 
-func TestIntegrationRejectsInvalidAndTxStaysUsable(t *testing.T) {
+func TestRecordRejectsInvalidAndTxStaysUsable(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	l := newIntegrationLog(t, b, IntegrationLogConfig{})
+	l := newLog(t, b, integrationlog.Config{})
 	ctx := ctxT(t)
-	ok := IntegrationRecord{Integration: "X", Operation: OpAPICallMade, Success: true}
+	ok := integrationlog.Record{Integration: "X", Operation: integrationlog.OpAPICallMade, Success: true}
 	bad := map[string]struct {
-		rec   IntegrationRecord
+		rec   integrationlog.Record
 		field string
 		class error
 	}{
-		"empty name":     {IntegrationRecord{Operation: OpAPICallMade}, "integration_name", ErrInvalidRecord},
-		"long name":      {IntegrationRecord{Integration: strings.Repeat("é", 101), Operation: OpAPICallMade}, "integration_name", ErrInvalidRecord},
-		"control name":   {IntegrationRecord{Integration: "a\nb", Operation: OpAPICallMade}, "integration_name", ErrInvalidRecord},
-		"bad operation":  {IntegrationRecord{Integration: "X", Operation: "CALL"}, "operation", ErrInvalidRecord},
-		"bad status":     {IntegrationRecord{Integration: "X", Operation: OpAPICallMade, HTTPStatus: 42}, "http_status_code", ErrInvalidRecord},
-		"negative dur":   {IntegrationRecord{Integration: "X", Operation: OpAPICallMade, Duration: -time.Second}, "duration_ms", ErrInvalidRecord},
-		"huge dur":       {IntegrationRecord{Integration: "X", Operation: OpAPICallMade, Duration: 1000 * time.Hour}, "duration_ms", ErrInvalidRecord},
-		"long ext id":    {IntegrationRecord{Integration: "X", Operation: OpAPICallMade, ExternalID: strings.Repeat("x", 256)}, "external_id", ErrInvalidRecord},
-		"not json":       {IntegrationRecord{Integration: "X", Operation: OpAPICallMade, Request: json.RawMessage(`{"a":`)}, "request_data", ErrInvalidRecord},
-		"too large":      {IntegrationRecord{Integration: "X", Operation: OpAPICallMade, Response: json.RawMessage(`"` + strings.Repeat("a", 2<<20) + `"`)}, "response_data", ErrPayloadTooLarge},
-		"lone surrogate": {IntegrationRecord{Integration: "X", Operation: OpAPICallMade, Request: json.RawMessage(`{"a":"\ud800"}`)}, "", nil},
+		"empty name":     {integrationlog.Record{Operation: integrationlog.OpAPICallMade}, "integration_name", integrationlog.ErrInvalidRecord},
+		"long name":      {integrationlog.Record{Integration: strings.Repeat("é", 101), Operation: integrationlog.OpAPICallMade}, "integration_name", integrationlog.ErrInvalidRecord},
+		"control name":   {integrationlog.Record{Integration: "a\nb", Operation: integrationlog.OpAPICallMade}, "integration_name", integrationlog.ErrInvalidRecord},
+		"bad operation":  {integrationlog.Record{Integration: "X", Operation: "CALL"}, "operation", integrationlog.ErrInvalidRecord},
+		"bad status":     {integrationlog.Record{Integration: "X", Operation: integrationlog.OpAPICallMade, HTTPStatus: 42}, "http_status_code", integrationlog.ErrInvalidRecord},
+		"negative dur":   {integrationlog.Record{Integration: "X", Operation: integrationlog.OpAPICallMade, Duration: -time.Second}, "duration_ms", integrationlog.ErrInvalidRecord},
+		"huge dur":       {integrationlog.Record{Integration: "X", Operation: integrationlog.OpAPICallMade, Duration: 1000 * time.Hour}, "duration_ms", integrationlog.ErrInvalidRecord},
+		"long ext id":    {integrationlog.Record{Integration: "X", Operation: integrationlog.OpAPICallMade, ExternalID: strings.Repeat("x", 256)}, "external_id", integrationlog.ErrInvalidRecord},
+		"not json":       {integrationlog.Record{Integration: "X", Operation: integrationlog.OpAPICallMade, Request: json.RawMessage(`{"a":`)}, "request_data", integrationlog.ErrInvalidRecord},
+		"too large":      {integrationlog.Record{Integration: "X", Operation: integrationlog.OpAPICallMade, Response: json.RawMessage(`"` + strings.Repeat("a", 2<<20) + `"`)}, "response_data", outbox.ErrPayloadTooLarge},
+		"lone surrogate": {integrationlog.Record{Integration: "X", Operation: integrationlog.OpAPICallMade, Request: json.RawMessage(`{"a":"\ud800"}`)}, "", nil},
 	}
 	tx, err := b.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -190,13 +155,13 @@ func TestIntegrationRejectsInvalidAndTxStaysUsable(t *testing.T) {
 			}
 			continue
 		}
-		var ve *ValidationError
+		var ve *outbox.ValidationError
 		if !errors.As(err, &ve) || !errors.Is(err, c.class) || ve.Field != c.field {
 			t.Errorf("%s: got %v, want a %v on %s", name, err, c.class, c.field)
 		}
 	}
 	// A batch with one bad record sends nothing and names the index.
-	if _, err := l.RecordBatch(ctx, tx, []IntegrationRecord{ok, bad["bad status"].rec}); err == nil || !strings.Contains(err.Error(), "record 1") {
+	if _, err := l.RecordBatch(ctx, tx, []integrationlog.Record{ok, bad["bad status"].rec}); err == nil || !strings.Contains(err.Error(), "record 1") {
 		t.Errorf("batch: %v", err)
 	}
 	if _, err := l.Record(ctx, tx, ok); err != nil {
@@ -210,67 +175,10 @@ func TestIntegrationRejectsInvalidAndTxStaysUsable(t *testing.T) {
 	}
 }
 
-// count counts rows of a table in the bundle's schema.
-func (b *bundle) countRows(t testing.TB, table, where string, args ...any) int64 {
-	t.Helper()
-	q := fmt.Sprintf(`SELECT count(*) FROM %q.%s`, b.schema, table)
-	if where != "" {
-		q += " WHERE " + where
-	}
-	return countRows(t, b.db, q, args...)
-}
-
-func TestIntegrationInsertBatchForDispatcher(t *testing.T) {
+func TestTransport(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	ctx := ctxT(t)
-	req, _ := http.NewRequest("POST", "https://hooks.example.com/in?token=abc", strings.NewReader(`{"password":"p"}`))
-	req.Header.Set("Webhook-Signature", "v1,xyz")
-	req.Header.Set("Content-Type", "application/json")
-	resp := &http.Response{StatusCode: 503, Header: http.Header{"Retry-After": {"5"}}}
-	recs := []IntegrationRecord{
-		b.ob.httpCallRecord("orders-hook", req, []byte(`{"password":"p"}`), resp, []byte("busy"), nil, 30*time.Millisecond),
-		b.ob.httpCallRecord("orders-hook", req, []byte(`{"password":"p"}`), nil, nil,
-			fmt.Errorf("deliver: %w", &url.Error{Op: "Post", URL: req.URL.String(), Err: errors.New("connection refused")}), time.Second),
-	}
-	if recs[0].Success || recs[0].Error != "HTTP 503 Service Unavailable" || recs[0].HTTPStatus != 503 {
-		t.Errorf("record of a 503: %+v", recs[0])
-	}
-	if recs[1].Success || recs[1].HTTPStatus != 0 || strings.Contains(recs[1].Error, "abc") || recs[1].Response != nil {
-		t.Errorf("record of a transport error: %+v", recs[1])
-	}
-	// Rolled back: nothing stays.
-	tx, _ := b.db.BeginTx(ctx, nil)
-	if err := b.ob.insertPrepared(ctx, tx, b.prepared(t, recs)); err != nil {
-		t.Fatal(err)
-	}
-	_ = tx.Rollback()
-	if n := b.countRows(t, "integration_log", ""); n != 0 {
-		t.Fatalf("%d rows after rollback", n)
-	}
-	tx, _ = b.db.BeginTx(ctx, nil)
-	if err := b.ob.insertPrepared(ctx, tx, b.prepared(t, recs)); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	if n := b.countRows(t, "integration_log", `NOT success AND integration_name = 'orders-hook' AND operation = 'API_CALL_MADE'`); n != 2 {
-		t.Fatalf("%d rows, want 2", n)
-	}
-	leaked := b.countRows(t, "integration_log", `request_data::text LIKE '%abc%' OR request_data::text LIKE '%xyz%' OR request_data::text LIKE '%"p"%' OR error_message LIKE '%abc%'`)
-	if leaked != 0 {
-		t.Fatalf("%d rows hold a secret", leaked)
-	}
-	if err := b.ob.insertPrepared(ctx, b.db, nil); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestIntegrationTransport(t *testing.T) {
-	t.Parallel()
-	b := setup(t, nil)
-	l := newIntegrationLog(t, b, IntegrationLogConfig{Redaction: redact.Rules{MaxBodyBytes: 1024}})
+	l := newLog(t, b, integrationlog.Config{Redaction: redact.Rules{MaxBodyBytes: 1024}})
 	ctx := ctxT(t)
 	big := strings.Repeat("z", 5000)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -289,7 +197,7 @@ func TestIntegrationTransport(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	client := &http.Client{Transport: l.Transport("STRIPE", nil, &HTTPRecordOptions{ExternalID: ExternalIDFromJSON("id")})}
+	client := &http.Client{Transport: l.Transport("STRIPE", nil, &integrationlog.HTTPOptions{ExternalID: integrationlog.ExternalIDFromJSON("id")})}
 
 	reqBody := `{"amount":1000,"password":"hunter2"}`
 	req, _ := http.NewRequestWithContext(ctx, "POST", srv.URL+"/charges?api_key=sk_test_1", strings.NewReader(reqBody))
@@ -329,11 +237,11 @@ func TestIntegrationTransport(t *testing.T) {
 	}
 
 	closeLog(t, l)
-	recs := listAll(t, l, IntegrationFilter{Integration: "STRIPE"})
+	recs := listAll(t, l, integrationlog.Filter{Integration: "STRIPE"})
 	if len(recs) != 4 {
 		t.Fatalf("%d records, want 4", len(recs))
 	}
-	byPath := map[string]IntegrationRecord{}
+	byPath := map[string]integrationlog.Record{}
 	for _, r := range recs {
 		var rq struct {
 			URL string `json:"url"`
@@ -376,14 +284,14 @@ func (failingQuerier) QueryContext(context.Context, string, ...any) (*sql.Rows, 
 }
 func (failingQuerier) QueryRowContext(context.Context, string, ...any) *sql.Row { return nil }
 
-func TestIntegrationRecordFailureNeverFailsTheCall(t *testing.T) {
+func TestRecordFailureNeverFailsTheCall(t *testing.T) {
 	t.Parallel()
-	var logs lockedBuffer
-	b := setup(t, &Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
-	l := newIntegrationLog(t, b, IntegrationLogConfig{})
+	var logs testutil.LockedBuffer
+	b := setup(t, &outbox.Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	l := newLog(t, b, integrationlog.Config{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
 	defer srv.Close()
-	client := &http.Client{Transport: l.Transport("X", nil, &HTTPRecordOptions{DB: failingQuerier{}})}
+	client := &http.Client{Transport: l.Transport("X", nil, &integrationlog.HTTPOptions{DB: failingQuerier{}})}
 	resp, err := client.Get(srv.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -393,7 +301,7 @@ func TestIntegrationRecordFailureNeverFailsTheCall(t *testing.T) {
 	if string(body) != "ok" {
 		t.Fatalf("body %q", body)
 	}
-	h := l.Middleware("X", &HTTPRecordOptions{DB: failingQuerier{}})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := l.Middleware("X", &integrationlog.HTTPOptions{DB: failingQuerier{}})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(204)
 	}))
 	rec := httptest.NewRecorder()
@@ -403,17 +311,17 @@ func TestIntegrationRecordFailureNeverFailsTheCall(t *testing.T) {
 	}
 	// The writer retries in the background and logs the failure (at most
 	// once per 10 s); Close gives up at its deadline and says so.
-	waitFor(t, "the failure logged", func() bool {
+	testutil.WaitFor(t, "the failure logged", func() bool {
 		return strings.Contains(logs.String(), "batch not written, retrying") && strings.Contains(logs.String(), "db down")
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	if err := l.Close(ctx); !errors.Is(err, ErrRecordsNotWritten) || !strings.Contains(err.Error(), "2 records") {
+	if err := l.Close(ctx); !errors.Is(err, integrationlog.ErrRecordsNotWritten) || !strings.Contains(err.Error(), "2 records") {
 		t.Fatalf("Close: %v", err)
 	}
 	// The writer may end just after Close returns (Close does not wait for
 	// a driver that ignores cancellation): its counts settle then.
-	waitFor(t, "the lost records counted", func() bool { return l.BufferStats().Lost == 2 })
+	testutil.WaitFor(t, "the lost records counted", func() bool { return l.BufferStats().Lost == 2 })
 	if st := l.BufferStats(); st.Lost != 2 || st.Written != 0 || st.Retries == 0 {
 		t.Fatalf("stats %+v", st)
 	}
@@ -425,12 +333,12 @@ func TestIntegrationRecordFailureNeverFailsTheCall(t *testing.T) {
 	l.Transport("", nil, nil)
 }
 
-func TestIntegrationMiddleware(t *testing.T) {
+func TestMiddleware(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	l := newIntegrationLog(t, b, IntegrationLogConfig{})
+	l := newLog(t, b, integrationlog.Config{})
 	var seen []byte
-	mw := l.Middleware("STRIPE", &HTTPRecordOptions{ExternalID: ExternalIDFromJSON("id")})
+	mw := l.Middleware("STRIPE", &integrationlog.HTTPOptions{ExternalID: integrationlog.ExternalIDFromJSON("id")})
 	h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seen, _ = io.ReadAll(r.Body)
 		if r.URL.Query().Get("panic") != "" {
@@ -457,7 +365,7 @@ func TestIntegrationMiddleware(t *testing.T) {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/webhooks/stripe?panic=1", strings.NewReader(`{"id":"evt_2"}`)))
 	}()
 	closeLog(t, l)
-	recs := listAll(t, l, IntegrationFilter{Operation: OpWebhookReceived})
+	recs := listAll(t, l, integrationlog.Filter{Operation: integrationlog.OpWebhookReceived})
 	if len(recs) != 2 {
 		t.Fatalf("%d records", len(recs))
 	}
@@ -476,23 +384,23 @@ func TestIntegrationMiddleware(t *testing.T) {
 	}
 }
 
-func TestIntegrationStats(t *testing.T) {
+func TestStats(t *testing.T) {
 	t.Parallel()
 	b := setupClock(t, nil)
-	l := newIntegrationLog(t, b, IntegrationLogConfig{})
+	l := newLog(t, b, integrationlog.Config{})
 	ctx := ctxT(t)
-	var recs []IntegrationRecord
+	var recs []integrationlog.Record
 	for i := 1; i <= 20; i++ {
-		recs = append(recs, IntegrationRecord{Integration: "STRIPE", Operation: OpAPICallMade, Success: i%5 != 0,
+		recs = append(recs, integrationlog.Record{Integration: "STRIPE", Operation: integrationlog.OpAPICallMade, Success: i%5 != 0,
 			Duration: time.Duration(i*10) * time.Millisecond})
 	}
-	recs = append(recs, IntegrationRecord{Integration: "PAYPAL", Operation: OpWebhookReceived, Success: true},
-		IntegrationRecord{Integration: "STRIPE", Operation: OpAPICallMade, Success: false, OccurredAt: b.clock.Now().Add(-48 * time.Hour)})
+	recs = append(recs, integrationlog.Record{Integration: "PAYPAL", Operation: integrationlog.OpWebhookReceived, Success: true},
+		integrationlog.Record{Integration: "STRIPE", Operation: integrationlog.OpAPICallMade, Success: false, OccurredAt: b.clock.Now().Add(-48 * time.Hour)})
 	if _, err := l.RecordBatch(ctx, b.db, recs); err != nil {
 		t.Fatal(err)
 	}
 	b.clock.Advance(time.Minute)
-	stats, err := l.Stats(ctx, IntegrationWindow{})
+	stats, err := l.Stats(ctx, integrationlog.Window{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -507,45 +415,11 @@ func TestIntegrationStats(t *testing.T) {
 	if st.Calls != 20 || st.Failures != 4 || st.SuccessRate != 0.8 || st.P50 != 105*time.Millisecond || st.P95 != 190500*time.Microsecond {
 		t.Errorf("stripe: %+v", st)
 	}
-	old, err := l.Stats(ctx, IntegrationWindow{Since: b.clock.Now().Add(-72 * time.Hour), Until: b.clock.Now().Add(-24 * time.Hour), Integration: "STRIPE"})
+	old, err := l.Stats(ctx, integrationlog.Window{Since: b.clock.Now().Add(-72 * time.Hour), Until: b.clock.Now().Add(-24 * time.Hour), Integration: "STRIPE"})
 	if err != nil || len(old) != 1 || old[0].Calls != 1 || old[0].SuccessRate != 0 {
 		t.Errorf("old window: %+v %v", old, err)
 	}
-	if _, err := l.Stats(ctx, IntegrationWindow{Since: b.clock.Now(), Until: b.clock.Now()}); !errors.Is(err, ErrInvalidFilter) {
+	if _, err := l.Stats(ctx, integrationlog.Window{Since: b.clock.Now(), Until: b.clock.Now()}); !errors.Is(err, outbox.ErrInvalidFilter) {
 		t.Errorf("empty window: %v", err)
 	}
-}
-
-// jsonHas reports whether compact JSON text holds sub (jsonb renders
-// objects with spaces).
-func jsonHas(raw json.RawMessage, sub string) bool {
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, raw); err != nil {
-		return false
-	}
-	return strings.Contains(buf.String(), sub)
-}
-
-// httpCallRecord (tests) builds a redacted API_CALL_MADE record of one HTTP exchange
-// that started duration ago. resp is nil when the call failed with callErr.
-func (o *Outbox) httpCallRecord(integration string, req *http.Request, reqBody []byte, resp *http.Response, respBody []byte,
-	callErr error, duration time.Duration) IntegrationRecord {
-	red := o.redactor()
-	rec := httpRecord(red, integration, OpAPICallMade, req, reqBody, int64(len(reqBody)), resp, respBody, int64(len(respBody)), callErr, duration, nil)
-	rec.OccurredAt = o.now().Add(-duration)
-	return rec
-}
-
-// prepared is what the dispatcher's completer does to a batch's records
-// before it writes them.
-func (b *bundle) prepared(t testing.TB, recs []IntegrationRecord) []IntegrationRecord {
-	t.Helper()
-	out := make([]IntegrationRecord, len(recs))
-	for i, rec := range recs {
-		var err error
-		if out[i], err = b.ob.prepareIntegration(rec, b.ob.redactor()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return out
 }

@@ -1,7 +1,8 @@
-package outbox
+package securitylog_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"flag"
@@ -15,10 +16,14 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/outboxkit/outbox/integrationlog"
+	"github.com/outboxkit/outbox/internal/testutil"
 	"github.com/outboxkit/outbox/redact"
+	"github.com/outboxkit/outbox/securitylog"
 )
 
 // The adversarial redaction corpus: secrets of every known leak class are
@@ -489,9 +494,9 @@ func TestRedactionCorpus(t *testing.T) {
 	g := &corpusGen{rnd: rand.New(rand.NewSource(seed))}
 	b := setup(t, nil)
 	ctx := ctxT(t)
-	l := newIntegrationLog(t, b, IntegrationLogConfig{Redaction: redact.Rules{MaxBodyBytes: corpusLimit}})
-	sl := newSecurityLog(t, b, SecurityLogConfig{Publish: true, Redaction: redact.Rules{MaxBodyBytes: 8 * corpusLimit},
-		BruteForce: BruteForceConfig{Disabled: true}})
+	l := newIntegrationLog(t, b, integrationlog.Config{Redaction: redact.Rules{MaxBodyBytes: corpusLimit}})
+	sl := newLog(t, b, securitylog.Config{Publish: true, Redaction: redact.Rules{MaxBodyBytes: 8 * corpusLimit},
+		BruteForce: securitylog.BruteForceConfig{Disabled: true}})
 	const rounds = 40
 	records := 0
 
@@ -512,7 +517,7 @@ func TestRedactionCorpus(t *testing.T) {
 		_, _ = w.Write(rp.body)
 	}))
 	defer srv.Close()
-	client := &http.Client{Transport: l.Transport("corpus-out", nil, &HTTPRecordOptions{ExternalID: ExternalIDFromJSON("id")}),
+	client := &http.Client{Transport: l.Transport("corpus-out", nil, &integrationlog.HTTPOptions{ExternalID: integrationlog.ExternalIDFromJSON("id")}),
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for i := 0; i < rounds; i++ {
 		s := []secretSpec{g.secret(false), g.secret(false), g.secret(true), g.secret(false), g.secret(true)}
@@ -564,7 +569,7 @@ func TestRedactionCorpus(t *testing.T) {
 
 	// Inbound requests through the Middleware.
 	var next reply
-	mw := l.Middleware("corpus-in", &HTTPRecordOptions{ExternalID: ExternalIDFromJSON("id")})
+	mw := l.Middleware("corpus-in", &integrationlog.HTTPOptions{ExternalID: integrationlog.ExternalIDFromJSON("id")})
 	in := httptest.NewServer(mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		for k, v := range next.header {
@@ -629,7 +634,7 @@ func TestRedactionCorpus(t *testing.T) {
 			reqV = body
 			g.plants[len(g.plants)-4].path += "/bytes/" + format
 		}
-		if _, err := l.RecordAPICall(ctx, tx, APICall{Integration: "corpus-api", Method: "POST", URL: g.urlPlant("https://api.example.com", s[0]),
+		if _, err := l.RecordAPICall(ctx, tx, integrationlog.APICall{Integration: "corpus-api", Method: "POST", URL: g.urlPlant("https://api.example.com", s[0]),
 			Request: reqV, Response: g.jsonValue(s[2], g.size()), HTTPStatus: 402, Error: g.text(s[3]), ExternalID: s[4].value}); err != nil {
 			t.Fatalf("RecordAPICall: %v", err)
 		}
@@ -645,7 +650,7 @@ func TestRedactionCorpus(t *testing.T) {
 		g.record(s[4], "webhook-received/event-type")
 		payload, _, format := g.body(s[1], g.size())
 		g.plants[len(g.plants)-4].path += "/" + format
-		if _, err := l.RecordWebhookReceived(ctx, tx, WebhookReceipt{Integration: "corpus-wh", EventType: s[4].value, Headers: h,
+		if _, err := l.RecordWebhookReceived(ctx, tx, integrationlog.WebhookReceipt{Integration: "corpus-wh", EventType: s[4].value, Headers: h,
 			Payload: payload, HTTPStatus: 200, Error: g.text(s[2]), ExternalID: s[3].value}); err != nil {
 			t.Fatalf("RecordWebhookReceived: %v", err)
 		}
@@ -656,7 +661,7 @@ func TestRedactionCorpus(t *testing.T) {
 		g.record(s[1], "data-sync/error")
 		g.record(s[2], "data-sync/external-id")
 		g.record(s[3], "data-sync/entity")
-		if _, err := l.RecordDataSync(ctx, tx, DataSyncRun{Integration: "corpus-sync", Entity: s[3].value, Direction: "import",
+		if _, err := l.RecordDataSync(ctx, tx, integrationlog.DataSyncRun{Integration: "corpus-sync", Entity: s[3].value, Direction: "import",
 			Processed: 3, Details: g.jsonValue(s[0], g.size()), Error: g.text(s[1]), ExternalID: s[2].value}); err != nil {
 			t.Fatalf("RecordDataSync: %v", err)
 		}
@@ -669,7 +674,7 @@ func TestRedactionCorpus(t *testing.T) {
 		g.record(s[3], "record/external-id")
 		reqJ, _ := json.Marshal(g.jsonValue(s[0], g.size()))
 		respJ, _ := json.Marshal(g.jsonValue(s[1], g.size()))
-		if _, err := l.Record(ctx, tx, IntegrationRecord{Integration: "corpus-rec", Operation: OpAPICallMade, Request: reqJ,
+		if _, err := l.Record(ctx, tx, integrationlog.Record{Integration: "corpus-rec", Operation: integrationlog.OpAPICallMade, Request: reqJ,
 			Response: respJ, Error: g.text(s[2]), ExternalID: s[3].value}); err != nil {
 			t.Fatalf("Record: %v", err)
 		}
@@ -682,19 +687,19 @@ func TestRedactionCorpus(t *testing.T) {
 		g.record(s[2], "security/permission-reason")
 		g.record(s[3], "security/user-agent")
 		g.record(s[4], "security/username")
-		if _, err := sl.Record(ctx, tx, SecurityEventInput{Type: EventSuspiciousActivity, IP: "203.0.113.7",
+		if _, err := sl.Record(ctx, tx, securitylog.Input{Type: securitylog.EventSuspiciousActivity, IP: "203.0.113.7",
 			Details: g.jsonValue(s[0], g.size()), UserAgent: s[3].value}); err != nil {
 			t.Fatalf("security Record: %v", err)
 		}
-		if _, err := sl.RecordSuspiciousActivity(ctx, tx, SuspiciousActivity{IP: "203.0.113.8", Kind: "probe",
+		if _, err := sl.RecordSuspiciousActivity(ctx, tx, securitylog.SuspiciousActivity{IP: "203.0.113.8", Kind: "probe",
 			Description: g.text(s[1]), Data: map[string]any{"n": 1}}); err != nil {
 			t.Fatalf("RecordSuspiciousActivity: %v", err)
 		}
-		if _, err := sl.RecordPermissionDenied(ctx, tx, PermissionDenied{IP: "203.0.113.9", Resource: "/admin",
+		if _, err := sl.RecordPermissionDenied(ctx, tx, securitylog.PermissionDenied{IP: "203.0.113.9", Resource: "/admin",
 			Reason: g.text(s[2])}); err != nil {
 			t.Fatalf("RecordPermissionDenied: %v", err)
 		}
-		if _, err := sl.RecordFailedLogin(ctx, tx, FailedLogin{UserID: uuid.New(), Username: s[4].value, IP: "198.51.100.4",
+		if _, err := sl.RecordFailedLogin(ctx, tx, securitylog.FailedLogin{UserID: uuid.New(), Username: s[4].value, IP: "198.51.100.4",
 			Reason: "bad_password", Method: "password"}); err != nil {
 			t.Fatalf("RecordFailedLogin: %v", err)
 		}
@@ -737,6 +742,24 @@ func TestRedactionCorpus(t *testing.T) {
 	}
 }
 
+// newIntegrationLog returns the integration log of b's handle, closed when
+// the test ends (a second Close is a no-op).
+func newIntegrationLog(t testing.TB, b *bundle, cfg integrationlog.Config) *integrationlog.Log {
+	t.Helper()
+	l, err := integrationlog.New(b.ob, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := l.Close(ctx); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return l
+}
+
 type leak struct {
 	planted
 	context string
@@ -747,7 +770,7 @@ type leak struct {
 func scanSchemaForPlants(t *testing.T, b *bundle, plants []planted) []leak {
 	t.Helper()
 	ctx := ctxT(t)
-	tables := b.tables(t)
+	tables := testutil.Tables(t, b.db, b.schema)
 	var texts []string
 	for _, tb := range tables {
 		rows, err := b.db.QueryContext(ctx, fmt.Sprintf(`SELECT t::text FROM %q.%q t`, b.schema, tb))

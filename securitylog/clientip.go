@@ -1,4 +1,4 @@
-package outbox
+package securitylog
 
 import (
 	"fmt"
@@ -12,18 +12,20 @@ import (
 	"github.com/outboxkit/outbox/internal/jsontext"
 )
 
-// ForwardedForHeader is the header ClientIPConfig.Header defaults to.
+// ForwardedForHeader is the header ClientIPConfig.Header defaults to; a
+// resolver may read "Forwarded" instead.
 const ForwardedForHeader = "X-Forwarded-For"
 
 // ParseIP parses an IPv4 or IPv6 address and returns its canonical text:
 // IPv4 in dotted decimal, IPv6 in RFC 5952 form, an IPv4-mapped IPv6 address
 // (::ffff:1.2.3.4) as the IPv4 address, and without an IPv6 zone. Anything
 // else (a host name, a port, a CIDR prefix, surrounding spaces) is an
-// ErrInvalidRecord *ValidationError on field ip_address.
+// ErrInvalidEvent *outbox.ValidationError on field ip_address. Every event
+// stores its IP in this form, so the text compares equal for one address.
 func ParseIP(s string) (string, error) {
 	a, err := netip.ParseAddr(s)
 	if err != nil {
-		return "", invalid(ErrInvalidRecord, "ip_address", "is not an IP address: %q", jsontext.CutRunes(jsontext.CleanLine(s), 64))
+		return "", invalidEvent("ip_address", fmt.Sprintf("is not an IP address: %q", jsontext.CutRunes(jsontext.CleanLine(s), 64)))
 	}
 	return canonicalAddr(a), nil
 }
@@ -41,7 +43,8 @@ type ClientIPConfig struct {
 	// one of them.
 	TrustedProxies []string
 	// Header is the forwarding header the trusted proxies append to:
-	// X-Forwarded-For or Forwarded. Default ForwardedForHeader.
+	// X-Forwarded-For or Forwarded. Default ForwardedForHeader
+	// (X-Forwarded-For).
 	Header string
 }
 
@@ -57,7 +60,8 @@ type ClientIPResolver struct {
 	header  realclientip.Strategy
 }
 
-// NewClientIPResolver validates cfg and returns a resolver.
+// NewClientIPResolver validates cfg and returns a resolver. An invalid cfg
+// is an outbox.ErrInvalidConfig *outbox.ValidationError.
 func NewClientIPResolver(cfg ClientIPConfig) (*ClientIPResolver, error) {
 	if cfg.Header == "" {
 		cfg.Header = ForwardedForHeader
@@ -66,18 +70,18 @@ func NewClientIPResolver(cfg ClientIPConfig) (*ClientIPResolver, error) {
 	for _, p := range cfg.TrustedProxies {
 		prefix, err := parsePrefix(p)
 		if err != nil {
-			return nil, invalid(ErrInvalidConfig, "trusted_proxies", "%q: %v", p, err)
+			return nil, invalidConfig("trusted_proxies", fmt.Sprintf("%q: %v", p, err))
 		}
 		r.trusted = append(r.trusted, prefix)
 	}
 	if len(r.trusted) > 0 {
 		nets, err := realclientip.AddressesAndRangesToIPNets(cfg.TrustedProxies...)
 		if err != nil {
-			return nil, invalid(ErrInvalidConfig, "trusted_proxies", "%v", err)
+			return nil, invalidConfig("trusted_proxies", err.Error())
 		}
 		s, err := realclientip.NewRightmostTrustedRangeStrategy(cfg.Header, nets)
 		if err != nil {
-			return nil, invalid(ErrInvalidConfig, "header", "%v", err)
+			return nil, invalidConfig("header", err.Error())
 		}
 		r.header = s
 	}

@@ -1,4 +1,4 @@
-package outbox
+package integrationlog_test
 
 import (
 	"context"
@@ -10,16 +10,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/outboxkit/outbox/integrationlog"
+	"github.com/outboxkit/outbox/internal/testutil"
 )
 
 // TestRecorderOneBadDestinationLosesOnlyItsRecords: records of several
-// recorders share a batch; one whose HTTPRecordOptions.DB refuses them for
-// good (a finished transaction) loses its own records only, and the
-// counters and Close say exactly that.
+// recorders share a batch; one whose HTTPOptions.DB refuses them for good
+// (a finished transaction) loses its own records only, and the counters
+// and Close say exactly that.
 func TestRecorderOneBadDestinationLosesOnlyItsRecords(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	l := newIntegrationLog(t, b, IntegrationLogConfig{FlushInterval: time.Hour}) // one batch, written at Close
+	l := newLog(t, b, integrationlog.Config{FlushInterval: time.Hour}) // one batch, written at Close
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Write([]byte(`{"ok":true}`))
@@ -34,7 +37,7 @@ func TestRecorderOneBadDestinationLosesOnlyItsRecords(t *testing.T) {
 	}
 	// The bad destination first, so that a batch given up whole would
 	// lose the good records too.
-	bad := &http.Client{Transport: l.Transport("bad", api.Client().Transport, &HTTPRecordOptions{DB: done})}
+	bad := &http.Client{Transport: l.Transport("bad", api.Client().Transport, &integrationlog.HTTPOptions{DB: done})}
 	good := &http.Client{Transport: l.Transport("good", api.Client().Transport, nil)}
 	for _, c := range []*http.Client{bad, good, good, good} {
 		resp, err := c.Post(api.URL, "application/json", strings.NewReader(`{"a":1}`))
@@ -47,7 +50,7 @@ func TestRecorderOneBadDestinationLosesOnlyItsRecords(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err = l.Close(ctx)
-	if !errors.Is(err, ErrRecordsNotWritten) || !strings.Contains(err.Error(), "1 record") {
+	if !errors.Is(err, integrationlog.ErrRecordsNotWritten) || !strings.Contains(err.Error(), "1 record") {
 		t.Fatalf("Close: %v, want 1 record not written", err)
 	}
 	if n := b.countRows(t, "integration_log", "integration_name = 'good'"); n != 3 {
@@ -64,19 +67,19 @@ func TestRecorderOneBadDestinationLosesOnlyItsRecords(t *testing.T) {
 func TestTypedRecordsRedactTheirHeadFields(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	l := newIntegrationLog(t, b, IntegrationLogConfig{})
+	l := newLog(t, b, integrationlog.Config{})
 	ctx := ctxT(t)
 	const secret = "hunter2-planted"
-	if _, err := l.RecordWebhookReceived(ctx, b.db, WebhookReceipt{Integration: "x", EventType: "password=" + secret,
+	if _, err := l.RecordWebhookReceived(ctx, b.db, integrationlog.WebhookReceipt{Integration: "x", EventType: "password=" + secret,
 		Payload: json.RawMessage(`{"ok":true}`), Error: "api_key: " + secret, ExternalID: "token=" + secret}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.RecordDataSync(ctx, b.db, DataSyncRun{Integration: "x", Entity: "password=" + secret,
+	if _, err := l.RecordDataSync(ctx, b.db, integrationlog.DataSyncRun{Integration: "x", Entity: "password=" + secret,
 		Direction: "secret=" + secret, Processed: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if n := b.countRows(t, "integration_log", "true"); n != 2 {
 		t.Fatalf("%d records, want 2", n)
 	}
-	b.assertNowhere(t, []string{secret})
+	testutil.AssertNowhere(t, b.db, b.schema, []string{secret})
 }
