@@ -83,8 +83,8 @@ type Config struct {
 	// (integrationlog.Config.Redaction).
 	Redaction *redact.Rules
 	// Keys seals subscription secrets at rest: webhook signing secrets and
-	// the values of secret headers (docs/security.md). StaticKeys,
-	// ParseKeys and KeysFromEnv make one from local keys; a KMS fits
+	// the values of secret headers (docs/security.md). keys.Static,
+	// keys.Parse and keys.FromEnv make one from local keys; a KMS fits
 	// behind the interface. Nil means no encryption: Subscribe and
 	// UpdateSubscriptionConfig then refuse a config with secrets
 	// (ErrKeyRequired) unless AllowPlaintextSecrets, and dispatchers cannot

@@ -40,3 +40,9 @@ s/\boutbox\.KeysEnvDefault\b/keys.EnvDefault/g
 s/\boutbox\.Key\{/keys.Key{/g
 s/\boutbox\.ErrKeyNotFound\b/keys.ErrKeyNotFound/g
 s/\boutbox\.ErrSecretsDecrypt\b/keys.ErrDecrypt/g
+# Subscription configs: package subconfig.
+s/\boutbox\.SubscriptionConfig\b/subconfig.Config/g
+s/\boutbox\.ParseSubscriptionConfig\(/subconfig.Parse(/g
+s/\boutbox\.SealedSecrets\b/subconfig.Sealed/g
+s/\boutbox\.SecretHeader\(/subconfig.SecretHeader(/g
+s/\boutbox\.Duration\b/subconfig.Duration/g
