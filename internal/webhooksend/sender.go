@@ -187,43 +187,17 @@ func (s *Sender) sendMode(ctx context.Context, rawURL string, cfg subconfig.Conf
 		return a
 	}
 	host := u.Host
-	signer, err := webhook.NewSigner(cfg.Secrets...)
-	if err != nil {
-		a.err = dispatch.Permanent(fmt.Errorf("outbox: webhook to %s: %w", host, err))
-		return a
-	}
-	body, err := webhookBody(d, a.started)
-	if err != nil {
-		a.err = dispatch.Permanent(fmt.Errorf("outbox: webhook to %s: %w", host, err))
-		return a
-	}
-	a.reqBody = body
-
 	timeout := s.cfg.Timeout
 	if cfg.Timeout > 0 {
 		timeout = time.Duration(cfg.Timeout)
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-
-	id := d.EventID.String()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL, bytes.NewReader(body))
+	req, err := s.request(ctx, rawURL, cfg, d, &a)
 	if err != nil {
 		a.err = dispatch.Permanent(fmt.Errorf("outbox: webhook to %s: %w", host, err))
 		return a
 	}
-	for k, v := range cfg.Headers {
-		req.Header.Set(k, v)
-	}
-	if req.Header.Get("User-Agent") == "" {
-		req.Header.Set("User-Agent", s.cfg.UserAgent)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	signer.Header(req.Header, id, a.started, body)
-	if len(cfg.Secrets) == 0 {
-		req.Header.Del(webhook.HeaderSignature)
-	}
-	a.reqHeader = req.Header.Clone()
 
 	release, err := s.acquire(ctx, endpointKey(u), wait)
 	if errors.Is(err, errEndpointBusy) {
@@ -254,6 +228,38 @@ func (s *Sender) sendMode(ctx context.Context, rawURL string, cfg subconfig.Conf
 	a.duration = time.Since(start)
 	a.err = s.classify(host, resp, a.respBody)
 	return a
+}
+
+// request builds the signed request of d to rawURL under cfg, and keeps
+// its body and headers in a for the attempt record. An error is for good:
+// no retry builds a different request.
+func (s *Sender) request(ctx context.Context, rawURL string, cfg subconfig.Config, d *dispatch.Delivery, a *attempt) (*http.Request, error) {
+	signer, err := webhook.NewSigner(cfg.Secrets...)
+	if err != nil {
+		return nil, err
+	}
+	body, err := webhookBody(d, a.started)
+	if err != nil {
+		return nil, err
+	}
+	a.reqBody = body
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range cfg.Headers {
+		req.Header.Set(k, v)
+	}
+	if req.Header.Get("User-Agent") == "" {
+		req.Header.Set("User-Agent", s.cfg.UserAgent)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	signer.Header(req.Header, d.EventID.String(), a.started, body)
+	if len(cfg.Secrets) == 0 {
+		req.Header.Del(webhook.HeaderSignature)
+	}
+	a.reqHeader = req.Header.Clone()
+	return req, nil
 }
 
 // classify turns a response into the error the dispatcher acts on.
