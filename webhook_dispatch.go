@@ -51,8 +51,3 @@ func (o *Outbox) publishDisabled(ctx context.Context, tx *sql.Tx, d webhooksend.
 	}, nil)
 	return err
 }
-
-// webhookBusyDelay is how long a webhook row waits before it is claimed
-// again when every delivery slot of its endpoint was taken. No attempt is
-// counted.
-const webhookBusyDelay = time.Second
