@@ -36,32 +36,47 @@ const (
 )
 
 // Rules extends the built-in redaction rules. The zero value means
-// the built-in rules only, with MaxBodyBytesDefault.
+// the built-in rules only, PII redacted, with MaxBodyBytesDefault.
 //
-// Built in, a name is sensitive when, normalised (NFKC, look-alike
-// Cyrillic, Greek and other letters folded to Latin, lower-cased, stripped
-// of everything but letters and digits), it contains one of password,
-// passwd, passphrase, passcode, secret, token, apikey, accesskey,
-// privatekey, authorization, cookie, signature, credential, cardnumber,
-// creditcard, ccnumber, cvc, cvv, iban, sessionid, jwt, hmac, securitycode,
-// accountnumber, routingnumber, codeverifier, mnemonic, seedphrase (and a
-// few more: docs/redaction.md), or equals key, or has one of pwd, pw, pass,
-// pin, pan, ssn, sig, otp, totp, auth, jwt, hmac or dsn as a whole word
+// Built in, a name is sensitive when, normalised (NFKD with the marks
+// dropped, so passwörd is password; look-alike Cyrillic, Greek and other
+// letters folded to Latin; lower-cased; stripped of everything but letters
+// and digits), it contains one of password, passwd, passphrase, passcode,
+// secret, token, apikey, accesskey, privatekey, privkey, authorization,
+// authorisation, bearer, cookie, signature, credential, csrf, cardnumber,
+// creditcard, cvc, cvv, iban, sessionid, jwt, hmac, connectionstring (and
+// more: docs/redaction.md), or equals key, or has one of pwd, pw, pass,
+// pin, pan, sig, otp, totp, auth, creds, jwt, hmac or dsn as a whole word
 // (words split at anything but letters and digits and at case changes), or
-// ends in the word key (X-Functions-Key, Ocp-Apim-Subscription-Key) unless
-// an ordinary one (Idempotency-Key, sort_key, public_key). The rule applies
-// to HTTP header names, JSON object keys at any depth, URL query
-// parameters and path segments, form and multipart fields, XML elements
-// and "name=value", "name: value" or "name": "value" pairs inside text.
+// ends in the word session or sid (X-Session, connect.sid), or ends in the
+// word key (X-Functions-Key, Ocp-Apim-Subscription-Key) unless an ordinary
+// one (Idempotency-Key, sort_key, public_key). A weaker set of names
+// (containing access, api, key, auth or the name of a provider such as
+// datadog or twilio) loses its value when that looks like a credential: a
+// run of 10 or more token characters with a digit and high entropy. In
+// query strings, fragments and forms, code, oauth_verifier, SAMLResponse
+// and ticket are sensitive too. The lists are measured against those of
+// Sentry, gitleaks, detect-secrets and the OWASP Logging Cheat Sheet. The
+// rules apply to HTTP header names, JSON object keys at any depth, URL
+// query parameters and path segments, form and multipart fields, XML
+// elements and attributes and "name=value", "name: value", "name is value"
+// or "name": "value" pairs inside text.
 type Rules struct {
 	// Keys are extra sensitive names, matched like the built-in contained
-	// terms: "session" also redacts X-Session and session_key.
+	// terms: "tenant" also redacts X-Tenant and tenant_id.
 	Keys []string
 	// Patterns are extra regular expressions; every match inside a stored
 	// string is replaced by Marker.
 	Patterns []*regexp.Regexp
 	// MaxBodyBytes caps each stored body. Default MaxBodyBytesDefault.
 	MaxBodyBytes int
+	// KeepPII stops redacting values by the names of personal data:
+	// national identity numbers (ssn, social_security_number, national_id,
+	// tax_id, passport, driving licence), dates of birth and IP addresses
+	// (ip_address, X-Forwarded-For, X-Real-Ip, remote_addr). By default
+	// (false) they are redacted. Secrets of every other kind are redacted
+	// either way.
+	KeepPII bool
 }
 
 // A Redactor removes secrets from what the recorders store. It parses what
@@ -133,7 +148,7 @@ func New(rules Rules) (*Redactor, error) {
 			return nil, ruleError("patterns", "pattern %q matches the empty string", p.String())
 		}
 	}
-	return &Redactor{eng: engine.New(keys, rules.Patterns, maxBody), maxBody: maxBody}, nil
+	return &Redactor{eng: engine.New(keys, rules.Patterns, maxBody, rules.KeepPII), maxBody: maxBody}, nil
 }
 
 func mustRedactor(rules Rules) *Redactor {
@@ -148,7 +163,9 @@ func mustRedactor(rules Rules) *Redactor {
 func (r *Redactor) MaxBodyBytes() int { return r.maxBody }
 
 // SensitiveKey reports whether values under the name k (a header, JSON key,
-// query parameter, form field or XML element) are redacted.
+// query parameter, form field or XML element) are redacted whatever they
+// are. Weak names (api_id, X-Access) are not: their values are redacted
+// only when they look like credentials.
 func (r *Redactor) SensitiveKey(k string) (sensitive bool) {
 	defer func() {
 		if recover() != nil {
@@ -158,10 +175,23 @@ func (r *Redactor) SensitiveKey(k string) (sensitive bool) {
 	return r.eng.SensitiveKey(k)
 }
 
+// sensitiveValue is the engine's SensitiveValue, erring on the side of
+// redacting when the engine fails.
+func (r *Redactor) sensitiveValue(k, v string) (sensitive bool) {
+	defer func() {
+		if recover() != nil {
+			sensitive = true
+		}
+	}()
+	return r.eng.SensitiveValue(k, v)
+}
+
 // Headers returns h as a map from canonical header name to its values joined
-// by ", ", with the values of sensitive headers replaced by Marker
-// and the other values passed through String (so URLs in Location or Link
-// are redacted too). When only is non-empty, only the headers it names are
+// by ", ", with the values of sensitive headers (and of weakly named ones,
+// such as X-Access or X-Datadog-App, when the value looks like a
+// credential) replaced by Marker and the other values passed through
+// String (so URLs in Location, Content-Location or Link, absolute or
+// relative, are redacted too). When only is non-empty, only the headers it names are
 // kept.
 func (r *Redactor) Headers(h http.Header, only []string) map[string]string {
 	if len(h) == 0 {
@@ -181,11 +211,14 @@ func (r *Redactor) Headers(h http.Header, only []string) map[string]string {
 			continue
 		}
 		name := r.String(ck)
-		if r.SensitiveKey(ck) {
+		v := strings.Join(vs, ", ")
+		// The name as sent too: canonical form loses a camel case's words
+		// (userSession becomes Usersession).
+		if r.sensitiveValue(ck, v) || k != ck && r.sensitiveValue(k, v) {
 			out[name] = Marker
 			continue
 		}
-		out[name] = r.String(strings.Join(vs, ", "))
+		out[name] = r.String(v)
 	}
 	return out
 }
