@@ -85,10 +85,11 @@ type Rules struct {
 // names — and by shape wherever a value stands: card numbers (13 to 19
 // digits with a card network's prefix and length passing the Luhn check,
 // grouped by spaces, dashes or dots, or as JSON numbers in any notation),
-// JWTs, AWS access key ids, Stripe, GitHub, GitLab, Slack, Google,
-// SendGrid and other provider tokens, webhook secrets, PEM private keys,
-// credentials after an authorization scheme, URL user info, and the
-// application's extra patterns. Bodies are redacted whole first and cut
+// JWTs, about 170 provider token formats following gitleaks' rules
+// (payment, cloud, source hosting, chat, mail and AI APIs), webhook
+// secrets, PEM private keys, credentials after an authorization scheme,
+// user:password@host with or without a scheme, and the application's
+// extra patterns. Bodies are redacted whole first and cut
 // after. Redaction is idempotent: redacting a redacted value changes
 // nothing. A Redactor is immutable and safe for concurrent use.
 // docs/redaction.md lists the rules and their false-positive rates.
@@ -225,8 +226,9 @@ func (r *Redactor) Headers(h http.Header, only []string) map[string]string {
 
 // URL returns raw with its user info password (or its user name when it
 // stands alone, as in https://sk_live_…:@host), the values of sensitive
-// query and fragment parameters, path segments after a sensitive segment
-// (/reset/token/…) and any secret String finds replaced.
+// query and fragment parameters (OAuth's code, oauth_verifier,
+// SAMLResponse and ticket among them), path segments after a sensitive
+// segment (/reset/token/…) and any secret String finds replaced.
 func (r *Redactor) URL(raw string) (out string) {
 	defer func() {
 		if recover() != nil {
@@ -237,11 +239,14 @@ func (r *Redactor) URL(raw string) (out string) {
 }
 
 // String returns s with every secret it finds replaced by Marker:
-// URLs redacted as by URL, the values of sensitive "name=value",
-// "name: value", "name": "value" pairs (to the end of the line, the
-// closing quote or the next pair) and XML elements, credentials after an
-// authorization scheme (Bearer, Basic, ...), secret-shaped tokens, card
-// numbers and matches of the extra patterns. Control characters other
+// URLs redacted as by URL (relative ones too: /callback?code=…), the
+// values of sensitive "name=value", "name: value", "name": "value" pairs
+// (to the end of the line, the closing quote or the next pair), of
+// "name is value" in prose when the value looks like a password, and of
+// XML elements, credential-like values assigned to weak names or by the
+// operators of code (key := value), user:password@host, credentials after
+// an authorization scheme (Bearer, Basic, ...) or in a curl command line,
+// secret-shaped tokens, card numbers and matches of the extra patterns. Control characters other
 // than tab and newline are removed, NUL included, and invalid UTF-8
 // becomes U+FFFD.
 func (r *Redactor) String(s string) (out string) {

@@ -28,7 +28,8 @@ const TruncatedMarker = "…[TRUNCATED]"
 // An Engine redacts with the built-in rules extended by an application's
 // names and patterns. It is immutable and safe for concurrent use.
 type Engine struct {
-	contains [256][]string // normalised terms a sensitive name contains, by first byte
+	contains terms  // normalised terms a sensitive name contains
+	single   string // the one-letter ones
 	words    map[string]bool
 	patterns []*regexp.Regexp
 	maxBody  int
@@ -100,13 +101,40 @@ var (
 	weakWordStart = []string{"etsy", "jira", "lob", "okta", "plaid", "snyk", "sumo", "xray"}
 )
 
-// weakIndex lists weakContains by first byte.
-var weakIndex [256][]string
+// weakIndex indexes weakContains.
+var weakIndex terms
 
 func init() {
 	for _, w := range weakContains {
-		weakIndex[w[0]] = append(weakIndex[w[0]], w)
+		weakIndex.add(w)
 	}
+}
+
+// terms indexes terms (of two bytes or more) by their first two bytes, to
+// find those a name contains.
+type terms struct {
+	by   [256][]string
+	pair [256][4]uint64
+}
+
+func (t *terms) add(term string) {
+	t.by[term[0]] = append(t.by[term[0]], term)
+	t.pair[term[0]][term[1]>>6] |= 1 << (term[1] & 63)
+}
+
+// in returns the first term that n contains at i or after, or "".
+func (t *terms) in(n string, from int) (string, int) {
+	for i := from; i+1 < len(n); i++ {
+		if t.pair[n[i]][n[i+1]>>6]&(1<<(n[i+1]&63)) == 0 {
+			continue
+		}
+		for _, c := range t.by[n[i]] {
+			if strings.HasPrefix(n[i:], c) {
+				return c, i
+			}
+		}
+	}
+	return "", -1
 }
 
 // New returns an Engine with the built-in rules, the extra normalised
@@ -114,9 +142,9 @@ func init() {
 // PII names are sensitive unless keepPII.
 func New(keys []string, patterns []*regexp.Regexp, maxBody int, keepPII bool) *Engine {
 	e := &Engine{maxBody: maxBody, words: BuiltinWords}
-	terms := append([]string(nil), BuiltinContains...)
+	list := append([]string(nil), BuiltinContains...)
 	if !keepPII {
-		terms = append(terms, PIIContains...)
+		list = append(list, PIIContains...)
 		e.words = make(map[string]bool, len(BuiltinWords)+len(PIIWords))
 		for w := range BuiltinWords {
 			e.words[w] = true
@@ -125,8 +153,12 @@ func New(keys []string, patterns []*regexp.Regexp, maxBody int, keepPII bool) *E
 			e.words[w] = true
 		}
 	}
-	for _, k := range append(terms, keys...) {
-		e.contains[k[0]] = append(e.contains[k[0]], k)
+	for _, k := range append(list, keys...) {
+		if len(k) == 1 {
+			e.single += k
+			continue
+		}
+		e.contains.add(k)
 	}
 	e.patterns = append([]*regexp.Regexp(nil), patterns...)
 	return e
@@ -164,14 +196,8 @@ func (e *Engine) sensitive(f *folded) bool {
 	if f.cnt == 1 && finalWords[n] {
 		return true
 	}
-	for i := 0; i < len(n); i++ {
-		for _, c := range e.contains[n[i]] {
-			if strings.HasPrefix(n[i:], c) {
-				return true
-			}
-		}
-	}
-	return false
+	c, _ := e.contains.in(n, 0)
+	return c != "" || e.single != "" && strings.ContainsAny(n, e.single)
 }
 
 // Class is how a name decides its value's fate.
@@ -213,17 +239,22 @@ func (e *Engine) classifyParam(k string) Class {
 
 func weak(f *folded) bool {
 	n := f.n
-	for i := 0; i < len(n); i++ {
-		for _, c := range weakIndex[n[i]] {
-			if strings.HasPrefix(n[i:], c) && !(c == "auth" && strings.HasPrefix(n[i:], "author")) {
-				return true
-			}
+	for from := 0; ; {
+		c, i := weakIndex.in(n, from)
+		if c == "" {
+			break
 		}
+		if !(c == "auth" && strings.HasPrefix(n[i:], "author")) {
+			return true
+		}
+		from = i + 1
 	}
-	for i := 0; i < f.cnt; i++ {
-		w := f.word(i)
-		for _, p := range weakWordStart {
-			if strings.HasPrefix(w, p) {
+	for _, p := range weakWordStart {
+		if strings.HasPrefix(n, p) {
+			return true
+		}
+		for i := 1; i < f.cnt; i++ {
+			if strings.HasPrefix(f.word(i), p) {
 				return true
 			}
 		}
@@ -245,9 +276,12 @@ func (e *Engine) SensitiveValue(k, v string) bool {
 
 // CredentialLike reports whether v looks like a key or token rather than
 // a word, a number of ordinary size or a date: one run of 10 to 1,000
-// token characters (letters, digits, _ - . + / = ~) with a digit or one of
-// + / = among them, and a Shannon entropy of 3 bits a character or more.
-// Quotes around v are ignored.
+// token characters (letters, digits, _ - . + / = ~ %, and one colon with
+// eight or more after it, as in a bot token) with a digit or one of + / =
+// among them (or, letters only, 12 or more in random case: a quarter or
+// more upper case, which CamelCaseWords are not), and a Shannon entropy of 3 bits a character or more (2 from
+// 16 characters on, so that 16 random digits qualify). Quotes around
+// v are ignored.
 func CredentialLike(v string) bool {
 	v = strings.TrimSpace(v)
 	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
@@ -258,19 +292,36 @@ func CredentialLike(v string) bool {
 	}
 	var counts [256]uint16
 	mixed := false
+	colon := -1
+	upper, lower := 0, 0
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_', c == '-', c == '.', c == '~':
+		case !isCredentialByte(c):
+			return false
+		case c == ':':
+			if colon >= 0 {
+				return false
+			}
+			colon = i
 		case c >= '0' && c <= '9', c == '+', c == '/', c == '=':
 			mixed = true
-		default:
-			return false
+		case c >= 'A' && c <= 'Z':
+			upper++
+		case c >= 'a' && c <= 'z':
+			lower++
 		}
 		counts[c]++
 	}
-	if !mixed {
+	if colon >= 0 && len(v)-colon-1 < 8 {
 		return false
+	}
+	if !mixed {
+		// Letters only: random case (a quarter of the letters upper case,
+		// unlike CamelCaseWords) from 12 letters on.
+		if len(v) < 12 || upper < 3 || lower < 3 || 4*upper < upper+lower {
+			return false
+		}
 	}
 	h := 0.0
 	for _, n := range counts {
@@ -279,7 +330,13 @@ func CredentialLike(v string) bool {
 			h -= p * math.Log2(p)
 		}
 	}
-	return h >= 3
+	return h >= 3 || len(v) >= 16 && h >= 2
+}
+
+// isCredentialByte reports whether c may be part of a credential's token.
+func isCredentialByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		strings.IndexByte("_-.~+/=%:", c) >= 0
 }
 
 // NormalizeKey returns k as names are matched: NFKD, marks dropped,

@@ -22,6 +22,8 @@ type shape struct {
 	// secret (Terraform's 14 before .atlasv1., MaxMind's 36 before _mmk):
 	// the token is then found around the prefix.
 	back int
+	// fold: the prefix matches in any case, as the rule's (?i) does.
+	fold bool
 }
 
 // indexedShape is a shape with whether its prefix is distinctive enough
@@ -34,12 +36,15 @@ type indexedShape struct {
 
 // Character sets of token bodies.
 const (
-	csAlnum  uint8 = iota // A-Z a-z 0-9
-	csB64URL              // A-Z a-z 0-9 _ -
-	csB64                 // A-Z a-z 0-9 + / = _ -
-	csAWS                 // A-Z 2-7 (exactly 16)
-	csToken               // A-Z a-z 0-9 _ - . /
-	csHex                 // 0-9 a-f A-F
+	csAlnum    uint8 = iota // A-Z a-z 0-9
+	csB64URL                // A-Z a-z 0-9 _ -
+	csB64                   // A-Z a-z 0-9 + / = _ -
+	csAWS                   // A-Z 2-7 (exactly 16)
+	csToken                 // A-Z a-z 0-9 _ - . / = ~ +
+	csHex                   // 0-9 a-f A-F
+	csB64Esc                // csB64 and \ (base64 with JSON-escaped slashes)
+	csTokenEsc              // csToken and \
+	csB64Pct                // csB64 and % (URL-encoded base64)
 )
 
 var shapes = []shape{
@@ -53,7 +58,7 @@ var shapes = []shape{
 	{prefix: "whsec_", charset: csB64, min: 10, rule: "stripe webhook secret (Stripe's documented format)"},
 	{prefix: "whsk_", charset: csB64, min: 10, rule: "webhook secret (Standard Webhooks' documented format)"},
 	{prefix: "sq0atp-", charset: csB64URL, min: 20, rule: "square-access-token"},
-	{prefix: "EAAA", charset: csB64URL, min: 56, rule: "square-access-token"},
+	{prefix: "EAAA", charset: csB64URL, min: 22, rule: "square-access-token"},
 	{prefix: "sq0csp-", charset: csB64URL, min: 20, rule: "square secret (Square's documented format)"},
 	{prefix: "shippo_live_", charset: csHex, min: 40, rule: "shippo-api-token"},
 	{prefix: "shippo_test_", charset: csHex, min: 40, rule: "shippo-api-token"},
@@ -63,9 +68,9 @@ var shapes = []shape{
 	{prefix: "duffel_live_", charset: csB64, min: 43, rule: "duffel-api-token"},
 	{prefix: "EZAK", charset: csAlnum, min: 54, rule: "easypost-api-token"},
 	{prefix: "EZTK", charset: csAlnum, min: 54, rule: "easypost-test-api-token"},
-	{prefix: "access-production-", charset: csB64URL, min: 36, rule: "plaid-api-token"},
-	{prefix: "access-development-", charset: csB64URL, min: 36, rule: "plaid-api-token"},
-	{prefix: "access-sandbox-", charset: csB64URL, min: 36, rule: "plaid-api-token"},
+	{prefix: "access-production-", charset: csB64URL, min: 36, fold: true, rule: "plaid-api-token"},
+	{prefix: "access-development-", charset: csB64URL, min: 36, fold: true, rule: "plaid-api-token"},
+	{prefix: "access-sandbox-", charset: csB64URL, min: 36, fold: true, rule: "plaid-api-token"},
 	// Cloud.
 	{prefix: "AKIA", charset: csAWS, min: 16, rule: "aws-access-token"},
 	{prefix: "ASIA", charset: csAWS, min: 16, rule: "aws-access-token"},
@@ -80,14 +85,15 @@ var shapes = []shape{
 	{prefix: "ANVA", charset: csAWS, min: 16, rule: "aws access key id (AWS's documented prefixes)"},
 	{prefix: "APKA", charset: csAWS, min: 16, rule: "aws access key id (AWS's documented prefixes)"},
 	{prefix: "ABSK", charset: csB64, min: 109, rule: "aws-amazon-bedrock-api-key-long-lived"},
-	{prefix: "bedrock-api-key-", charset: csB64, min: 40, rule: "aws-amazon-bedrock-api-key-short-lived"},
+	{prefix: "bedrock-api-key-", charset: csB64, min: 20, rule: "aws-amazon-bedrock-api-key-short-lived"},
 	{prefix: "AIza", charset: csB64URL, min: 30, rule: "gcp-api-key"},
 	{prefix: "ya29.", charset: csB64URL, min: 20, rule: "google oauth access token (Google's documented format)"},
 	{prefix: "GOCSPX-", charset: csB64URL, min: 20, rule: "google oauth client secret (Google's documented format)"},
 	{prefix: "LTAI", charset: csAlnum, min: 20, rule: "alibaba-access-key-id"},
+	{prefix: "Q~", charset: csToken, min: 31, back: 4, rule: "azure-ad-client-secret"},
 	{prefix: "dop_v1_", charset: csHex, min: 40, rule: "digitalocean-pat"},
 	{prefix: "doo_v1_", charset: csHex, min: 40, rule: "digitalocean-access-token"},
-	{prefix: "dor_v1_", charset: csHex, min: 40, rule: "digitalocean-refresh-token"},
+	{prefix: "dor_v1_", charset: csHex, min: 40, fold: true, rule: "digitalocean-refresh-token"},
 	{prefix: "HRKU-AA", charset: csB64URL, min: 58, rule: "heroku-api-key-v2"},
 	{prefix: "v1.0-", charset: csB64URL, min: 150, rule: "cloudflare-origin-ca-key"},
 	{prefix: "fo1_", charset: csB64URL, min: 43, rule: "flyio-access-token"},
@@ -96,12 +102,13 @@ var shapes = []shape{
 	{prefix: "fm2_", charset: csB64, min: 100, rule: "flyio-access-token"},
 	{prefix: "hvs.", charset: csB64URL, min: 90, rule: "vault-service-token"},
 	{prefix: "hvb.", charset: csB64URL, min: 138, rule: "vault-batch-token"},
+	{prefix: "s.", charset: csAlnum, min: 24, exact: true, rule: "vault-service-token"}, // with a digit: checked below
 	{prefix: ".atlasv1.", charset: csB64, min: 60, back: 14, rule: "hashicorp-tf-api-token"},
 	{prefix: "dapi", charset: csHex, min: 32, exact: true, rule: "databricks-api-token"},
 	{prefix: "dp.pt.", charset: csAlnum, min: 43, rule: "doppler-api-token"},
 	{prefix: "pscale_tkn_", charset: csToken, min: 32, rule: "planetscale-api-token"},
 	{prefix: "pscale_oauth_", charset: csToken, min: 32, rule: "planetscale-oauth-token"},
-	{prefix: "pscale_pw_", charset: csToken, min: 32, rule: "planetscale-password"},
+	{prefix: "pscale_pw_", charset: csToken, min: 32, fold: true, rule: "planetscale-password"},
 	{prefix: "pul-", charset: csHex, min: 40, rule: "pulumi-api-token"},
 	{prefix: "sha256~", charset: csB64URL, min: 43, rule: "openshift-user-token"},
 	{prefix: "ops_eyJ", charset: csB64, min: 250, rule: "1password-service-account-token"},
@@ -110,12 +117,12 @@ var shapes = []shape{
 	{prefix: "AKCp", charset: csAlnum, min: 69, rule: "artifactory-api-key"},
 	{prefix: "cmVmd", charset: csAlnum, min: 59, rule: "artifactory-reference-token"},
 	{prefix: "dt0c01.", charset: csToken, min: 80, rule: "dynatrace-api-token"},
-	{prefix: "glc_", charset: csB64, min: 32, rule: "grafana-cloud-api-token"},
-	{prefix: "glsa_", charset: csB64URL, min: 41, rule: "grafana-service-account-token"},
-	{prefix: "eyJrIjoi", charset: csB64, min: 70, rule: "grafana-api-key"},
-	{prefix: "NRAK-", charset: csAlnum, min: 27, rule: "new-relic-user-api-key"},
-	{prefix: "NRII-", charset: csB64URL, min: 32, rule: "new-relic-insert-key"},
-	{prefix: "NRJS-", charset: csHex, min: 19, rule: "new-relic-browser-api-token"},
+	{prefix: "glc_", charset: csB64, min: 32, fold: true, rule: "grafana-cloud-api-token"},
+	{prefix: "glsa_", charset: csB64URL, min: 41, fold: true, rule: "grafana-service-account-token"},
+	{prefix: "eyJrIjoi", charset: csB64, min: 70, fold: true, rule: "grafana-api-key"},
+	{prefix: "NRAK-", charset: csAlnum, min: 27, fold: true, rule: "new-relic-user-api-key"},
+	{prefix: "NRII-", charset: csB64URL, min: 32, fold: true, rule: "new-relic-insert-key"},
+	{prefix: "NRJS-", charset: csHex, min: 19, fold: true, rule: "new-relic-browser-api-token"},
 	{prefix: "sntrys_", charset: csB64, min: 50, rule: "sentry-org-token"},
 	{prefix: "sntryu_", charset: csHex, min: 64, rule: "sentry-user-token"},
 	{prefix: "pnu_", charset: csAlnum, min: 36, rule: "prefect-api-token"},
@@ -154,23 +161,23 @@ var shapes = []shape{
 	{prefix: "gloas-", charset: csB64URL, min: 64, rule: "gitlab-oauth-app-secret"},
 	{prefix: "glrt-", charset: csToken, min: 20, rule: "gitlab-runner-authentication-token"},
 	{prefix: "glsoat-", charset: csB64URL, min: 20, rule: "gitlab-scim-token"},
-	{prefix: "ATATT3", charset: csB64, min: 150, rule: "atlassian-api-token"},
-	{prefix: "npm_", charset: csAlnum, min: 30, rule: "npm-access-token"},
+	{prefix: "ATATT3", charset: csB64, min: 150, fold: true, rule: "atlassian-api-token"},
+	{prefix: "npm_", charset: csAlnum, min: 30, fold: true, rule: "npm-access-token"},
 	{prefix: "pypi-AgE", charset: csB64URL, min: 50, rule: "pypi-upload-token"},
 	{prefix: "rubygems_", charset: csHex, min: 48, rule: "rubygems-api-token"},
-	{prefix: "CLOJARS_", charset: csAlnum, min: 60, rule: "clojars-api-token"},
+	{prefix: "CLOJARS_", charset: csAlnum, min: 60, fold: true, rule: "clojars-api-token"},
 	{prefix: "rdme_", charset: csAlnum, min: 70, rule: "readme-api-token"},
 	{prefix: "PMAK-", charset: csB64URL, min: 59, rule: "postman-api-token"},
-	{prefix: "sgp_", charset: csB64URL, min: 40, rule: "sourcegraph-access-token"},
-	{prefix: "squ_", charset: csAlnum, min: 40, rule: "sonar-api-token"},
-	{prefix: "sqp_", charset: csAlnum, min: 40, rule: "sonar-api-token"},
-	{prefix: "sqa_", charset: csAlnum, min: 40, rule: "sonar-api-token"},
+	{prefix: "sgp_", charset: csB64URL, min: 40, fold: true, rule: "sourcegraph-access-token"},
+	{prefix: "squ_", charset: csAlnum, min: 40, fold: true, rule: "sonar-api-token"},
+	{prefix: "sqp_", charset: csAlnum, min: 40, fold: true, rule: "sonar-api-token"},
+	{prefix: "sqa_", charset: csAlnum, min: 40, fold: true, rule: "sonar-api-token"},
 	{prefix: "lin_api_", charset: csAlnum, min: 40, rule: "linear-api-key"},
 	{prefix: "ntn_", charset: csAlnum, min: 46, rule: "notion-api-token"},
 	{prefix: "fio-u-", charset: csB64, min: 64, rule: "frameio-api-token"},
 	{prefix: "pat.", charset: csToken, min: 60, rule: "harness-api-key"},
 	{prefix: "sat.", charset: csToken, min: 60, rule: "harness-api-key"},
-	{prefix: "tfp_", charset: csToken, min: 59, rule: "typeform-api-token"},
+	{prefix: "tfp_", charset: csToken, min: 59, fold: true, rule: "typeform-api-token"},
 	{prefix: "shpat_", charset: csAlnum, min: 30, rule: "shopify-access-token"},
 	{prefix: "shpca_", charset: csAlnum, min: 30, rule: "shopify-custom-access-token"},
 	{prefix: "shppa_", charset: csAlnum, min: 30, rule: "shopify-private-app-access-token"},
@@ -179,13 +186,13 @@ var shapes = []shape{
 	// Chat.
 	{prefix: "xoxb-", charset: csB64URL, min: 10, rule: "slack-bot-token"},
 	{prefix: "xoxp-", charset: csB64URL, min: 10, rule: "slack-user-token"},
-	{prefix: "xoxa-", charset: csB64URL, min: 10, rule: "slack-legacy-workspace-token"},
-	{prefix: "xoxr-", charset: csB64URL, min: 10, rule: "slack-legacy-workspace-token"},
-	{prefix: "xoxo-", charset: csB64URL, min: 10, rule: "slack-legacy-token"},
-	{prefix: "xoxs-", charset: csB64URL, min: 10, rule: "slack-legacy-token"},
-	{prefix: "xoxe-", charset: csB64URL, min: 10, rule: "slack-config-refresh-token"},
-	{prefix: "xoxe.", charset: csB64URL, min: 10, rule: "slack-config-access-token"},
-	{prefix: "xapp-", charset: csB64URL, min: 10, rule: "slack-app-token"},
+	{prefix: "xoxa-", charset: csB64URL, min: 8, rule: "slack-legacy-workspace-token"},
+	{prefix: "xoxr-", charset: csB64URL, min: 8, rule: "slack-legacy-workspace-token"},
+	{prefix: "xoxo-", charset: csB64URL, min: 6, rule: "slack-legacy-token"},
+	{prefix: "xoxs-", charset: csB64URL, min: 6, rule: "slack-legacy-token"},
+	{prefix: "xoxe-", charset: csB64URL, min: 10, fold: true, rule: "slack-config-refresh-token"},
+	{prefix: "xoxe.", charset: csB64URL, min: 10, fold: true, rule: "slack-config-access-token"},
+	{prefix: "xapp-", charset: csB64URL, min: 6, fold: true, rule: "slack-app-token"},
 	{prefix: "hooks.slack.com/services/", charset: csToken, min: 20, rule: "slack-webhook-url"},
 	{prefix: "hooks.slack.com/workflows/", charset: csToken, min: 20, rule: "slack-webhook-url"},
 	{prefix: "hooks.slack.com/triggers/", charset: csToken, min: 20, rule: "slack-webhook-url"},
@@ -195,13 +202,13 @@ var shapes = []shape{
 	{prefix: "webhook.office.com/webhookb2/", charset: csToken, min: 20, rule: "microsoft-teams-webhook"},
 	{prefix: "EAAM", charset: csAlnum, min: 100, rule: "facebook-page-access-token"},
 	{prefix: "EAAC", charset: csAlnum, min: 100, rule: "facebook-page-access-token"},
-	{prefix: "AAAAAAAAAAAAAAAAAAAAA", charset: csB64, min: 60, rule: "twitter-bearer-token"},
+	{prefix: "AAAAAAAAAAAAAAAAAAAAA", charset: csB64Pct, min: 60, fold: true, rule: "twitter-bearer-token"},
 	// Mail and messaging.
 	{prefix: "SG.", charset: csToken, min: 40, rule: "sendgrid-api-token"},
 	{prefix: "xkeysib-", charset: csB64URL, min: 64, rule: "sendinblue-api-token"},
-	{prefix: "key-", charset: csAlnum, min: 32, rule: "mailgun-private-api-token"},
-	{prefix: "pubkey-", charset: csAlnum, min: 32, rule: "mailgun-pub-key"},
-	{prefix: "-us", charset: csAlnum, min: 1, back: 32, rule: "mailchimp-api-key"},
+	{prefix: "key-", charset: csAlnum, min: 32, fold: true, rule: "mailgun-private-api-token"},
+	{prefix: "pubkey-", charset: csAlnum, min: 32, fold: true, rule: "mailgun-pub-key"},
+	{prefix: "-us", charset: csAlnum, min: 1, back: 32, fold: true, rule: "mailchimp-api-key"},
 	{prefix: "SK", charset: csHex, min: 32, exact: true, rule: "twilio-api-key"},
 	// AI APIs.
 	{prefix: "sk-ant-", charset: csB64URL, min: 30, rule: "anthropic-api-key"},
@@ -214,8 +221,9 @@ var shapes = []shape{
 	{prefix: "pplx-", charset: csAlnum, min: 48, rule: "perplexity-api-key"},
 	{prefix: "pat", charset: csAlnum, min: 0, rule: "airtable-personnal-access-token"}, // checked below
 	// Everywhere.
-	{prefix: "eyJ", charset: csToken, min: 20, rule: "jwt"}, // checked below
-	{prefix: "ZXlK", charset: csB64, min: 40, rule: "jwt-base64"},
+	{prefix: "eyJ", charset: csToken, min: 20, rule: "jwt"},   // checked below
+	{prefix: "ey", charset: csTokenEsc, min: 38, rule: "jwt"}, // ey + 17 alnum . ey: checked below
+	{prefix: "ZXlK", charset: csB64Esc, min: 40, rule: "jwt-base64"},
 	{prefix: "AccountKey=", charset: csB64, min: 20, rule: "azure storage connection string (Azure's documented format)"},
 	{prefix: "SharedAccessKey=", charset: csB64, min: 20, rule: "azure connection string (Azure's documented format)"},
 	{prefix: "SharedAccessSignature=", charset: csB64, min: 20, rule: "azure connection string (Azure's documented format)"},
@@ -239,21 +247,41 @@ func markPair(a, b byte) { pairStart[a][b>>6] |= 1 << (b & 63) }
 var wordStart = map[string]bool{"key-": true, "SG.": true, "sk-": true, "API-": true, "pul-": true, "ico-": true,
 	"A3-": true, "pat.": true, "sat.": true, "sc_": true, "ext_": true, "hf_": true, "tk-us-": true, "v1.0-": true,
 	"fo1_": true, "fm2_": true, "glc_": true, "pnu_": true, "sgp_": true, "squ_": true, "sqp_": true, "sqa_": true,
-	"ntn_": true, "tfp_": true, "p8e-": true, "api_org_": true, "glsa_": true, "ops_eyJ": true}
+	"ntn_": true, "tfp_": true, "p8e-": true, "api_org_": true, "glsa_": true, "ops_eyJ": true, "s.": true}
 
 func init() {
 	for _, s := range shapes {
-		glued := s.back > 0 || strings.ContainsAny(s.prefix, "_-./=") && !wordStart[s.prefix]
-		shapeFirst[s.prefix[0]] = true
-		markPair(s.prefix[0], s.prefix[1])
-		shapesBy[s.prefix[0]] = append(shapesBy[s.prefix[0]], indexedShape{s, glued})
-		if glued {
-			gluedPair[s.prefix[0]][s.prefix[1]] = true
+		glued := s.back > 0 || strings.ContainsAny(s.prefix, "_-./=~") && !wordStart[s.prefix]
+		firsts, seconds := []byte{s.prefix[0]}, []byte{s.prefix[1]}
+		if s.fold {
+			firsts = cases(s.prefix[0])
+			seconds = cases(s.prefix[1])
+		}
+		for _, a := range firsts {
+			shapeFirst[a] = true
+			shapesBy[a] = append(shapesBy[a], indexedShape{s, glued})
+			for _, b := range seconds {
+				markPair(a, b)
+				if glued {
+					gluedPair[a][b] = true
+				}
+			}
 		}
 	}
 	shapeFirst['-'] = true // PEM, anywhere
 	gluedPair['-']['-'] = true
 	markPair('-', '-')
+}
+
+// cases returns the byte c in both cases (once when it has none).
+func cases(c byte) []byte {
+	switch {
+	case c >= 'a' && c <= 'z':
+		return []byte{c, c - 'a' + 'A'}
+	case c >= 'A' && c <= 'Z':
+		return []byte{c, c - 'A' + 'a'}
+	}
+	return []byte{c}
 }
 
 func inCharset(c byte, cs uint8) bool {
@@ -269,8 +297,14 @@ func inCharset(c byte, cs uint8) bool {
 		return c >= 'A' && c <= 'Z' || c >= '2' && c <= '7'
 	case csHex:
 		return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+	case csB64Esc:
+		return alnum || c == '+' || c == '/' || c == '=' || c == '_' || c == '-' || c == '\\'
+	case csB64Pct:
+		return alnum || c == '+' || c == '/' || c == '=' || c == '_' || c == '-' || c == '%'
+	case csTokenEsc:
+		return alnum || c == '_' || c == '-' || c == '.' || c == '/' || c == '=' || c == '~' || c == '+' || c == '\\'
 	default:
-		return alnum || c == '_' || c == '-' || c == '.' || c == '/'
+		return alnum || c == '_' || c == '-' || c == '.' || c == '/' || c == '=' || c == '~' || c == '+'
 	}
 }
 
@@ -297,7 +331,8 @@ func shapeSpans(s string, spans []span) []span {
 			}
 		}
 		for _, sh := range shapesBy[c] {
-			if inWord && !sh.glued || !strings.HasPrefix(s[i:], sh.prefix) {
+			if inWord && !sh.glued || !(strings.HasPrefix(s[i:], sh.prefix) ||
+				sh.fold && len(s)-i >= len(sh.prefix) && strings.EqualFold(s[i:i+len(sh.prefix)], sh.prefix)) {
 				continue
 			}
 			j := i + len(sh.prefix)
@@ -308,7 +343,7 @@ func shapeSpans(s string, spans []span) []span {
 			from := i
 			switch {
 			case sh.back > 0:
-				for from > 0 && (isWordByte(s[from-1]) || s[from-1] == '-') {
+				for from > 0 && (isWordByte(s[from-1]) || s[from-1] == '-' || s[from-1] == '.' || s[from-1] == '~') {
 					from--
 				}
 				if i-from < sh.back || n < sh.min {
@@ -332,7 +367,29 @@ func shapeSpans(s string, spans []span) []span {
 				if strings.Count(s[i:j], ".") < 1 {
 					continue
 				}
+			case sh.prefix == "s.":
+				if !strings.ContainsAny(s[i+2:j], "0123456789") {
+					continue
+				}
+			case sh.prefix == "ey":
+				// ey, 17 or more letters and digits, a dot, ey: a JWT
+				// whose header does not start with {" (gitleaks' jwt).
+				k := i + 2
+				for k < j && inCharset(s[k], csAlnum) {
+					k++
+				}
+				if k-i-2 < 17 || k+2 >= j || s[k] != '.' || s[k+1] != 'e' || s[k+2] != 'y' {
+					continue
+				}
 			case sh.charset == csAWS:
+				if sh.prefix == "A3T" && n < sh.min && len(s)-i > 3 && isDigit(s[i+3]) {
+					// A3T, a digit or letter, 16 of A-Z2-7.
+					j = i + 4
+					for j < len(s) && inCharset(s[j], csAWS) {
+						j++
+					}
+					n = j - i - 3
+				}
 				if n < sh.min || (j < len(s) && isWordByte(s[j])) {
 					continue
 				}
@@ -361,29 +418,59 @@ func shapeSpans(s string, spans []span) []span {
 // pemEnd reports whether a PEM private key block begins at s[i:] and
 // returns where it ends: after its END line, or at the end of s when cut.
 func pemEnd(s string, i int) (int, bool) {
-	const begin = "-----BEGIN "
-	if !strings.HasPrefix(s[i:], begin) {
+	const begin = "-----BEGIN"
+	u := asciiUpper(s[i:min(len(s), i+len(begin)+120)])
+	if !strings.HasPrefix(u, begin) {
 		return 0, false
 	}
-	rest := s[i+len(begin):]
+	rest := u[len(begin):]
+	left := len(s) - i - len(begin) // what s has after BEGIN
 	eol := strings.Index(rest, "-----")
-	if eol < 0 || eol > 60 || !strings.Contains(rest[:eol], "PRIVATE KEY") && !strings.Contains(rest[:eol], "PGP PRIVATE") &&
+	if eol < 0 || eol > 110 || !strings.Contains(rest[:eol], "PRIVATE KEY") && !strings.Contains(rest[:eol], "PGP PRIVATE") &&
 		!strings.Contains(rest[:eol], "ENCRYPTED") {
-		if eol < 0 && len(rest) < 60 && strings.HasPrefix("PRIVATE KEY", strings.TrimLeft(strings.TrimPrefix(rest, "RSA "), " ")) {
+		if eol < 0 && left < 60 && strings.HasPrefix("PRIVATE KEY", strings.TrimLeft(strings.TrimPrefix(strings.TrimLeft(rest, " "), "RSA "), " ")) {
 			return len(s), true // a header cut short
 		}
-		if eol >= 0 || len(rest) >= 60 || !strings.Contains(rest, "PRIVATE") {
+		if eol >= 0 || left >= 60 || !strings.Contains(rest, "PRIVATE") {
 			return 0, false
 		}
 		return len(s), true
 	}
-	endAt := strings.Index(rest[eol+5:], "-----END ")
+	body := i + len(begin) + eol + 5
+	endAt := -1
+	for k := body; k+8 <= len(s); {
+		d := strings.Index(s[k:], "-----")
+		if d < 0 {
+			break
+		}
+		k += d
+		if k+8 <= len(s) && strings.EqualFold(s[k+5:k+8], "END") {
+			endAt = k + 8
+			break
+		}
+		k += 5
+	}
 	if endAt < 0 {
 		return len(s), true
 	}
-	k := i + len(begin) + eol + 5 + endAt + len("-----END ")
-	if e := strings.Index(s[k:], "-----"); e >= 0 && e < 60 {
-		return k + e + 5, true
+	if e := strings.Index(s[endAt:], "-----"); e >= 0 && e < 60 {
+		return endAt + e + 5, true
 	}
 	return len(s), true
+}
+
+// asciiUpper upper-cases the ASCII letters of s, keeping its length.
+func asciiUpper(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'a' && c <= 'z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if b[j] >= 'a' && b[j] <= 'z' {
+					b[j] -= 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }

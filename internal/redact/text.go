@@ -15,12 +15,15 @@ type span struct {
 }
 
 // Text returns s (already clean of control characters) with every secret
-// it finds replaced: URLs anywhere (user info, sensitive parameters,
-// segments after sensitive ones), private key blocks, values of sensitive
-// XML elements and of sensitive "name=value", "name: value" and
-// "name": "value" pairs (a pair's value runs to the end of its line, its
-// quotes or the next pair), credentials after an authorization scheme,
-// secret-shaped tokens, card numbers, and matches of the extra patterns.
+// it finds replaced: URLs anywhere, with a scheme or relative (user info,
+// sensitive parameters, segments after sensitive ones), private key
+// blocks, values of sensitive XML elements and of sensitive "name=value",
+// "name: value", "name": "value" and "name is value" pairs (a pair's value
+// runs to the end of its line, its quotes or the next pair; in prose it is
+// one password-like word), credential-like values of weak names and of
+// code's assignments, user:password@host, credentials after an
+// authorization scheme or in a curl command, secret-shaped tokens, card
+// numbers, and matches of the extra patterns.
 func (e *Engine) Text(s string) string { return e.text(s, true) }
 
 func (e *Engine) text(s string, urls bool) string {
@@ -35,6 +38,7 @@ func (e *Engine) text(s string, urls bool) string {
 	spans = pairSpans(e, s, spans)
 	spans = schemeSpans(s, spans)
 	spans = userinfoSpans(s, spans)
+	spans = curlSpans(s, spans)
 	spans = shapeSpans(s, spans)
 	spans = cardSpans(s, spans)
 	for _, p := range e.patterns {
@@ -143,7 +147,11 @@ func (e *Engine) relativeURLs(s string) string {
 		}
 		off = end
 		tok := s[start:end]
-		if tok[0] != '/' && tok[0] != '?' || strings.Contains(tok, "://") || end-k < 3 {
+		// A path or a bare query whose query or fragment has a name=value
+		// pair: "?-----BEGIN" is no URL, and rewriting it would hide the
+		// private key that follows.
+		if tok[0] != '/' && tok[0] != '?' || strings.Contains(tok, "://") || end-k < 3 ||
+			strings.IndexByte(s[k:end], '=') < 0 {
 			continue
 		}
 		if r := e.URL(tok); r != tok {
@@ -327,8 +335,8 @@ func escape(s string) string {
 // returns their values. A name may be several words ("Social Security
 // Number: …", "API KEY = …").
 func pairSpans(e *Engine, s string, spans []span) []span {
-	if strings.IndexByte(s, '=') < 0 && strings.IndexByte(s, ':') < 0 && !strings.Contains(s, " is") &&
-		!strings.Contains(s, " IS") && !strings.Contains(s, " Is") {
+	if !strings.ContainsAny(s, "=:>|,") && !strings.Contains(s, " is") && !strings.Contains(s, " IS") &&
+		!strings.Contains(s, " Is") {
 		return spans
 	}
 	prevWords := [3]int{-1, -1, -1} // starts of the words before, separated by one blank
@@ -376,6 +384,14 @@ func pairSpans(e *Engine, s string, spans []span) []span {
 		case j > i && isWord(s, j, "is"):
 			prose = true
 		default:
+			// Assignments of code and configuration (key := value,
+			// key ?= 'value', key => value, key || value, key, value):
+			// only a value that looks like a credential goes.
+			if start, end, ok := assignedValue(s, k1); ok {
+				if pairClass(e, s, k0, k1, before) != Ordinary {
+					spans = append(spans, span{start, end, ""})
+				}
+			}
 			continue
 		}
 		class := pairClass(e, s, k0, k1, before)
@@ -384,32 +400,82 @@ func pairSpans(e *Engine, s string, spans []span) []span {
 		}
 		if prose {
 			start, end, ok := proseValue(s, j+2)
-			if ok && (class == Sensitive || CredentialLike(s[start:end])) {
+			if ok && (class == Sensitive && passwordLike(s[start:end]) || CredentialLike(s[start:end])) {
 				spans = append(spans, span{start, end, ""})
 			}
 			continue
 		}
-		if s[j] == '=' && j+1 < len(s) && s[j+1] == '>' {
-			j++ // name => value
+		if class == Weak {
+			if start, end, ok := assignedValue(s, k1); ok {
+				spans = append(spans, span{start, end, ""})
+			}
+			continue
 		}
-		j++
-		for j < len(s) && (s[j] == ' ' || s[j] == '\t') {
+		// =, :, =>, :=, ::=, :::=
+		for j < len(s) && s[j] == ':' {
 			j++
 		}
-		start, end, ok := pairValue(s, j)
-		if ok && class == Weak {
-			// Only a credential-like first word goes.
-			if k := strings.IndexAny(s[start:end], " \t,"); k >= 0 {
-				end = start + k
-			}
-			ok = CredentialLike(s[start:end])
+		if j < len(s) && s[j] == '=' {
+			j++
 		}
-		if ok {
+		if j < len(s) && s[j] == '>' && s[j-1] == '=' {
+			j++
+		}
+		// Blanks, and the further = and backquotes of key == `value`.
+		for j < len(s) && (s[j] == ' ' || s[j] == '\t' || s[j] == '=' || s[j] == '`') {
+			j++
+		}
+		if start, end, ok := assignedValue(s, k1); ok {
+			// A credential after quotes and more operators than pairValue
+			// reads (password =>='"…).
+			spans = append(spans, span{start, end, ""})
+		}
+		if start, end, ok := pairValue(s, j); ok {
 			spans = append(spans, span{start, end, ""})
 			i = start // a value may hold further pairs
 		}
 	}
 	return spans
+}
+
+// assignOps are the assignment operators of code and configuration
+// files, longest first (the set secret scanners such as gitleaks accept).
+var assignOps = []string{":::=", "::=", ":=", "=>", "?=", "||", "=", ":", ">", ","}
+
+// assignedValue returns the value assigned to the name ending at s[k]
+// when it looks like a credential: after blanks and quotes, an operator
+// of assignOps, up to five blanks, quotes, backquotes or '=', a run of
+// token characters that is CredentialLike.
+func assignedValue(s string, k int) (int, int, bool) {
+	j := k
+	for n := 0; n < 24 && j < len(s) && strings.IndexByte(" \t'\"", s[j]) >= 0; n++ {
+		j++
+	}
+	if j >= len(s) || strings.IndexByte(":=>?|,", s[j]) < 0 {
+		return 0, 0, false
+	}
+	op := ""
+	for _, o := range assignOps {
+		if strings.HasPrefix(s[j:], o) {
+			op = o
+			break
+		}
+	}
+	if op == "" || op == ":" && strings.HasPrefix(s[j:], "://") {
+		return 0, 0, false
+	}
+	j += len(op)
+	for n := 0; n < 5 && j < len(s) && strings.IndexByte(" \t'\"`=", s[j]) >= 0; n++ {
+		j++
+	}
+	end := j
+	for end < len(s) && isCredentialByte(s[end]) {
+		end++
+	}
+	if !CredentialLike(s[j:end]) {
+		return 0, 0, false
+	}
+	return j, end, true
 }
 
 // pairClass classifies the name s[k0:k1] of a pair, or, when it is
@@ -445,6 +511,19 @@ func isWord(s string, j int, w string) bool {
 	}
 	k := j + len(w)
 	return k == len(s) || s[k] == ' ' || s[k] == '\t' || s[k] == ':'
+}
+
+// passwordLike reports whether a word after "password is" in prose looks
+// like a password rather than a word: it has a digit, a symbol or a
+// capital letter after the first, or 20 characters or more.
+func passwordLike(w string) bool {
+	for i := 0; i < len(w); i++ {
+		c := w[i]
+		if isDigit(c) || strings.IndexByte("._~+/=-:!#$%&*?@^", c) >= 0 || i > 0 && c >= 'A' && c <= 'Z' {
+			return true
+		}
+	}
+	return len(w) >= 20
 }
 
 // proseStop are words that follow "password is" in prose without being
@@ -637,6 +716,76 @@ func schemeSpans(s string, spans []span) []span {
 		}
 		spans = append(spans, span{start, k, ""})
 		i = k
+	}
+	return spans
+}
+
+// curlSpans finds the user and password of a curl command line
+// (curl -u user:password, --user=user:password) and the values of its
+// key, token and authorization headers (-H "X-Api-Key: …"), and returns
+// them.
+func curlSpans(s string, spans []span) []span {
+	if !strings.Contains(s, "curl") {
+		return spans
+	}
+	for off := 0; off < len(s); {
+		k := strings.IndexByte(s[off:], '-')
+		if k < 0 {
+			break
+		}
+		k += off
+		off = k + 1
+		if k == 0 || s[k-1] != ' ' && s[k-1] != '\t' && s[k-1] != '\n' {
+			continue
+		}
+		var j int
+		header := false
+		switch {
+		case strings.HasPrefix(s[k:], "-u"):
+			j = k + 2
+		case strings.HasPrefix(s[k:], "--user"):
+			j = k + 6
+		case strings.HasPrefix(s[k:], "-H"):
+			j, header = k+2, true
+		case strings.HasPrefix(s[k:], "--header"):
+			j, header = k+8, true
+		default:
+			continue
+		}
+		if j < len(s) && s[j] == '=' {
+			j++
+		}
+		for j < len(s) && (s[j] == ' ' || s[j] == '\t') {
+			j++
+		}
+		end := j
+		if j < len(s) && (s[j] == '"' || s[j] == '\'') {
+			q := strings.IndexByte(s[j+1:], s[j])
+			if q < 0 {
+				end = lineEnd(s, j)
+			} else {
+				end = j + 1 + q + 1
+			}
+		}
+		for end < len(s) && s[end] != ' ' && s[end] != '\t' && s[end] != '\n' {
+			end++
+		}
+		if header {
+			// -H "X-Api-Key: …": the value of a header named like a key,
+			// a token or an authorization, in any case.
+			h := strings.Trim(s[j:end], "\"'")
+			name, v, ok := strings.Cut(h, ":")
+			n := NormalizeKey(name)
+			if ok && (strings.HasSuffix(n, "key") || strings.HasSuffix(n, "token") || strings.Contains(n, "authoriz")) {
+				if at := strings.Index(s[j:end], v); at >= 0 && strings.TrimSpace(v) != "" {
+					spans = append(spans, span{j + at, j + at + len(v), ""})
+				}
+			}
+			continue
+		}
+		if end > j && !strings.HasPrefix(s[j:], Marker) {
+			spans = append(spans, span{j, end, ""})
+		}
 	}
 	return spans
 }
