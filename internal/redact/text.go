@@ -27,18 +27,27 @@ type span struct {
 func (e *Engine) Text(s string) string { return e.text(s, true) }
 
 func (e *Engine) text(s string, urls bool) string {
-	if urls && strings.Contains(s, "://") {
+	f := scan(s)
+	if urls && f&hasColon != 0 && strings.Contains(s, "://") {
 		s = e.urlsInText(s)
+		f = scan(s)
 	}
-	if urls && strings.ContainsAny(s, "?#") {
+	if urls && f&hasQuery != 0 {
 		s = e.relativeURLs(s)
+		f = scan(s)
 	}
 	var spans []span
 	spans = elementSpans(e, s, spans)
-	spans = pairSpans(e, s, spans)
+	if f&(hasAssign|hasColon|hasIs) != 0 {
+		spans = pairSpans(e, s, spans)
+	}
 	spans = schemeSpans(s, spans)
-	spans = userinfoSpans(s, spans)
-	spans = curlSpans(s, spans)
+	if f&hasAt != 0 && f&hasColon != 0 {
+		spans = userinfoSpans(s, spans)
+	}
+	if f&hasDash != 0 {
+		spans = curlSpans(s, spans)
+	}
 	spans = shapeSpans(s, spans)
 	spans = cardSpans(s, spans)
 	for _, p := range e.patterns {
@@ -49,6 +58,38 @@ func (e *Engine) text(s string, urls bool) string {
 		}
 	}
 	return apply(s, spans)
+}
+
+// Bytes of s that let the finders below skip it, in one scan.
+const (
+	hasColon  = 1 << iota // ':'
+	hasAssign             // = > | , (assignment operators)
+	hasQuery              // ? #
+	hasAt                 // @
+	hasDash               // - (curl's options)
+	hasIs                 // a blank before i or I (" is")
+)
+
+var scanTable = func() (t [256]uint8) {
+	t[':'] = hasColon
+	for _, c := range "=>|," {
+		t[c] = hasAssign
+	}
+	t['?'], t['#'], t['@'], t['-'] = hasQuery, hasQuery, hasAt, hasDash
+	return t
+}()
+
+// scan returns which of the bytes above s has.
+func scan(s string) uint8 {
+	var f uint8
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		f |= scanTable[c]
+		if c == ' ' && i+1 < len(s) && s[i+1]|0x20 == 'i' {
+			f |= hasIs
+		}
+	}
+	return f
 }
 
 // apply replaces the spans of s, merging overlapping ones into one marker.
@@ -332,13 +373,9 @@ func escape(s string) string {
 // pairSpans finds "name=value", "name: value", "name": "value",
 // name="value" and "name is value" pairs whose name is sensitive (or weak,
 // with a value that looks like a credential), at every word of s, and
-// returns their values. A name may be several words ("Social Security
+// returns their values. Text calls it only when s has a separator. A name may be several words ("Social Security
 // Number: …", "API KEY = …").
 func pairSpans(e *Engine, s string, spans []span) []span {
-	if !strings.ContainsAny(s, "=:>|,") && !strings.Contains(s, " is") && !strings.Contains(s, " IS") &&
-		!strings.Contains(s, " Is") {
-		return spans
-	}
 	prevWords := [3]int{-1, -1, -1} // starts of the words before, separated by one blank
 	for i := 0; i < len(s); {
 		c, w := utf8.DecodeRuneInString(s[i:])
