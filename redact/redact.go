@@ -36,32 +36,47 @@ const (
 )
 
 // Rules extends the built-in redaction rules. The zero value means
-// the built-in rules only, with MaxBodyBytesDefault.
+// the built-in rules only, PII redacted, with MaxBodyBytesDefault.
 //
-// Built in, a name is sensitive when, normalised (NFKC, look-alike
-// Cyrillic, Greek and other letters folded to Latin, lower-cased, stripped
-// of everything but letters and digits), it contains one of password,
-// passwd, passphrase, passcode, secret, token, apikey, accesskey,
-// privatekey, authorization, cookie, signature, credential, cardnumber,
-// creditcard, ccnumber, cvc, cvv, iban, sessionid, jwt, hmac, securitycode,
-// accountnumber, routingnumber, codeverifier, mnemonic, seedphrase (and a
-// few more: docs/redaction.md), or equals key, or has one of pwd, pw, pass,
-// pin, pan, ssn, sig, otp, totp, auth, jwt, hmac or dsn as a whole word
+// Built in, a name is sensitive when, normalised (NFKD with the marks
+// dropped, so passwörd is password; look-alike Cyrillic, Greek and other
+// letters folded to Latin; lower-cased; stripped of everything but letters
+// and digits), it contains one of password, passwd, passphrase, passcode,
+// secret, token, apikey, accesskey, privatekey, privkey, authorization,
+// authorisation, bearer, cookie, signature, credential, csrf, cardnumber,
+// creditcard, cvc, cvv, iban, sessionid, jwt, hmac, connectionstring (and
+// more: docs/redaction.md), or equals key, or has one of pwd, pw, pass,
+// pin, pan, sig, otp, totp, auth, creds, jwt, hmac or dsn as a whole word
 // (words split at anything but letters and digits and at case changes), or
-// ends in the word key (X-Functions-Key, Ocp-Apim-Subscription-Key) unless
-// an ordinary one (Idempotency-Key, sort_key, public_key). The rule applies
-// to HTTP header names, JSON object keys at any depth, URL query
-// parameters and path segments, form and multipart fields, XML elements
-// and "name=value", "name: value" or "name": "value" pairs inside text.
+// ends in the word session or sid (X-Session, connect.sid), or ends in the
+// word key (X-Functions-Key, Ocp-Apim-Subscription-Key) unless an ordinary
+// one (Idempotency-Key, sort_key, public_key). A weaker set of names
+// (containing access, api, key, auth or the name of a provider such as
+// datadog or twilio) loses its value when that looks like a credential: a
+// run of 10 or more token characters with a digit and high entropy. In
+// query strings, fragments and forms, code, oauth_verifier, SAMLResponse
+// and ticket are sensitive too. The lists are measured against those of
+// Sentry, gitleaks, detect-secrets and the OWASP Logging Cheat Sheet. The
+// rules apply to HTTP header names, JSON object keys at any depth, URL
+// query parameters and path segments, form and multipart fields, XML
+// elements and attributes and "name=value", "name: value", "name is value"
+// or "name": "value" pairs inside text.
 type Rules struct {
 	// Keys are extra sensitive names, matched like the built-in contained
-	// terms: "session" also redacts X-Session and session_key.
+	// terms: "tenant" also redacts X-Tenant and tenant_id.
 	Keys []string
 	// Patterns are extra regular expressions; every match inside a stored
 	// string is replaced by Marker.
 	Patterns []*regexp.Regexp
 	// MaxBodyBytes caps each stored body. Default MaxBodyBytesDefault.
 	MaxBodyBytes int
+	// KeepPII stops redacting values by the names of personal data:
+	// national identity numbers (ssn, social_security_number, national_id,
+	// tax_id, passport, driving licence), dates of birth and IP addresses
+	// (ip_address, X-Forwarded-For, X-Real-Ip, remote_addr). By default
+	// (false) they are redacted. Secrets of every other kind are redacted
+	// either way.
+	KeepPII bool
 }
 
 // A Redactor removes secrets from what the recorders store. It parses what
@@ -70,10 +85,11 @@ type Rules struct {
 // names — and by shape wherever a value stands: card numbers (13 to 19
 // digits with a card network's prefix and length passing the Luhn check,
 // grouped by spaces, dashes or dots, or as JSON numbers in any notation),
-// JWTs, AWS access key ids, Stripe, GitHub, GitLab, Slack, Google,
-// SendGrid and other provider tokens, webhook secrets, PEM private keys,
-// credentials after an authorization scheme, URL user info, and the
-// application's extra patterns. Bodies are redacted whole first and cut
+// JWTs, about 170 provider token formats following gitleaks' rules
+// (payment, cloud, source hosting, chat, mail and AI APIs), webhook
+// secrets, PEM private keys, credentials after an authorization scheme,
+// user:password@host with or without a scheme, and the application's
+// extra patterns. Bodies are redacted whole first and cut
 // after. Redaction is idempotent: redacting a redacted value changes
 // nothing. A Redactor is immutable and safe for concurrent use.
 // docs/redaction.md lists the rules and their false-positive rates.
@@ -133,7 +149,7 @@ func New(rules Rules) (*Redactor, error) {
 			return nil, ruleError("patterns", "pattern %q matches the empty string", p.String())
 		}
 	}
-	return &Redactor{eng: engine.New(keys, rules.Patterns, maxBody), maxBody: maxBody}, nil
+	return &Redactor{eng: engine.New(keys, rules.Patterns, maxBody, rules.KeepPII), maxBody: maxBody}, nil
 }
 
 func mustRedactor(rules Rules) *Redactor {
@@ -148,7 +164,9 @@ func mustRedactor(rules Rules) *Redactor {
 func (r *Redactor) MaxBodyBytes() int { return r.maxBody }
 
 // SensitiveKey reports whether values under the name k (a header, JSON key,
-// query parameter, form field or XML element) are redacted.
+// query parameter, form field or XML element) are redacted whatever they
+// are. Weak names (api_id, X-Access) are not: their values are redacted
+// only when they look like credentials.
 func (r *Redactor) SensitiveKey(k string) (sensitive bool) {
 	defer func() {
 		if recover() != nil {
@@ -158,10 +176,23 @@ func (r *Redactor) SensitiveKey(k string) (sensitive bool) {
 	return r.eng.SensitiveKey(k)
 }
 
+// sensitiveValue is the engine's SensitiveValue, erring on the side of
+// redacting when the engine fails.
+func (r *Redactor) sensitiveValue(k, v string) (sensitive bool) {
+	defer func() {
+		if recover() != nil {
+			sensitive = true
+		}
+	}()
+	return r.eng.SensitiveValue(k, v)
+}
+
 // Headers returns h as a map from canonical header name to its values joined
-// by ", ", with the values of sensitive headers replaced by Marker
-// and the other values passed through String (so URLs in Location or Link
-// are redacted too). When only is non-empty, only the headers it names are
+// by ", ", with the values of sensitive headers (and of weakly named ones,
+// such as X-Access or X-Datadog-App, when the value looks like a
+// credential) replaced by Marker and the other values passed through
+// String (so URLs in Location, Content-Location or Link, absolute or
+// relative, are redacted too). When only is non-empty, only the headers it names are
 // kept.
 func (r *Redactor) Headers(h http.Header, only []string) map[string]string {
 	if len(h) == 0 {
@@ -181,19 +212,23 @@ func (r *Redactor) Headers(h http.Header, only []string) map[string]string {
 			continue
 		}
 		name := r.String(ck)
-		if r.SensitiveKey(ck) {
+		v := strings.Join(vs, ", ")
+		// The name as sent too: canonical form loses a camel case's words
+		// (userSession becomes Usersession).
+		if r.sensitiveValue(ck, v) || k != ck && r.sensitiveValue(k, v) {
 			out[name] = Marker
 			continue
 		}
-		out[name] = r.String(strings.Join(vs, ", "))
+		out[name] = r.String(v)
 	}
 	return out
 }
 
 // URL returns raw with its user info password (or its user name when it
 // stands alone, as in https://sk_live_…:@host), the values of sensitive
-// query and fragment parameters, path segments after a sensitive segment
-// (/reset/token/…) and any secret String finds replaced.
+// query and fragment parameters (OAuth's code, oauth_verifier,
+// SAMLResponse and ticket among them), path segments after a sensitive
+// segment (/reset/token/…) and any secret String finds replaced.
 func (r *Redactor) URL(raw string) (out string) {
 	defer func() {
 		if recover() != nil {
@@ -204,11 +239,14 @@ func (r *Redactor) URL(raw string) (out string) {
 }
 
 // String returns s with every secret it finds replaced by Marker:
-// URLs redacted as by URL, the values of sensitive "name=value",
-// "name: value", "name": "value" pairs (to the end of the line, the
-// closing quote or the next pair) and XML elements, credentials after an
-// authorization scheme (Bearer, Basic, ...), secret-shaped tokens, card
-// numbers and matches of the extra patterns. Control characters other
+// URLs redacted as by URL (relative ones too: /callback?code=…), the
+// values of sensitive "name=value", "name: value", "name": "value" pairs
+// (to the end of the line, the closing quote or the next pair), of
+// "name is value" in prose when the value looks like a password, and of
+// XML elements, credential-like values assigned to weak names or by the
+// operators of code (key := value), user:password@host, credentials after
+// an authorization scheme (Bearer, Basic, ...) or in a curl command line,
+// secret-shaped tokens, card numbers and matches of the extra patterns. Control characters other
 // than tab and newline are removed, NUL included, and invalid UTF-8
 // becomes U+FFFD.
 func (r *Redactor) String(s string) (out string) {

@@ -187,7 +187,7 @@ func (e *Engine) multipart(b, contentType string, maxDepth int) string {
 		out.WriteString(sep)
 		switch {
 		case content == "":
-		case e.SensitiveKey(name):
+		case e.SensitiveValue(name, content):
 			out.WriteString(Marker)
 		case !utf8.ValidString(content):
 			out.WriteString("[binary content]")

@@ -1,17 +1,18 @@
 package redact
 
 import (
-	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
 )
 
-// confusables folds the look-alike letters NFKC leaves alone (Cyrillic,
-// Greek, Armenian and a few Latin variants) to the Latin letters they
-// imitate. Fullwidth forms and mathematical alphanumerics are folded by
-// NFKC itself.
+// confusables folds the look-alike letters NFKD leaves alone (Cyrillic,
+// Greek, Armenian and a few Latin variants, Latin letters with a stroke) to
+// the Latin letters they imitate. Fullwidth forms and mathematical
+// alphanumerics are folded by NFKD itself, and Latin letters with marks
+// (ö, é, ñ) become their base letter once the marks NFKD splits off are
+// dropped.
 var confusables = map[rune]rune{
 	// Cyrillic.
 	'а': 'a', 'в': 'b', 'г': 'r', 'е': 'e', 'ё': 'e', 'к': 'k', 'м': 'm', 'н': 'h', 'о': 'o', 'п': 'n', 'р': 'p',
@@ -27,14 +28,38 @@ var confusables = map[rune]rune{
 	// Armenian and Latin variants.
 	'օ': 'o', 'ս': 'u', 'ı': 'i', 'ȷ': 'j', 'ſ': 's', 'ℓ': 'l', 'ɑ': 'a', 'ʀ': 'R', 'ʏ': 'Y', 'ᴀ': 'A', 'ᴄ': 'C',
 	'ᴅ': 'D', 'ᴇ': 'E', 'ᴋ': 'K', 'ᴍ': 'M', 'ᴏ': 'O', 'ᴘ': 'P', 'ᴛ': 'T', 'ᴜ': 'U', 'ᴠ': 'V', 'ᴡ': 'W', 'ᴢ': 'Z',
+	// Latin letters with a stroke, which NFKD does not decompose.
+	'ø': 'o', 'Ø': 'O', 'ł': 'l', 'Ł': 'L', 'đ': 'd', 'Đ': 'D', 'ħ': 'h', 'Ħ': 'H', 'ŧ': 't', 'Ŧ': 'T', 'ƀ': 'b',
+	'ɨ': 'i', 'ʉ': 'u',
 }
 
-// keyWords folds k (NFKC, then look-alikes to Latin) and returns its words
-// lower-cased — split at anything but letters and digits and at
-// lower-to-upper case changes — and all its letters and digits joined.
-// Invisible characters (format characters, combining marks) are dropped
-// without splitting a word.
-func keyWords(k string) ([]string, string) {
+// folded is a name as it is matched: its letters and digits, folded and
+// lower-cased, joined (n), and where its words end in n.
+type folded struct {
+	n    string
+	ends [maxWords]uint16
+	cnt  int
+}
+
+// maxWords is the most words a name is split into; later words are part
+// of the last one.
+const maxWords = 16
+
+// word returns the i-th word of f.
+func (f *folded) word(i int) string {
+	start := 0
+	if i > 0 {
+		start = int(f.ends[i-1])
+	}
+	return f.n[start:f.ends[i]]
+}
+
+// keyWords folds k (NFKD, then look-alikes to Latin) and returns its
+// letters and digits lower-cased and joined, split into words at anything
+// but letters and digits and at lower-to-upper case changes. Invisible
+// characters (format characters, combining marks, so also the marks NFKD
+// splits off ö or é) are dropped without splitting a word.
+func keyWords(k string) folded {
 	ascii := true
 	for i := 0; i < len(k); i++ {
 		if k[i] >= utf8.RuneSelf {
@@ -42,46 +67,61 @@ func keyWords(k string) ([]string, string) {
 			break
 		}
 	}
-	if ascii {
-		return asciiWords(k)
+	if !ascii {
+		k = norm.NFKD.String(k)
 	}
-	k = norm.NFKC.String(k)
-	var words []string
-	var all, cur strings.Builder
+	var f folded
+	var buf [64]byte
+	all := buf[:0]
+	same := ascii // all == k so far
+	start := 0    // where the current word starts in all
 	prevLower := false
 	flush := func() {
-		if cur.Len() > 0 {
-			words = append(words, cur.String())
-			cur.Reset()
+		if len(all) > start {
+			if f.cnt < maxWords {
+				f.cnt++
+			}
+			f.ends[f.cnt-1] = uint16(min(len(all), 1<<16-1))
+			start = len(all)
 		}
 	}
-	for _, c := range k {
+	for i := 0; i < len(k); {
+		c := rune(k[i])
+		w := 1
 		if c >= utf8.RuneSelf {
-			if f, ok := confusables[c]; ok {
-				c = f
+			c, w = utf8.DecodeRuneInString(k[i:])
+			if fc, ok := confusables[c]; ok {
+				c = fc
 			} else if unicode.Is(unicode.Cf, c) || unicode.Is(unicode.Mn, c) {
+				i += w
 				continue
 			}
 		}
+		i += w
 		switch {
 		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-			cur.WriteRune(c)
-			all.WriteRune(c)
+			all = append(all, byte(c))
 			prevLower = c >= 'a'
 		case c >= 'A' && c <= 'Z':
 			if prevLower {
 				flush()
 			}
-			cur.WriteRune(c + 'a' - 'A')
-			all.WriteRune(c + 'a' - 'A')
+			all = append(all, byte(c+'a'-'A'))
 			prevLower = false
+			same = false
 		default:
 			flush()
 			prevLower = false
+			same = false
 		}
 	}
 	flush()
-	return words, all.String()
+	if same {
+		f.n = k
+	} else {
+		f.n = string(all)
+	}
+	return f
 }
 
 // isKeyRune reports whether c may be part of a name in text: letters,
@@ -92,40 +132,4 @@ func isKeyRune(c rune) bool {
 	}
 	return unicode.IsLetter(c) || unicode.IsDigit(c) || unicode.Is(unicode.Mn, c) || unicode.Is(unicode.Cf, c) ||
 		unicode.Is(unicode.Nl, c) || unicode.Is(unicode.No, c)
-}
-
-// asciiWords is keyWords for an ASCII name, with fewer allocations.
-func asciiWords(k string) ([]string, string) {
-	var buf [64]byte
-	all := buf[:0]
-	var words []string
-	var wordsBuf [8]string
-	words = wordsBuf[:0]
-	start := 0 // where the current word starts in all
-	prevLower := false
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-			all = append(all, c)
-			prevLower = c >= 'a'
-		case c >= 'A' && c <= 'Z':
-			if prevLower && len(all) > start {
-				words = append(words, string(all[start:]))
-				start = len(all)
-			}
-			all = append(all, c+'a'-'A')
-			prevLower = false
-		default:
-			if len(all) > start {
-				words = append(words, string(all[start:]))
-				start = len(all)
-			}
-			prevLower = false
-		}
-	}
-	if len(all) > start {
-		words = append(words, string(all[start:]))
-	}
-	return words, string(all)
 }

@@ -169,7 +169,11 @@ func (w *jsonWriter) object(depth int) bool {
 		}
 		writeString(&w.out, w.e.Text(key))
 		w.out.WriteByte(':')
-		if w.e.SensitiveKey(key) {
+		class := w.e.Classify(key)
+		if class == Weak && w.credentialNext() {
+			class = Sensitive
+		}
+		if class == Sensitive {
 			writeString(&w.out, Marker)
 			if !w.skipValue() {
 				w.pos = len(w.in)
@@ -212,6 +216,29 @@ func (w *jsonWriter) array(depth int) bool {
 			return false
 		}
 	}
+}
+
+// credentialNext reports whether the next value is a string or number that
+// looks like a credential (CredentialLike), without consuming it.
+func (w *jsonWriter) credentialNext() bool {
+	w.skipWS()
+	if w.pos >= len(w.in) {
+		return false
+	}
+	save, s0, s1 := w.pos, w.strStart, w.strEnd
+	defer func() { w.pos, w.strStart, w.strEnd = save, s0, s1 }()
+	switch c := w.in[w.pos]; {
+	case c == '"':
+		s, ok := w.str()
+		return ok && CredentialLike(s)
+	case c == '-' || isDigit(c):
+		end := w.pos
+		for end < len(w.in) && strings.IndexByte("+-0123456789.eE", w.in[end]) >= 0 {
+			end++
+		}
+		return CredentialLike(w.in[w.pos:end])
+	}
+	return false
 }
 
 // skipValue skips one value of any kind, tolerantly; false when the input
