@@ -45,6 +45,11 @@ func (e *Engine) process(handlerCtx, bgCtx context.Context, c *Row) {
 		default:
 		}
 	}()
+	if e.refused() != nil {
+		// Fenced after the claim: no delivery starts, and no outcome is
+		// written; the lease runs out and an admitted process takes it.
+		return
+	}
 	c.Config = e.subscriptionConfig(c)
 	log := rowLogger{e.log, &c.Delivery}
 	var target Target
