@@ -209,11 +209,11 @@ func (o *Outbox) rotateOne(ctx context.Context, id uuid.UUID) (name string, _ ro
 		}
 		return "", 0, fmt.Errorf("outbox: rotate subscription secrets: %w", err)
 	}
-	var cfg subconfig.Config
-	if raw != "" {
-		if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
-			return name, 0, &SecretsError{Subscription: name, Err: fmt.Errorf("%w: unreadable subscription_config: %v", keys.ErrDecrypt, err)}
-		}
+	// Strictly: a key this release does not know (a newer release's stored
+	// form) is refused, never dropped by writing the config back.
+	cfg, err := subconfig.Parse([]byte(raw))
+	if err != nil {
+		return name, 0, &SecretsError{Subscription: name, Err: fmt.Errorf("%w: unreadable subscription_config: %v", keys.ErrDecrypt, err)}
 	}
 	clearS, clearH := cfg.SecretMaterial()
 	hasClear := len(clearS) > 0 || len(clearH) > 0
