@@ -236,7 +236,18 @@ func decodePayload[T any](d *Delivery) (T, error) {
 // handlers finish for up to ShutdownTimeout, cancels the contexts of those
 // still running (their rows go back to PENDING without counting an
 // attempt), writes every outcome, and returns nil once all its goroutines
-// have ended. It returns an error only if the dispatcher cannot start.
+// have ended.
+//
+// Run runs only while the schema admits this release (the version fence,
+// docs/schema.md). It reads the fence before it claims anything, and again
+// every 30 s and whenever a migration announces a change (a NOTIFY, heard
+// at once unless the dispatcher polls only). When the schema does not
+// admit this release, Run stops claiming, sending webhooks, running
+// handlers and writing outcomes (the rows it holds go back to the queue
+// when their leases expire, for a release the schema admits), logs why at
+// Error, cancels the running handlers, and returns a *SchemaFenceError
+// (ErrSchemaFenced) once its goroutines have ended. It returns no other
+// error but ErrDispatcherRunning.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	d.mu.Lock()
 	if d.running {
@@ -251,6 +262,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		d.running = false
 		d.mu.Unlock()
 	}()
+	if fenced, err := d.o.fence.Check(ctx, nil); fenced != nil {
+		return fenceError(fenced)
+	} else if err != nil && ctx.Err() == nil {
+		// The database may be down: the engine claims nothing until a
+		// reading of the fence admits it.
+		d.log.WarnContext(ctx, "version fence not readable at start", slog.Any("error", err))
+	}
 	cfg := d.cfg
 	st := d.o.st
 	targets := make(map[string]dispatch.Target, len(handlers))
@@ -258,7 +276,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		targets[m] = &handlerTarget{st: st, log: d.log, fn: h.fn, txFn: h.txFn, timeout: cfg.HandlerTimeout}
 	}
 	ec := dispatch.Config{
-		Settings: d.engine, Store: st, Logger: d.log, Targets: targets,
+		Settings: d.engine, Store: st, Logger: d.log, Targets: targets, Fence: d.o.fence,
 	}
 	if d.webhooks != nil {
 		wc := webhooksend.Config{Settings: *d.webhooks, Store: st, Logger: d.log, Redactor: d.o.redactor(),
@@ -271,6 +289,5 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		defer sender.Close()
 		ec.Webhooks = sender
 	}
-	dispatch.New(ec).Run(ctx)
-	return nil
+	return fenceError(dispatch.New(ec).Run(ctx))
 }

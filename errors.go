@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/outboxkit/outbox/internal/dispatch"
+	"github.com/outboxkit/outbox/internal/fence"
 	"github.com/outboxkit/outbox/internal/webhooksend"
 )
 
@@ -28,6 +29,11 @@ var (
 	// ErrInvalidConfig reports a Config, DispatcherConfig or option value that
 	// cannot be used.
 	ErrInvalidConfig = errors.New("outbox: invalid configuration")
+	// ErrSchemaFenced reports a process outside the range of releases its
+	// schema admits: too old (a newer release's migration raised the
+	// version fence above it) or too new (migrations it needs are not
+	// applied). The error is a *SchemaFenceError; nothing was written.
+	ErrSchemaFenced = errors.New("outbox: schema fenced")
 	// ErrInvalidSubscription reports a subscription that fails validation.
 	ErrInvalidSubscription = errors.New("outbox: invalid subscription")
 	// ErrSubscriptionNotFound reports that no subscription has the given name.
@@ -68,6 +74,37 @@ func (e *SecretsError) Error() string {
 
 // Unwrap returns the cause.
 func (e *SecretsError) Unwrap() error { return e.Err }
+
+// SchemaFenceError reports a process outside the range of releases its
+// schema admits (the version fence, docs/schema.md). A release is counted
+// by the number of the last migration it ships: v0.3 is release 10. It
+// wraps ErrSchemaFenced.
+type SchemaFenceError struct {
+	// Release is this process's release (10 for v0.3).
+	Release int
+	// NeedsSchema is the lowest schema version this release runs against
+	// (9 for v0.3).
+	NeedsSchema int
+	// Schema is the schema's version, the number of the last migration
+	// applied; 0 when the schema has none (not migrated).
+	Schema int
+	// MinRelease is the lowest release the schema admits; 0 when the
+	// schema has no fence (version 9).
+	MinRelease int
+}
+
+// Error says which side of the range the process is on and what to do.
+func (e *SchemaFenceError) Error() string {
+	return fence.Describe(e.Release, e.NeedsSchema, fence.State{Schema: e.Schema, MinRelease: e.MinRelease})
+}
+
+// Unwrap returns ErrSchemaFenced.
+func (e *SchemaFenceError) Unwrap() error { return ErrSchemaFenced }
+
+// TooOld reports that the schema admits only newer releases (a newer
+// release's migration raised the fence); otherwise the schema lacks
+// migrations this release needs.
+func (e *SchemaFenceError) TooOld() bool { return e.MinRelease > e.Release }
 
 // ValidationError describes one rejected input value. It wraps the sentinel of
 // its class (ErrInvalidTopic, ErrInvalidSubscription, ...), so both

@@ -17,6 +17,7 @@ import (
 	"github.com/golang-migrate/migrate/v4/database/postgres"
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 
+	"github.com/outboxkit/outbox/internal/fence"
 	"github.com/outboxkit/outbox/internal/handle"
 	"github.com/outboxkit/outbox/internal/store"
 	"github.com/outboxkit/outbox/keys"
@@ -110,6 +111,10 @@ type TestConfig struct {
 	// header and resolves HTTP-date Retry-After values. Receivers compare
 	// webhook-timestamp with their own clock. Default time.Now.
 	WebhookClock func() time.Time
+	// FenceInterval, when positive, replaces the 30 s after which a running
+	// dispatcher re-reads the version fence and Enqueue stops trusting its
+	// last reading.
+	FenceInterval time.Duration
 }
 
 // Outbox is a handle on outboxkit's tables in one schema. It is safe for
@@ -120,6 +125,7 @@ type Outbox struct {
 	cfg        Config
 	log        *slog.Logger
 	st         *store.Store // every statement, rendered for cfg.Schema, and their runner
+	fence      *fence.Guard // the schema's version fence, as this handle last read it
 	lastNotify atomic.Int64 // unix nanoseconds of the last NOTIFY sent by Enqueue
 
 	red *redact.Redactor // integration_log redaction; nil means the built-in rules
@@ -169,6 +175,7 @@ func New(db *sql.DB, cfg Config) (*Outbox, error) {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
 	o.st = st
+	o.fence = fence.New(st, log, &fence.Options{Interval: cfg.Test.FenceInterval})
 	o.link = link{handle.NewRef(&handle.Core{
 		DB: db, Store: st, Schema: cfg.Schema, Logger: log, MaxPayloadBytes: cfg.MaxPayloadBytes, Redactor: o.redactor(),
 	})}
@@ -189,6 +196,12 @@ func (o *Outbox) Schema() string { return o.cfg.Schema }
 // is idempotent, and safe when several processes call it at once (they queue
 // on an advisory lock).
 //
+// Migrate reads the schema's version fence (docs/schema.md) before and
+// after: on a schema that a newer release migrated, it applies nothing and
+// returns nil while the fence admits this release, and a
+// *SchemaFenceError (ErrSchemaFenced) once it does not. The handle's
+// dispatchers and Enqueue start from the verdict it read.
+//
 // With Config.Keys, Migrate then seals the webhook secrets of subscriptions
 // still stored in clear (written before a key was configured, or under
 // AllowPlaintextSecrets): the data migration of secrets at rest, run the
@@ -197,8 +210,31 @@ func (o *Outbox) Schema() string { return o.cfg.Schema }
 // subscription whose secrets cannot be sealed fails Migrate with a
 // *SecretsError naming it; the others are sealed all the same.
 func (o *Outbox) Migrate(ctx context.Context) error {
-	if err := o.migrate(ctx, func(m *migrate.Migrate) error { return m.Up() }); err != nil {
+	var fenced error
+	err := o.migrate(ctx, func(conn *sql.Conn, m *migrate.Migrate) error {
+		st, err := fence.Read(ctx, o.st, conn)
+		if err != nil {
+			return err
+		}
+		if st.Schema <= fence.Release {
+			// Otherwise a newer release migrated the schema: this one has
+			// nothing to apply, and golang-migrate would fail on a version
+			// it has no file for.
+			if err := m.Up(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+				return err
+			}
+			if st, err = fence.Read(ctx, o.st, conn); err != nil {
+				return err
+			}
+		}
+		fenced = o.fence.Record(ctx, st)
+		return nil
+	})
+	if err != nil {
 		return err
+	}
+	if fenced != nil {
+		return fenceError(fenced)
 	}
 	if o.keys == nil {
 		return nil
@@ -209,14 +245,54 @@ func (o *Outbox) Migrate(ctx context.Context) error {
 	return nil
 }
 
+// MigrateTo applies or reverts migrations until the schema is at version,
+// from 1 to the last migration this release ships (10): the way back to an
+// earlier release (MigrateTo(ctx, 9) reverts what v0.3 added, for v0.2; see
+// docs/migrating-from-0.2.md, "Upgrade and rollback"), or forward to a
+// chosen version. Every down migration keeps the data of the tables it
+// leaves (migration 10's removes only the version fence). It refuses a
+// schema that a newer release migrated: revert that one with its own
+// release. The handle's verdict follows the version it leaves: a version
+// this release cannot run on fences the handle off (logged at Error).
+func (o *Outbox) MigrateTo(ctx context.Context, version int) error {
+	if version < 1 || version > fence.Release {
+		return invalid(ErrInvalidConfig, "version", "must be between 1 and %d, got %d", fence.Release, version)
+	}
+	return o.migrate(ctx, func(conn *sql.Conn, m *migrate.Migrate) error {
+		st, err := fence.Read(ctx, o.st, conn)
+		if err != nil {
+			return err
+		}
+		if st.Schema > fence.Release {
+			return fmt.Errorf("the schema is at version %d, newer than this release's migrations (up to %d): migrate it with the release that wrote them",
+				st.Schema, fence.Release)
+		}
+		if err := m.Migrate(uint(version)); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+			return err
+		}
+		if st, err = fence.Read(ctx, o.st, conn); err != nil {
+			return err
+		}
+		o.fence.Record(ctx, st)
+		return nil
+	})
+}
+
 // MigrateDown reverts every migration, removing all tables, types and
 // functions the library created in the schema. The schema itself and the
 // migrations table stay.
 func (o *Outbox) MigrateDown(ctx context.Context) error {
-	return o.migrate(ctx, func(m *migrate.Migrate) error { return m.Down() })
+	return o.migrate(ctx, func(_ *sql.Conn, m *migrate.Migrate) error {
+		if err := m.Down(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+			return err
+		}
+		return nil
+	})
 }
 
-func (o *Outbox) migrate(ctx context.Context, step func(*migrate.Migrate) error) (err error) {
+// migrate runs step with golang-migrate set up on a connection of its own,
+// under the schema's migration lock.
+func (o *Outbox) migrate(ctx context.Context, step func(*sql.Conn, *migrate.Migrate) error) (err error) {
 	conn, err := o.db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("outbox: migrate: %w", err)
@@ -255,7 +331,7 @@ func (o *Outbox) migrate(ctx context.Context, step func(*migrate.Migrate) error)
 	if err != nil {
 		return fmt.Errorf("outbox: migrate: %w", err)
 	}
-	if err := step(m); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+	if err := step(conn, m); err != nil {
 		return fmt.Errorf("outbox: migrate: %w", err)
 	}
 	if _, err := conn.ExecContext(ctx, `RESET search_path`); err != nil {

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-migrate/migrate/v4"
-
 	"github.com/outboxkit/outbox/internal/pgtest"
 	"github.com/outboxkit/outbox/internal/testutil"
 	"github.com/outboxkit/outbox/redact"
@@ -258,5 +256,5 @@ func TestMigration7CopiesMetadataToQueue(t *testing.T) {
 
 // migrateTo moves the schema to one version (tests of a migration's data step).
 func (o *Outbox) migrateTo(ctx context.Context, version uint) error {
-	return o.migrate(ctx, func(m *migrate.Migrate) error { return m.Migrate(version) })
+	return o.MigrateTo(ctx, int(version))
 }

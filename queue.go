@@ -106,9 +106,17 @@ type Event struct {
 //
 // Every input is validated before any SQL is sent, so an ErrInvalidTopic,
 // ErrInvalidPayload, ErrPayloadTooLarge or ErrInvalidConfig leaves tx usable.
+// A handle whose schema does not admit this release (the version fence,
+// docs/schema.md) returns a *SchemaFenceError (ErrSchemaFenced) and
+// writes nothing: the first Enqueue of a handle reads the fence through tx
+// (unless Migrate or a dispatcher of the handle just did), and a later one
+// again once that reading is 30 s old.
 func (o *Outbox) Enqueue(ctx context.Context, tx Querier, topic string, payload any, opts *EnqueueOptions) (EnqueueResult, error) {
 	ev, err := o.prepareEvent(topic, payload, opts)
 	if err != nil {
+		return EnqueueResult{}, err
+	}
+	if err := o.allow(ctx, tx, "enqueue "+topic); err != nil {
 		return EnqueueResult{}, err
 	}
 	stmt := o.st.Queue.EnqueueOne
@@ -199,6 +207,9 @@ func (o *Outbox) EnqueueBatch(ctx context.Context, tx Querier, events []Event) (
 		results[i].EventID = ev.id
 		index[ev.id] = i
 		cols.add(ev)
+	}
+	if err := o.allow(ctx, tx, "enqueue batch"); err != nil {
+		return nil, err
 	}
 	existing, err := o.insertBatch(ctx, tx, cols, func(id uuid.UUID, inserted bool, deliveries int) string {
 		i := index[id]

@@ -92,6 +92,9 @@ func (o *Outbox) RotateSubscriptionSecrets(ctx context.Context) (RotationResult,
 // they are, locking no row that holds nothing in clear (Migrate's pass).
 func (o *Outbox) reseal(ctx context.Context, sealOnly bool) (RotationResult, error) {
 	var res RotationResult
+	if err := o.allow(ctx, nil, "rotate subscription secrets"); err != nil {
+		return res, err
+	}
 	var errs []error
 	after := uuid.Nil
 	for {
@@ -206,11 +209,11 @@ func (o *Outbox) rotateOne(ctx context.Context, id uuid.UUID) (name string, _ ro
 		}
 		return "", 0, fmt.Errorf("outbox: rotate subscription secrets: %w", err)
 	}
-	var cfg subconfig.Config
-	if raw != "" {
-		if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
-			return name, 0, &SecretsError{Subscription: name, Err: fmt.Errorf("%w: unreadable subscription_config: %v", keys.ErrDecrypt, err)}
-		}
+	// Strictly: a key this release does not know (a newer release's stored
+	// form) is refused, never dropped by writing the config back.
+	cfg, err := subconfig.Parse([]byte(raw))
+	if err != nil {
+		return name, 0, &SecretsError{Subscription: name, Err: fmt.Errorf("%w: unreadable subscription_config: %v", keys.ErrDecrypt, err)}
 	}
 	clearS, clearH := cfg.SecretMaterial()
 	hasClear := len(clearS) > 0 || len(clearH) > 0
@@ -295,6 +298,9 @@ func (o *Outbox) storeSealed(ctx context.Context, tx *sql.Tx, id uuid.UUID, name
 // AllowPlaintextSecrets.
 func (o *Outbox) writeConfig(ctx context.Context, op string, cfg subconfig.Config,
 	write func(tx *sql.Tx, cfgJSON string) (Subscription, error)) (_ Subscription, err error) {
+	if err := o.allow(ctx, nil, op); err != nil {
+		return Subscription{}, err
+	}
 	clearS, clearH := cfg.SecretMaterial()
 	hasClear := len(clearS) > 0 || len(clearH) > 0
 	stored := cfg

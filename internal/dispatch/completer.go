@@ -56,12 +56,17 @@ func (e *Engine) complete(ctx context.Context, stop <-chan struct{}) {
 }
 
 // flush writes one batch of outcomes in one statement, retrying briefly on
-// error. When outcomes carry attempt records, the outcomes and the records
+// error; nothing once the version fence refuses this process. When outcomes carry attempt records, the outcomes and the records
 // (one statement each) commit in one transaction. A batch that cannot be
 // written is dropped: its rows keep their lease, which is no longer
 // renewed, and are rescued after it expires.
 func (e *Engine) flush(ctx context.Context, batch []outcome) {
 	n := len(batch)
+	if fenced := e.refused(); fenced != nil {
+		e.log.ErrorContext(ctx, "version fence: outcomes not written; their rows return to the queue when their leases expire",
+			slog.Int("rows", n), slog.Any("error", fenced))
+		return
+	}
 	// Rows are locked in id order, as the heartbeat and other writers
 	// of several rows lock them.
 	slices.SortFunc(batch, func(a, b outcome) int { return compareIDs(a.id, b.id) })

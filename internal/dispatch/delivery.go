@@ -48,7 +48,8 @@ type Row struct {
 	// one is set.
 	CallbackMethod string
 	WebhookURL     string
-	// Config is the subscription's config (zero when unreadable).
+	// Config is the subscription's config, parsed strictly (a row whose
+	// config does not parse never reaches a Target).
 	Config subconfig.Config
 	// RetryCount is the attempts made before this one.
 	RetryCount int

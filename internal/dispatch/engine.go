@@ -42,6 +42,9 @@ type Config struct {
 	// Webhooks, when set, delivers the rows of webhook subscriptions,
 	// which the engine then claims too.
 	Webhooks Target
+	// Fence, when set, is the schema's version fence: the engine runs
+	// only while it admits this process (see Fence).
+	Fence Fence
 }
 
 // Engine is one run of the delivery engine.
@@ -65,6 +68,12 @@ type Engine struct {
 
 	mu       sync.Mutex
 	inflight map[uuid.UUID]string // running rows and their claim tokens
+
+	fenceWake      chan struct{} // a migration's NOTIFY: read the fence now
+	fenceOnce      sync.Once
+	fenceErr       error              // the verdict that stopped the engine (read once every goroutine ended)
+	stopFetch      context.CancelFunc // ends the fetch loop, the listener and maintenance
+	cancelHandlers context.CancelFunc // cancels the running deliveries
 }
 
 // New returns an engine for one Run. cfg.Settings must come from
@@ -77,22 +86,26 @@ func New(cfg Config) *Engine {
 	sort.Strings(methods)
 	return &Engine{
 		cfg: cfg, st: cfg.Store, log: cfg.Logger, methods: methods,
-		cfgCache: map[uuid.UUID]cachedConfig{},
-		wake:     make(chan struct{}, 1),
-		notified: make(chan time.Time, 1),
-		freed:    make(chan struct{}, 1),
-		due:      make(chan time.Time, 16),
-		outcomes: make(chan outcome, cfg.Workers+cfg.BatchSize),
-		inflight: map[uuid.UUID]string{},
+		cfgCache:  map[uuid.UUID]cachedConfig{},
+		wake:      make(chan struct{}, 1),
+		notified:  make(chan time.Time, 1),
+		freed:     make(chan struct{}, 1),
+		due:       make(chan time.Time, 16),
+		outcomes:  make(chan outcome, cfg.Workers+cfg.BatchSize),
+		inflight:  map[uuid.UUID]string{},
+		fenceWake: make(chan struct{}, 1),
 	}
 }
 
 // Run drains the queue until ctx ends. Then it stops claiming, lets running
 // deliveries finish for up to ShutdownTimeout, cancels the contexts of those
 // still running (their rows go back to PENDING without counting an
-// attempt), writes every outcome, and returns once all its goroutines have
-// ended. An Engine runs once.
-func (e *Engine) Run(ctx context.Context) {
+// attempt), writes every outcome, and returns nil once all its goroutines
+// have ended. When the Fence refuses this process, Run stops at once
+// instead: it cancels the running deliveries, writes nothing more, and
+// returns the fence's verdict once its goroutines have ended. An Engine
+// runs once.
+func (e *Engine) Run(ctx context.Context) error {
 	cfg := e.cfg
 	if e.cfg.Webhooks == nil && len(e.methods) == 0 {
 		e.log.WarnContext(ctx, "dispatcher has no handlers and does not deliver webhooks; it will claim nothing")
@@ -102,6 +115,10 @@ func (e *Engine) Run(ctx context.Context) {
 	defer cancelHandlers()
 	bgCtx, cancelBg := context.WithCancel(base)
 	defer cancelBg()
+	// ctx, from here on, also ends when the fence refuses this process.
+	ctx, stopFetch := context.WithCancel(ctx)
+	defer stopFetch()
+	e.stopFetch, e.cancelHandlers = stopFetch, cancelHandlers
 
 	var bg sync.WaitGroup
 	if cfg.ListenDSN != "" && !cfg.PollOnly {
@@ -109,6 +126,10 @@ func (e *Engine) Run(ctx context.Context) {
 		go func() { defer bg.Done(); e.listen(ctx) }()
 	} else if !cfg.PollOnly {
 		e.log.InfoContext(ctx, "no ListenDSN: dispatcher polls only", slog.Duration("poll_interval", cfg.PollInterval))
+	}
+	if cfg.Fence != nil {
+		bg.Add(1)
+		go func() { defer bg.Done(); e.watchFence(ctx) }()
 	}
 	bg.Add(2)
 	go func() { defer bg.Done(); e.heartbeat(bgCtx) }()
@@ -121,13 +142,18 @@ func (e *Engine) Run(ctx context.Context) {
 		slog.Int("workers", cfg.Workers))
 	e.fetchLoop(ctx, bgCtx, handlerCtx)
 
-	// Shutdown: let running deliveries finish, then cut them off.
+	// Shutdown: let running deliveries finish, then cut them off (at once
+	// when the fence stopped the engine: their outcomes would not be
+	// written).
 	done := make(chan struct{})
 	go func() { e.workers.Wait(); close(done) }()
 	timer := time.NewTimer(cfg.ShutdownTimeout)
 	select {
 	case <-done:
 		timer.Stop()
+	case <-handlerCtx.Done():
+		timer.Stop()
+		<-done
 	case <-timer.C:
 		e.log.WarnContext(ctx, "shutdown timeout: cancelling running handlers", slog.Int("running", int(e.busy.Load())))
 		cancelHandlers()
@@ -137,5 +163,9 @@ func (e *Engine) Run(ctx context.Context) {
 	<-completerDone
 	cancelBg()
 	bg.Wait()
+	if e.fenceErr != nil {
+		return e.fenceErr
+	}
 	e.log.InfoContext(ctx, "dispatcher stopped")
+	return nil
 }

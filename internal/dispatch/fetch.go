@@ -36,14 +36,23 @@ type fetcher struct {
 
 // fetchLoop claims rows for the free workers, then waits for a reason to
 // look again (a poll, a notification and its trailing fetch, a retry
-// falling due, a freed worker while rows are waiting), until ctx ends. A
-// failed claim waits a short, capped and jittered while, cut short when
-// the database is heard from.
+// falling due, a freed worker while rows are waiting), until ctx ends or
+// the version fence refuses this process (it claims only after a reading
+// of the fence admitted it). A failed claim waits a short, capped and
+// jittered while, cut short when the database is heard from.
 func (e *Engine) fetchLoop(ctx, bgCtx, handlerCtx context.Context) {
 	f := &fetcher{e: e, poll: time.NewTimer(0), wakes: newWakeups(), errDelay: claimRetryMin}
 	defer f.poll.Stop()
 	defer f.wakes.timer.Stop()
 	for ctx.Err() == nil {
+		if fenced, err := e.gate(ctx); fenced != nil {
+			e.fenceStop(ctx, fenced)
+			return
+		} else if err != nil {
+			e.log.WarnContext(ctx, "version fence not readable yet; nothing is claimed until it is", slog.Any("error", err))
+			f.waitAfterFailure(ctx)
+			continue
+		}
 		again, err := f.claimFree(bgCtx, handlerCtx)
 		switch {
 		case err != nil:

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/lib/pq"
+
+	"github.com/outboxkit/outbox/internal/store"
 )
 
 // listen holds a LISTEN connection until ctx ends, turning notifications into
@@ -52,6 +54,12 @@ func (e *Engine) listen(ctx context.Context) {
 			}
 			if n == nil { // reconnected: notifications may have been lost
 				e.poke()
+				e.wakeFence()
+				continue
+			}
+			if n.Extra == store.FenceNotifyPayload {
+				// A migration moved the version fence.
+				e.wakeFence()
 				continue
 			}
 			select {

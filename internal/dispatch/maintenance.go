@@ -42,7 +42,9 @@ func (e *Engine) heartbeat(ctx context.Context) {
 			ids[i], tokens[i] = id.String(), e.inflight[id]
 		}
 		e.mu.Unlock()
-		if len(ids) == 0 {
+		if len(ids) == 0 || e.refused() != nil {
+			// Fenced: the leases run out, and an admitted process
+			// rescues the rows.
 			continue
 		}
 		hctx, cancel := context.WithTimeout(ctx, e.cfg.HeartbeatInterval)
@@ -68,6 +70,9 @@ func (e *Engine) maintain(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-rescue.C:
+			if e.refused() != nil {
+				continue
+			}
 			if !analyzed {
 				analyzed = e.firstAnalyze(ctx)
 			}
@@ -78,6 +83,9 @@ func (e *Engine) maintain(ctx context.Context) {
 				e.poke()
 			}
 		case <-cleanup.C:
+			if e.refused() != nil {
+				continue
+			}
 			if n, err := e.cleanup(ctx); err != nil && ctx.Err() == nil {
 				e.log.WarnContext(ctx, "retention cleanup failed", slog.Any("error", err))
 			} else if n > 0 {

@@ -2,7 +2,6 @@ package dispatch
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -46,8 +45,14 @@ func (e *Engine) process(handlerCtx, bgCtx context.Context, c *Row) {
 		default:
 		}
 	}()
-	c.Config = e.subscriptionConfig(c)
+	if e.refused() != nil {
+		// Fenced after the claim: no delivery starts, and no outcome is
+		// written; the lease runs out and an admitted process takes it.
+		return
+	}
 	log := rowLogger{e.log, &c.Delivery}
+	var cfgErr error
+	c.Config, cfgErr = e.subscriptionConfig(c)
 	var target Target
 	if c.WebhookURL != "" {
 		if e.cfg.Webhooks == nil {
@@ -59,6 +64,18 @@ func (e *Engine) process(handlerCtx, bgCtx context.Context, c *Row) {
 		target = e.cfg.Webhooks
 	} else if target = e.cfg.Targets[c.CallbackMethod]; target == nil {
 		err := fmt.Errorf("outbox: no handler registered for %q", c.CallbackMethod)
+		e.settle(bgCtx, log, decide(c, e.cfg.Backoff, err), err)
+		return
+	}
+	if cfgErr != nil {
+		// Fail closed: a setting or a secret this release cannot read (a
+		// newer release's stored form, a hand-written key) is never
+		// replaced by defaults, which would send a webhook unsigned or
+		// without its credentials. The row is retried on the default
+		// schedule and named at Error.
+		err := fmt.Errorf("outbox: subscription_config of subscription %s is not readable by this release, so the row is not delivered "+
+			"(a newer release may have stored a form this one does not know): %w", c.Delivery.Subscription, cfgErr)
+		log.ErrorContext(bgCtx, "subscription config unreadable; row not delivered", slog.Any("error", err))
 		e.settle(bgCtx, log, decide(c, e.cfg.Backoff, err), err)
 		return
 	}
@@ -115,26 +132,24 @@ type cachedConfig struct {
 	updatedAt time.Time
 	raw       string // the config's text, as the claim read it
 	cfg       subconfig.Config
+	err       error // why the text does not parse
 }
 
-// subscriptionConfig parses a claimed row's subscription config, cached per
-// subscription until the subscription changes.
-func (e *Engine) subscriptionConfig(c *Row) (cfg subconfig.Config) {
+// subscriptionConfig parses a claimed row's subscription config strictly
+// (subconfig.Parse: an unknown key, at any depth, or a value out of range
+// is an error), cached per subscription until the subscription changes.
+func (e *Engine) subscriptionConfig(c *Row) (subconfig.Config, error) {
 	id := c.Delivery.SubscriptionID
 	e.cfgMu.Lock()
 	defer e.cfgMu.Unlock()
 	// The config text is compared too: sealing and rotating secrets rewrite
 	// it without touching updated_at (endpoint health counts from that).
 	if cc, ok := e.cfgCache[id]; ok && cc.updatedAt.Equal(c.subUpdatedAt) && cc.raw == c.configJSON {
-		return cc.cfg
+		return cc.cfg, cc.err
 	}
-	if c.configJSON != "" {
-		if err := json.Unmarshal([]byte(c.configJSON), &cfg); err != nil {
-			e.log.Warn("unreadable subscription_config; using defaults", slog.String("subscription", c.Delivery.Subscription), slog.Any("error", err))
-		}
-	}
-	e.cfgCache[id] = cachedConfig{updatedAt: c.subUpdatedAt, raw: c.configJSON, cfg: cfg}
-	return cfg
+	cfg, err := subconfig.Parse([]byte(c.configJSON))
+	e.cfgCache[id] = cachedConfig{updatedAt: c.subUpdatedAt, raw: c.configJSON, cfg: cfg, err: err}
+	return cfg, err
 }
 
 // rowLogger logs about one delivery, adding the delivery's attributes only
@@ -164,4 +179,8 @@ func (rl rowLogger) InfoContext(ctx context.Context, msg string, args ...any) {
 
 func (rl rowLogger) WarnContext(ctx context.Context, msg string, args ...any) {
 	rl.log(ctx, slog.LevelWarn, msg, args...)
+}
+
+func (rl rowLogger) ErrorContext(ctx context.Context, msg string, args ...any) {
+	rl.log(ctx, slog.LevelError, msg, args...)
 }

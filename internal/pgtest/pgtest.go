@@ -246,7 +246,9 @@ func MigratedSchema(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	drv, err := postgres.WithConnection(ctx, conn, &postgres.Config{MigrationsTable: "pgtest_schema_migrations", SchemaName: name})
+	// The history table Migrate keeps (the root's MigrationsTable): the
+	// version fence reads it where the schema has no fence table.
+	drv, err := postgres.WithConnection(ctx, conn, &postgres.Config{MigrationsTable: "outboxkit_schema_migrations", SchemaName: name})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,6 +76,7 @@ type Store struct {
 	Webhook      WebhookStatements
 	Integration  IntegrationStatements
 	Security     SecurityStatements
+	Fence        FenceStatements
 
 	clock     func() time.Time
 	noPrepare bool
@@ -105,6 +106,9 @@ type SubscriptionStatements struct {
 
 // WebhookStatements are the endpoint-health statements of webhook delivery.
 type WebhookStatements struct{ FailureRun, Pause string }
+
+// FenceStatements read the version fence (see fence.go).
+type FenceStatements struct{ Tables, Read, Migrations string }
 
 // IntegrationStatements are the integration_log statements.
 type IntegrationStatements struct{ Insert, InsertOnce, List, Stats string }
@@ -150,6 +154,7 @@ func New(db *sql.DB, schema string, opts *Options) (*Store, error) {
 		LockConfigByID: SubscriptionLockConfigByID, IDsAfter: SubscriptionIDsAfter,
 	}
 	s.Webhook = WebhookStatements{FailureRun: WebhookFailureRun, Pause: WebhookPause}
+	s.Fence = FenceStatements{Tables: FenceTables, Read: FenceRead, Migrations: FenceMigrations}
 	s.Integration = IntegrationStatements{Insert: IntegrationInsert, InsertOnce: IntegrationInsertOnce, List: IntegrationList, Stats: IntegrationStats}
 	s.Security = SecurityStatements{Insert: SecurityInsert, Lock: SecurityLock, BruteForce: SecurityBruteForce,
 		Review: SecurityReview, Get: SecurityGet, List: SecurityList}
@@ -163,7 +168,7 @@ func New(db *sql.DB, schema string, opts *Options) (*Store, error) {
 // "Queue.Claim" (for tests that check them all).
 func (s *Store) Statements() map[string]string {
 	out := map[string]string{}
-	for _, group := range []any{&s.Queue, &s.Subscription, &s.Webhook, &s.Integration, &s.Security} {
+	for _, group := range []any{&s.Queue, &s.Subscription, &s.Webhook, &s.Integration, &s.Security, &s.Fence} {
 		v := reflect.ValueOf(group).Elem()
 		for i := range v.NumField() {
 			out[v.Type().Name()+"."+v.Type().Field(i).Name] = v.Field(i).String()
@@ -175,7 +180,7 @@ func (s *Store) Statements() map[string]string {
 // statements points at every statement field.
 func (s *Store) statements() []*string {
 	var out []*string
-	for _, group := range []any{&s.Queue, &s.Subscription, &s.Webhook, &s.Integration, &s.Security} {
+	for _, group := range []any{&s.Queue, &s.Subscription, &s.Webhook, &s.Integration, &s.Security, &s.Fence} {
 		v := reflect.ValueOf(group).Elem()
 		for i := range v.NumField() {
 			out = append(out, v.Field(i).Addr().Interface().(*string))
