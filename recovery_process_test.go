@@ -69,6 +69,7 @@ func keyStallAfterKill(t *testing.T, bin string, backlog int) {
 	deliveryTable(t, b)
 	b.subscribe(t, "stall", "stall.#", "record")
 	enqueueKeyed(t, b.ob, "stall.x", stallKeys, backlog, stallTxRows)
+	b.analyzeQueue(t)
 	state := func() string { return b.statusCounts(t) }
 	// The workers commit without waiting for the WAL flush: only the worker
 	// process crashes here, never the server, and a drain in which each
