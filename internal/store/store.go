@@ -77,6 +77,7 @@ type Store struct {
 	Integration  IntegrationStatements
 	Security     SecurityStatements
 	Fence        FenceStatements
+	Reredact     ReredactStatements
 
 	clock     func() time.Time
 	noPrepare bool
@@ -106,6 +107,10 @@ type SubscriptionStatements struct {
 
 // WebhookStatements are the endpoint-health statements of webhook delivery.
 type WebhookStatements struct{ FailureRun, Pause string }
+
+// ReredactStatements rewrite the logs' rows under new redaction rules
+// (see reredact.go).
+type ReredactStatements struct{ IntegrationBatch, IntegrationUpdate, SecurityBatch, SecurityUpdate string }
 
 // FenceStatements read the version fence (see fence.go).
 type FenceStatements struct{ Tables, Read, Migrations string }
@@ -155,6 +160,8 @@ func New(db *sql.DB, schema string, opts *Options) (*Store, error) {
 	}
 	s.Webhook = WebhookStatements{FailureRun: WebhookFailureRun, Pause: WebhookPause}
 	s.Fence = FenceStatements{Tables: FenceTables, Read: FenceRead, Migrations: FenceMigrations}
+	s.Reredact = ReredactStatements{IntegrationBatch: ReredactIntegrationBatch, IntegrationUpdate: ReredactIntegrationUpdate,
+		SecurityBatch: ReredactSecurityBatch, SecurityUpdate: ReredactSecurityUpdate}
 	s.Integration = IntegrationStatements{Insert: IntegrationInsert, InsertOnce: IntegrationInsertOnce, List: IntegrationList, Stats: IntegrationStats}
 	s.Security = SecurityStatements{Insert: SecurityInsert, Lock: SecurityLock, BruteForce: SecurityBruteForce,
 		Review: SecurityReview, Get: SecurityGet, List: SecurityList}
@@ -168,7 +175,7 @@ func New(db *sql.DB, schema string, opts *Options) (*Store, error) {
 // "Queue.Claim" (for tests that check them all).
 func (s *Store) Statements() map[string]string {
 	out := map[string]string{}
-	for _, group := range []any{&s.Queue, &s.Subscription, &s.Webhook, &s.Integration, &s.Security, &s.Fence} {
+	for _, group := range []any{&s.Queue, &s.Subscription, &s.Webhook, &s.Integration, &s.Security, &s.Fence, &s.Reredact} {
 		v := reflect.ValueOf(group).Elem()
 		for i := range v.NumField() {
 			out[v.Type().Name()+"."+v.Type().Field(i).Name] = v.Field(i).String()
@@ -180,7 +187,7 @@ func (s *Store) Statements() map[string]string {
 // statements points at every statement field.
 func (s *Store) statements() []*string {
 	var out []*string
-	for _, group := range []any{&s.Queue, &s.Subscription, &s.Webhook, &s.Integration, &s.Security, &s.Fence} {
+	for _, group := range []any{&s.Queue, &s.Subscription, &s.Webhook, &s.Integration, &s.Security, &s.Fence, &s.Reredact} {
 		v := reflect.ValueOf(group).Elem()
 		for i := range v.NumField() {
 			out = append(out, v.Field(i).Addr().Interface().(*string))
