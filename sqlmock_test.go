@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/DATA-DOG/go-sqlmock"
+
+	"github.com/outboxkit/outbox/internal/fence"
 )
 
 // Driver failures that a real PostgreSQL cannot be made to produce on cue.
@@ -16,6 +18,15 @@ import (
 var errDriver = errors.New("driver: connection reset by peer")
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// expectFence makes the mock answer the version fence's read (the first
+// Enqueue of a handle and a dispatcher's start read it): a schema at this
+// release's version that admits it.
+func expectFence(mock sqlmock.Sqlmock) {
+	mock.ExpectQuery(`SELECT to_regclass`).WillReturnRows(sqlmock.NewRows([]string{"fence", "history"}).AddRow(true, true))
+	mock.ExpectQuery(`SELECT schema_version, min_release`).WillReturnRows(
+		sqlmock.NewRows([]string{"schema_version", "min_release"}).AddRow(fence.Release, 1))
+}
 
 func TestSQLMockEnqueueWrapsDriverError(t *testing.T) {
 	t.Parallel()
@@ -29,6 +40,7 @@ func TestSQLMockEnqueueWrapsDriverError(t *testing.T) {
 		t.Fatal(err)
 	}
 	mock.ExpectBegin()
+	expectFence(mock)
 	mock.ExpectQuery(`WITH ev AS \(\s+INSERT INTO "outbox".system_event`).WillReturnError(errDriver)
 	mock.ExpectRollback()
 	tx, err := db.Begin()
@@ -65,6 +77,7 @@ func TestSQLMockClaimErrorsDoNotStopRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Handle("h", func(context.Context, *Delivery) error { return nil })
+	expectFence(mock)
 	for range 3 {
 		mock.ExpectQuery(`WITH c AS \(`).WillReturnError(errDriver).WillDelayFor(0)
 	}
