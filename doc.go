@@ -110,6 +110,15 @@
 // version that says so (docs/migrating-from-0.1.md); docs/schema.md describes
 // the tables.
 //
+// The schema records which releases may run against it (the version fence,
+// docs/schema.md). Migrate, [Dispatcher.Run] and Enqueue check it at start
+// and while they run; a process the schema does not admit (older than a
+// later release's migration allows, or newer than the migrations applied)
+// stops with a [*SchemaFenceError] ([ErrSchemaFenced]) instead of working
+// half-way. [Outbox.MigrateTo] moves the schema back for a rollback
+// (docs/migrating-from-0.2.md), and [Outbox.Reredact] applies redaction
+// rules changed to mask more to the rows the logs already hold.
+//
 // # Testing
 //
 // Test against a real PostgreSQL: give each test a schema of its own

@@ -280,12 +280,18 @@ func (o *Outbox) MigrateTo(ctx context.Context, version int) error {
 
 // MigrateDown reverts every migration, removing all tables, types and
 // functions the library created in the schema. The schema itself and the
-// migrations table stay.
+// migrations table stay. The handle is then fenced off (the schema has no
+// version) until Migrate runs again.
 func (o *Outbox) MigrateDown(ctx context.Context) error {
-	return o.migrate(ctx, func(_ *sql.Conn, m *migrate.Migrate) error {
+	return o.migrate(ctx, func(conn *sql.Conn, m *migrate.Migrate) error {
 		if err := m.Down(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
 			return err
 		}
+		st, err := fence.Read(ctx, o.st, conn)
+		if err != nil {
+			return err
+		}
+		o.fence.Record(ctx, st)
 		return nil
 	})
 }
