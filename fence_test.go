@@ -380,8 +380,9 @@ func TestFenceEnqueueReadsOncePerInterval(t *testing.T) {
 		n++
 	}
 	// One read per elapsed interval at most.
-	if reads, most := q.fenceReads.Load(), int64(time.Since(start)/interval+1); reads > most {
-		t.Fatalf("%d fence reads for %d events in %s, want at most %d", reads, n, time.Since(start), most)
+	elapsed := time.Since(start)
+	if reads, most := q.fenceReads.Load(), int64(elapsed/interval+1); reads > most {
+		t.Fatalf("%d fence reads for %d events in %s, want at most %d", reads, n, elapsed, most)
 	}
 	futureMigration(t, b.db, b.schema, 11, 11)
 	refusedAt := time.Time{}
@@ -398,8 +399,11 @@ func TestFenceEnqueueReadsOncePerInterval(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if waited := refusedAt.Sub(moved); waited > interval+time.Second {
-		t.Fatalf("Enqueue refused %s after the fence moved, interval %s", waited, interval)
+	// Within one interval, plus what a few Enqueue calls took on this
+	// machine in this run.
+	perCall := elapsed / time.Duration(n)
+	if waited, most := refusedAt.Sub(moved), interval+20*perCall+500*time.Millisecond; waited > most {
+		t.Fatalf("Enqueue refused %s after the fence moved, interval %s, %s per call: want at most %s", waited, interval, perCall, most)
 	}
 }
 
