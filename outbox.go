@@ -177,7 +177,7 @@ func New(db *sql.DB, cfg Config) (*Outbox, error) {
 	o.st = st
 	o.fence = fence.New(st, log, &fence.Options{Interval: cfg.Test.FenceInterval})
 	o.link = link{handle.NewRef(&handle.Core{
-		DB: db, Store: st, Schema: cfg.Schema, Logger: log, MaxPayloadBytes: cfg.MaxPayloadBytes, Redactor: o.redactor(),
+		DB: db, Store: st, Schema: cfg.Schema, Logger: log, MaxPayloadBytes: cfg.MaxPayloadBytes,
 	})}
 	return o, nil
 }

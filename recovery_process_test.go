@@ -117,7 +117,7 @@ func keyStallAfterKill(t *testing.T, bin string, backlog int) {
 	if r := b.count(t, "retry_count <> 0"); r != int64(len(rescued)) {
 		t.Fatalf("%d rows with an attempt counted, want the %d rescued", r, len(rescued))
 	}
-	for id, n := range b.duplicates(t) {
+	for id, n := range b.duplicatesIn(t, "rel_delivery") {
 		if !rescued[id] || n != 2 {
 			t.Errorf("row %s delivered %d times (rescued: %v)", id, n, rescued[id])
 		}

@@ -236,30 +236,6 @@ func (b *bundle) idSet(t testing.TB, query string) map[uuid.UUID]bool {
 	return out
 }
 
-// duplicates returns, per queue row delivered more than once, how many
-// times it was delivered.
-func (b *bundle) duplicates(t testing.TB) map[uuid.UUID]int {
-	t.Helper()
-	rows, err := b.db.Query(`SELECT queue_id, count(*) FROM "` + b.schema + `".rel_delivery GROUP BY 1 HAVING count(*) > 1`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[uuid.UUID]int{}
-	for rows.Next() {
-		var id uuid.UUID
-		var n int
-		if err := rows.Scan(&id, &n); err != nil {
-			t.Fatal(err)
-		}
-		out[id] = n
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // analyzeQueue analyzes b's queue table, as autovacuum would have by the
 // time a backlog is drained in production. The kill tests do it before
 // their first worker starts: without statistics that worker's first claims
@@ -471,7 +447,7 @@ func TestReliabilityKill9MidBatch(t *testing.T) {
 		t.Fatalf("%d rows not COMPLETED (%s)", p, state())
 	}
 	b.checkEveryRowDelivered(t, n)
-	dups := b.duplicates(t)
+	dups := b.duplicatesIn(t, "rel_delivery")
 	extra := b.q(t, `SELECT count(*) FROM {s}.rel_delivery`) - int64(n)
 	for id, c := range dups {
 		if !inflight[id] {

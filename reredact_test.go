@@ -80,29 +80,6 @@ func (b *bundle) planted(t testing.TB) int64 {
 		+ (SELECT count(*) FROM {s}.security_event r WHERE strpos(r::text, 'zq-') > 0)`)
 }
 
-// rowDigests maps each row of a log to the md5 of its text.
-func (b *bundle) rowDigests(t testing.TB, table string) map[uuid.UUID]string {
-	t.Helper()
-	rows, err := b.db.Query(`SELECT id, md5(r::text) FROM "` + b.schema + `".` + table + ` r`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[uuid.UUID]string{}
-	for rows.Next() {
-		var id uuid.UUID
-		var d string
-		if err := rows.Scan(&id, &d); err != nil {
-			t.Fatal(err)
-		}
-		out[id] = d
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // Rules changed to mask more: Reredact rewrites exactly the stored rows
 // they mask more of, leaves every other row byte for byte, and a second
 // run changes nothing. It is resumable: a run cut off by its context goes

@@ -472,30 +472,6 @@ func (f *rollFixture) check(t *testing.T, inFlight map[uuid.UUID]bool) rollFigur
 	return fig
 }
 
-// duplicatesIn returns, per queue row recorded more than once in table,
-// how many times.
-func (b *bundle) duplicatesIn(t testing.TB, table string) map[uuid.UUID]int {
-	t.Helper()
-	rows, err := b.db.Query(`SELECT queue_id, count(*) FROM "` + b.schema + `".` + table + ` GROUP BY 1 HAVING count(*) > 1`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[uuid.UUID]int{}
-	for rows.Next() {
-		var id uuid.UUID
-		var n int
-		if err := rows.Scan(&id, &n); err != nil {
-			t.Fatal(err)
-		}
-		out[id] = n
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // TestRollingDeployBesideV02: the previous release (v0.2) and this one run
 // side by side on a schema this one migrated (version 10, which admits
 // v0.2), both enqueuing and delivering to a handler and a webhook

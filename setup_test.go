@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/outboxkit/outbox/internal/pgtest"
 	"github.com/outboxkit/outbox/internal/testutil"
 )
@@ -94,3 +96,40 @@ func (b *bundle) countRows(t testing.TB, table, where string, args ...any) int64
 
 // defaultLease is DispatcherConfig.LeaseDuration's documented default.
 const defaultLease = 30 * time.Second
+
+// idMap runs query (two columns: a row id and a value) on b's database
+// and returns the values by id.
+func idMap[V any](t testing.TB, b *bundle, query string) map[uuid.UUID]V {
+	t.Helper()
+	rows, err := b.db.Query(query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[uuid.UUID]V{}
+	for rows.Next() {
+		var id uuid.UUID
+		var v V
+		if err := rows.Scan(&id, &v); err != nil {
+			t.Fatal(err)
+		}
+		out[id] = v
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// duplicatesIn returns, per queue row recorded more than once in table,
+// how many times.
+func (b *bundle) duplicatesIn(t testing.TB, table string) map[uuid.UUID]int {
+	t.Helper()
+	return idMap[int](t, b, `SELECT queue_id, count(*) FROM "`+b.schema+`".`+table+` GROUP BY 1 HAVING count(*) > 1`)
+}
+
+// rowDigests maps each row of a log to the md5 of its text.
+func (b *bundle) rowDigests(t testing.TB, table string) map[uuid.UUID]string {
+	t.Helper()
+	return idMap[string](t, b, `SELECT id, md5(r::text) FROM "`+b.schema+`".`+table+` r`)
+}

@@ -137,7 +137,7 @@ func TestRecordRejectsInvalidAndTxStaysUsable(t *testing.T) {
 		"huge dur":       {integrationlog.Record{Integration: "X", Operation: integrationlog.OpAPICallMade, Duration: 1000 * time.Hour}, "duration_ms", integrationlog.ErrInvalidRecord},
 		"long ext id":    {integrationlog.Record{Integration: "X", Operation: integrationlog.OpAPICallMade, ExternalID: strings.Repeat("x", 256)}, "external_id", integrationlog.ErrInvalidRecord},
 		"not json":       {integrationlog.Record{Integration: "X", Operation: integrationlog.OpAPICallMade, Request: json.RawMessage(`{"a":`)}, "request_data", integrationlog.ErrInvalidRecord},
-		"too large":      {integrationlog.Record{Integration: "X", Operation: integrationlog.OpAPICallMade, Response: json.RawMessage(`"` + strings.Repeat("x", 2<<20) + `"`)}, "response_data", outbox.ErrPayloadTooLarge},
+		"too large":      {integrationlog.Record{Integration: "X", Operation: integrationlog.OpAPICallMade, Response: json.RawMessage(`"` + strings.Repeat("a", 2<<20) + `"`)}, "response_data", outbox.ErrPayloadTooLarge},
 		"lone surrogate": {integrationlog.Record{Integration: "X", Operation: integrationlog.OpAPICallMade, Request: json.RawMessage(`{"a":"\ud800"}`)}, "", nil},
 	}
 	tx, err := b.db.BeginTx(ctx, nil)

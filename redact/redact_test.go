@@ -367,3 +367,16 @@ func groupDigits(s, sep string) string {
 	}
 	return strings.Join(append(parts, s), sep)
 }
+
+// A long run of one lower-case letter is text, not a Twitter bearer token
+// (whose prefix is upper-case A): it is stored as it is.
+func TestRedactLetterRunKept(t *testing.T) {
+	t.Parallel()
+	s := strings.Repeat("a", 300)
+	if got := Default().String(s); got != s {
+		t.Fatalf("a run of 300 'a' redacted: %.40q", got)
+	}
+	if got := Default().String("sent " + strings.Repeat("A", 22) + strings.Repeat("x", 80) + " to the API"); strings.Contains(got, strings.Repeat("x", 80)) {
+		t.Fatalf("a Twitter bearer token stored: %.60q", got)
+	}
+}

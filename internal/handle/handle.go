@@ -1,7 +1,7 @@
 // Package handle carries what an outbox handle shares with the product
 // packages built from it (integrationlog, securitylog): its database, its
-// statements rendered for its schema, its logger, its limits and its
-// redaction rules, without adding any of it to the root package's API.
+// statements rendered for its schema, its logger and its limits,
+// without adding any of it to the root package's API.
 //
 // The root's Outbox embeds a Ref in an unexported field; Ref's unexported
 // method makes every *outbox.Outbox a Holder, which only this package can
@@ -13,7 +13,6 @@ import (
 	"log/slog"
 
 	"github.com/outboxkit/outbox/internal/store"
-	"github.com/outboxkit/outbox/redact"
 )
 
 // Core is the machinery of one outbox handle.
@@ -24,8 +23,6 @@ type Core struct {
 	Logger *slog.Logger
 	// MaxPayloadBytes caps a JSON value the handle writes (Config.MaxPayloadBytes).
 	MaxPayloadBytes int
-	// Redactor holds the handle's redaction rules (never nil).
-	Redactor *redact.Redactor
 }
 
 // Ref points at a Core; the root embeds it.

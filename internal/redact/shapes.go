@@ -202,7 +202,7 @@ var shapes = []shape{
 	{prefix: "webhook.office.com/webhookb2/", charset: csToken, min: 20, rule: "microsoft-teams-webhook"},
 	{prefix: "EAAM", charset: csAlnum, min: 100, rule: "facebook-page-access-token"},
 	{prefix: "EAAC", charset: csAlnum, min: 100, rule: "facebook-page-access-token"},
-	{prefix: "AAAAAAAAAAAAAAAAAAAAA", charset: csB64Pct, min: 60, fold: true, rule: "twitter-bearer-token"},
+	{prefix: "AAAAAAAAAAAAAAAAAAAAA", charset: csB64Pct, min: 60, rule: "twitter-bearer-token"}, // case-sensitive: the token starts with upper-case A (a run of a is text)
 	// Mail and messaging.
 	{prefix: "SG.", charset: csToken, min: 40, rule: "sendgrid-api-token"},
 	{prefix: "xkeysib-", charset: csB64URL, min: 64, rule: "sendinblue-api-token"},
